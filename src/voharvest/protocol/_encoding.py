@@ -1,0 +1,144 @@
+"""Shared encoding helpers: numbers, angles, positions, ADQL literals, access URLs.
+
+Everything here is pure and raises :class:`~voharvest.ParameterError` on bad
+input, naming the parameter at fault.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+
+from .._exceptions import ParameterError
+
+__all__ = [
+    "Params",
+    "adql_string",
+    "as_list",
+    "build_url",
+    "format_number",
+    "position_degrees",
+    "to_degrees",
+    "to_float",
+]
+
+#: Query parameters in the order they are sent; a name may repeat.
+Params = list[tuple[str, str]]
+
+# Characters left readable in query values; everything else is percent-encoded
+# (notably "+", which a server would read as a space, and "&", "=", "#").
+_SAFE = ",/:*"
+
+
+def to_float(value: Any, name: str) -> float:
+    """A plain real number from ``value`` or a ParameterError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name}: expected a number, got {value!r}")
+    number = float(value)
+    if math.isnan(number):
+        raise ParameterError(f"{name}: NaN is not a valid value")
+    return number
+
+
+def to_degrees(value: Any, name: str) -> float:
+    """An angle in degrees from a Quantity (any angular unit) or a plain number."""
+    if isinstance(value, u.Quantity):
+        if not value.isscalar:
+            raise ParameterError(f"{name}: expected one angle, got {value!r}")
+        try:
+            value = value.to_value(u.deg)
+        except u.UnitConversionError as exc:
+            raise ParameterError(f"{name}: {value!r} is not an angle") from exc
+    return to_float(value, name)
+
+
+def format_number(value: float) -> str:
+    """The shortest text that reads back as ``value``; infinities as DALI's ``+Inf``/``-Inf``."""
+    if math.isnan(value):
+        raise ParameterError("NaN can't be sent")
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def position_degrees(pos: Any, name: str = "pos") -> tuple[float, float]:
+    """ICRS (ra, dec) in degrees from a SkyCoord (any frame) or an (ra, dec) pair.
+
+    RA is wrapped into [0, 360); Dec outside [-90, 90] and non-finite values are errors.
+    A string (an object name) must be resolved first, which needs the network.
+    """
+    if isinstance(pos, str):
+        raise ParameterError(
+            f"{name}: {pos!r} is a name; resolve it to a position first "
+            "(VOClient.resolve does this with Sesame)"
+        )
+    if isinstance(pos, SkyCoord):
+        if not pos.isscalar:
+            raise ParameterError(f"{name}: expected one position, got {len(pos)}")
+        icrs = pos.icrs
+        ra, dec = float(icrs.ra.deg), float(icrs.dec.deg)
+    else:
+        if isinstance(pos, u.Quantity) and not pos.isscalar:
+            pos = list(pos)
+        if not isinstance(pos, Sequence) or len(pos) != 2:
+            raise ParameterError(
+                f"{name}: expected a SkyCoord or an (ra, dec) pair in degrees, got {pos!r}"
+            )
+        ra, dec = to_degrees(pos[0], f"{name} RA"), to_degrees(pos[1], f"{name} Dec")
+    if not (math.isfinite(ra) and math.isfinite(dec)):
+        raise ParameterError(f"{name}: position must be finite, got ({ra}, {dec})")
+    if not -90.0 <= dec <= 90.0:
+        raise ParameterError(f"{name}: Dec {dec} is outside [-90, 90]")
+    return ra % 360.0, dec
+
+
+def as_list(value: Any) -> list[Any]:
+    """A list from one value or an iterable of values (a string is one value)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        return [value]
+    return list(value)
+
+
+def adql_string(value: str, name: str = "value") -> str:
+    """``value`` as an ADQL character literal: quoted, inner quotes doubled.
+
+    ADQL (like SQL) knows no escapes inside literals but the doubled quote;
+    backslashes, percent signs and any unicode stay plain characters. NUL and
+    other C0 control characters can't be stored by registries and are refused.
+    """
+    if not isinstance(value, str):
+        raise ParameterError(f"{name}: expected a string, got {value!r}")
+    for char in value:
+        if ord(char) < 32 and char not in "\t\n\r":
+            raise ParameterError(f"{name}: control character {char!r} not allowed in {value!r}")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def build_url(access_url: str, params: Params) -> str:
+    """``access_url`` with ``params`` appended to its query string.
+
+    The access URL is kept as its service published it: an existing query
+    string stays, a trailing ``?`` or ``&`` is handled, and a parameter already
+    preset in the URL (compared case-insensitively, as DAL parameters are) is
+    not sent a second time.
+    """
+    if not isinstance(access_url, str):
+        raise ParameterError(f"access URL: expected a string, got {access_url!r}")
+    parts = urlsplit(access_url.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ParameterError(f"access URL: {access_url!r} is not an http(s) URL")
+    preset = {key.upper() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    existing = parts.query.strip("&")
+    added = "&".join(
+        f"{quote(key, safe='')}={quote(value, safe=_SAFE)}"
+        for key, value in params
+        if key.upper() not in preset
+    )
+    query = "&".join(part for part in (existing, added) if part)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
