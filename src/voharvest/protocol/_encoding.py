@@ -21,8 +21,8 @@ __all__ = [
     "Params",
     "adql_string",
     "as_list",
-    "build_url",
     "format_number",
+    "join_url",
     "position_degrees",
     "to_degrees",
     "to_float",
@@ -120,7 +120,7 @@ def adql_string(value: str, name: str = "value") -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def build_url(access_url: str, params: Params) -> str:
+def join_url(access_url: str, params: Params) -> str:
     """``access_url`` with ``params`` appended to its query string.
 
     The access URL is kept as its service published it: an existing query

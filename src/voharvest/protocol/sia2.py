@@ -1,0 +1,313 @@
+"""Simple Image Access 2.0: search parameters (DALI encoded) to a query URL.
+
+Shapes are written ``CIRCLE ra dec radius``, ``RANGE ra1 ra2 dec1 dec2`` and
+``POLYGON ra1 dec1 ...`` in ICRS degrees; numeric intervals as ``low high``
+with ``-Inf``/``+Inf`` for open ends. Every list becomes repeated parameters
+(all targets are sent, not the last one), and zero values (``CALIB=0``,
+``MAXREC=0``) are sent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.time import Time
+
+from .._exceptions import ParameterError
+from ._encoding import Params, as_list, format_number, join_url, position_degrees, to_degrees
+from ._encoding import to_float as _to_float
+from .sia1 import extra_params
+
+__all__ = ["POLARIZATION_STATES", "build_params", "build_url", "encode_interval", "encode_pos"]
+
+#: Polarization states SIA 2.0 knows (POL).
+POLARIZATION_STATES = (
+    "I",
+    "Q",
+    "U",
+    "V",
+    "RR",
+    "LL",
+    "RL",
+    "LR",
+    "XX",
+    "YY",
+    "XY",
+    "YX",
+    "POLI",
+    "POLA",
+)
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, u.Quantity | SkyCoord | Time):
+        return bool(value.isscalar)
+    return not isinstance(value, Sequence) or isinstance(value, str)
+
+
+def _bound(value: Any, name: str, *, low: float, high: float) -> float:
+    """A coordinate in degrees within [low, high]; infinities allowed (open range)."""
+    degrees = to_degrees(value, name)
+    if math.isfinite(degrees) and not low <= degrees <= high:
+        raise ParameterError(f"{name}: {degrees} deg is outside [{low}, {high}]")
+    return degrees
+
+
+def _circle(center: Any, radius: Any) -> str:
+    ra, dec = position_degrees(center, "pos")
+    r = to_degrees(radius, "pos radius")
+    if not 0 < r <= 180:
+        raise ParameterError(f"pos: circle radius {r} deg is outside (0, 180]")
+    return f"CIRCLE {format_number(ra)} {format_number(dec)} {format_number(r)}"
+
+
+def _range(values: list[Any]) -> str:
+    ra1, ra2 = (_bound(v, "pos RANGE ra", low=0.0, high=360.0) for v in values[:2])
+    dec1, dec2 = (_bound(v, "pos RANGE dec", low=-90.0, high=90.0) for v in values[2:])
+    if ra1 > ra2 or dec1 > dec2:
+        raise ParameterError(
+            f"pos: RANGE needs ra1 <= ra2 and dec1 <= dec2, got {ra1} {ra2} {dec1} {dec2}"
+        )
+    return "RANGE " + " ".join(format_number(v) for v in (ra1, ra2, dec1, dec2))
+
+
+def _polygon(vertices: list[tuple[float, float]]) -> str:
+    if len(vertices) < 3:
+        raise ParameterError(f"pos: a polygon needs at least 3 vertices, got {len(vertices)}")
+    return "POLYGON " + " ".join(
+        f"{format_number(ra)} {format_number(dec)}" for ra, dec in vertices
+    )
+
+
+def encode_pos(shape: Any) -> str:
+    """One POS value from a shape.
+
+    ``(ra, dec, radius)`` or ``(SkyCoord, radius)`` is a circle, four values a
+    RANGE (``ra1, ra2, dec1, dec2``; infinite ends allowed), and three or more
+    vertices (``[(ra, dec), ...]``, a SkyCoord array, or a flat even list of six
+    or more numbers) a polygon. Numbers are degrees; Quantities any angle.
+    """
+    if isinstance(shape, SkyCoord) and not shape.isscalar:
+        return _polygon([position_degrees(c, "pos vertex") for c in shape])
+    if isinstance(shape, u.Quantity) and not shape.isscalar:
+        shape = list(shape)
+    if not isinstance(shape, Sequence) or isinstance(shape, str):
+        raise ParameterError(
+            f"pos: expected a circle (ra, dec, radius), a range or a polygon, got {shape!r}"
+        )
+    items = list(shape)
+    if len(items) == 2 and isinstance(items[0], SkyCoord):
+        return _circle(items[0], items[1])
+    if all(not _is_scalar(item) for item in items):
+        return _polygon([position_degrees(item, "pos vertex") for item in items])
+    if len(items) == 3:
+        return _circle(items[:2], items[2])
+    if len(items) == 4:
+        return _range(items)
+    if len(items) >= 6 and len(items) % 2 == 0:
+        return _polygon(
+            [position_degrees(items[i : i + 2], "pos vertex") for i in range(0, len(items), 2)]
+        )
+    raise ParameterError(f"pos: can't tell the shape of {shape!r}")
+
+
+def _shapes(pos: Any) -> list[Any]:
+    """One shape, or a list of shapes (a list whose items are all shapes)."""
+    if (
+        isinstance(pos, list | tuple)
+        and pos
+        and all(
+            isinstance(item, list | tuple)
+            and not (
+                len(item) == 2
+                and _is_scalar(item[0])
+                and _is_scalar(item[1])
+                and not isinstance(item[0], SkyCoord)
+            )
+            for item in pos
+        )
+    ):
+        return list(pos)
+    return [pos]
+
+
+def encode_interval(
+    value: Any,
+    name: str,
+    unit: u.UnitBase,
+    *,
+    equivalencies: Any = None,
+    lower: float | None = None,
+) -> str:
+    """A DALI interval ``low high`` from a value or a (low, high) pair.
+
+    Quantities are converted to ``unit`` (with ``equivalencies``), plain numbers
+    are taken to be in ``unit`` already, None is an open end (``-Inf``/``+Inf``).
+    A single value is the interval from it to itself. The ends are put in order;
+    a conversion that reverses the axis (frequency or energy to wavelength) also
+    turns an open upper end into an open lower end.
+    """
+    if isinstance(value, u.Quantity | Time) and not value.isscalar:
+        items = list(value)
+    elif isinstance(value, tuple | list):
+        items = list(value)
+    else:
+        items = [value]
+    if len(items) not in (1, 2) or all(item is None for item in items):
+        raise ParameterError(f"{name}: expected a value or a (low, high) pair, got {value!r}")
+    reversing = False
+    numbers: list[float | None] = []
+    for item in items:
+        if item is None:
+            numbers.append(None)
+            continue
+        if isinstance(item, Time):
+            if unit != u.d:
+                raise ParameterError(f"{name}: a Time is not a valid value here")
+            numbers.append(_to_float(float(item.mjd), name))
+            continue
+        if isinstance(item, u.Quantity):
+            try:
+                converted = float(item.to_value(unit, equivalencies=equivalencies or []))
+            except u.UnitConversionError as exc:
+                raise ParameterError(f"{name}: {item!r} can't be converted to {unit}") from exc
+            if equivalencies and not item.unit.is_equivalent(unit):
+                reversing = True
+            numbers.append(_to_float(converted, name))
+            continue
+        numbers.append(_to_float(item, name))
+    low, high = (numbers[0], numbers[0]) if len(numbers) == 1 else (numbers[0], numbers[1])
+    if reversing:
+        low, high = high, low
+    lo = -math.inf if low is None else low
+    hi = math.inf if high is None else high
+    if lo > hi:
+        lo, hi = hi, lo
+    if lower is not None and math.isfinite(lo) and lo < lower:
+        raise ParameterError(f"{name}: values below {lower} are not valid, got {value!r}")
+    return f"{format_number(lo)} {format_number(hi)}"
+
+
+def _strings(value: Any, name: str) -> list[str]:
+    texts = []
+    for item in as_list(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ParameterError(f"{name}: expected non-empty strings, got {item!r}")
+        texts.append(item.strip())
+    if not texts:
+        raise ParameterError(f"{name}: empty list")
+    return texts
+
+
+def _calib(value: Any) -> list[str]:
+    levels = []
+    for item in as_list(value):
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= 4:
+            raise ParameterError(f"calib: expected calibration levels 0-4, got {item!r}")
+        levels.append(str(item))
+    if not levels:
+        raise ParameterError("calib: empty list")
+    return levels
+
+
+def build_params(
+    *,
+    pos: Any = None,
+    band: Any = None,
+    time: Any = None,
+    pol: Any = None,
+    field_of_view: Any = None,
+    spatial_resolution: Any = None,
+    exptime: Any = None,
+    timeres: Any = None,
+    specrp: Any = None,
+    id: Any = None,
+    collection: Any = None,
+    facility: Any = None,
+    instrument: Any = None,
+    dptype: Any = None,
+    calib: Any = None,
+    target: Any = None,
+    format: Any = None,
+    maxrec: int | None = None,
+    **extra: Any,
+) -> Params:
+    """The SIA 2.0 query parameters, in order, as (name, text) pairs."""
+    params: Params = []
+    if pos is not None:
+        params.extend(("POS", encode_pos(shape)) for shape in _shapes(pos))
+    if band is not None:
+        for item in _interval_list(band):
+            params.append(
+                ("BAND", encode_interval(item, "band", u.m, equivalencies=u.spectral(), lower=0.0))
+            )
+    if time is not None:
+        params.extend(("TIME", encode_interval(item, "time", u.d)) for item in _interval_list(time))
+    if pol is not None:
+        for state in _strings(pol, "pol"):
+            if state.upper() not in POLARIZATION_STATES:
+                raise ParameterError(
+                    f"pol: {state!r} is not one of {', '.join(POLARIZATION_STATES)}"
+                )
+            params.append(("POL", state.upper()))
+    numeric = (
+        ("FOV", field_of_view, "field_of_view", u.deg),
+        ("SPATRES", spatial_resolution, "spatial_resolution", u.deg),
+        ("EXPTIME", exptime, "exptime", u.s),
+        ("TIMERES", timeres, "timeres", u.s),
+        ("SPECRP", specrp, "specrp", u.dimensionless_unscaled),
+    )
+    for key, value, name, unit in numeric:
+        if value is not None:
+            params.extend(
+                (key, encode_interval(item, name, unit, lower=0.0))
+                for item in _interval_list(value)
+            )
+    texts = (
+        ("ID", id, "id"),
+        ("COLLECTION", collection, "collection"),
+        ("FACILITY", facility, "facility"),
+        ("INSTRUMENT", instrument, "instrument"),
+        ("DPTYPE", dptype, "dptype"),
+    )
+    for key, value, name in texts:
+        if value is not None:
+            params.extend((key, text) for text in _strings(value, name))
+    if calib is not None:
+        params.extend(("CALIB", level) for level in _calib(calib))
+    if target is not None:
+        params.extend(("TARGET", text) for text in _strings(target, "target"))
+    if format is not None:
+        params.extend(("FORMAT", text) for text in _strings(format, "format"))
+    if maxrec is not None:
+        if isinstance(maxrec, bool) or not isinstance(maxrec, int) or maxrec < 0:
+            raise ParameterError(f"maxrec: expected a non-negative integer, got {maxrec!r}")
+        params.append(("MAXREC", str(maxrec)))
+    params.extend(extra_params(extra))
+    return params
+
+
+def _interval_list(value: Any) -> list[Any]:
+    """One interval (a value or a pair), or a list of intervals (a list of pairs)."""
+    if isinstance(value, list) and value and all(isinstance(item, tuple | list) for item in value):
+        return list(value)
+    return [value]
+
+
+def build_url(access_url: str, **params: Any) -> str:
+    """The SIA 2.0 query URL for ``access_url``; see :func:`build_params`.
+
+    ``pos``: shapes (see :func:`encode_pos`), one or a list. ``band``: spectral
+    Quantity (any unit; plain numbers are metres), value or (low, high).
+    ``time``: astropy Time or MJD, value or (start, end). ``field_of_view`` and
+    ``spatial_resolution`` in degrees, ``exptime`` and ``timeres`` in seconds,
+    ``specrp`` dimensionless; all intervals, None for an open end. ``pol``,
+    ``id``, ``collection``, ``facility``, ``instrument``, ``dptype``, ``target``,
+    ``format``: a string or a list (each value sent). ``calib``: level(s) 0-4.
+    ``maxrec``: 0 or more. Further keyword arguments are sent as they are.
+    """
+    return join_url(access_url, build_params(**params))
