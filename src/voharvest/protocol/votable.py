@@ -1,0 +1,190 @@
+"""VOTable answers: bytes to results, with the IVOA status conventions.
+
+- ``QUERY_STATUS`` is looked for at the root, in the results RESOURCE and in its
+  TABLE; where several are given the last one in the document wins (DALI lets a
+  service append an ERROR or OVERFLOW found while streaming).
+- ERROR raises :class:`~voharvest.QueryError` with the server's own message;
+  OVERFLOW emits :class:`~voharvest.OverflowWarning` and flags the result.
+- A body that isn't a VOTable (an HTML error page, plain text, a truncated or
+  malformed document) raises :class:`~voharvest.FormatError` quoting its start;
+  so does a VOTable without a table. Document type declarations are refused
+  outright: a VOTable never needs one, and they carry entity attacks.
+
+Parsing is pure CPU work on ``bytes``; the client decides where it runs.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from astropy.io.votable import parse as _astropy_parse
+from astropy.io.votable.tree import TableElement, VOTableFile
+
+from .._exceptions import FormatError, OverflowWarning, QueryError
+from .records import RegistryResults, SIAResults, TableResults, sia_version
+
+__all__ = [
+    "QueryStatus",
+    "parse_registry",
+    "parse_sia",
+    "parse_table",
+    "query_status",
+    "read_votable",
+    "results_table",
+]
+
+_SNIPPET = 200
+# The prolog before the root element: XML declaration, processing
+# instructions, comments and white space.
+_PROLOG = re.compile(rb"\A(?:\s+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+_ROOT = re.compile(rb"<([A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
+
+
+@dataclass(frozen=True)
+class QueryStatus:
+    """The verdict of a DAL answer: ``OK``, ``ERROR`` or ``OVERFLOW`` ('' if none was given)."""
+
+    value: str
+    message: str = ""
+
+    @property
+    def is_error(self) -> bool:
+        return self.value == "ERROR"
+
+    @property
+    def is_overflow(self) -> bool:
+        return self.value == "OVERFLOW"
+
+
+def snippet(data: bytes, length: int = _SNIPPET) -> str:
+    """The start of a body as text, for error messages."""
+    text = data[:length].decode("utf-8", errors="replace")
+    return " ".join(text.split())
+
+
+def _check_root(data: bytes, url: str | None) -> None:
+    head = data[:65536].lstrip(b"\xef\xbb\xbf")
+    if not head.strip():
+        raise FormatError("empty answer where a VOTable was due", url=url)
+    prolog = _PROLOG.match(head)
+    rest = head[prolog.end() if prolog else 0 :]
+    if rest[:9].upper() == b"<!DOCTYPE":
+        raise FormatError(
+            "refusing a VOTable with a document type declaration (DTD/entities)",
+            snippet=snippet(data),
+            url=url,
+        )
+    root = _ROOT.match(rest)
+    if root is None:
+        raise FormatError(
+            f"expected a VOTable, got a non-XML answer: {snippet(data)!r}",
+            snippet=snippet(data),
+            url=url,
+        )
+    if root.group(2) != b"VOTABLE":
+        tag = root.group(2).decode("ascii", errors="replace")
+        raise FormatError(
+            f"expected a VOTable, got a <{tag}> document: {snippet(data)!r}",
+            snippet=snippet(data),
+            url=url,
+        )
+
+
+def read_votable(data: bytes, *, url: str | None = None) -> VOTableFile:
+    """Parse ``data`` with astropy, translating every failure into FormatError."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    _check_root(data, url)
+    try:
+        # verify="ignore": astropy's spec warnings are about the service, not for our user.
+        return _astropy_parse(io.BytesIO(data), verify="ignore", invalid="mask")
+    except Exception as exc:  # astropy raises many types (ValueError, ExpatError, ...)
+        raise FormatError(f"malformed VOTable: {exc}", snippet=snippet(data), url=url) from exc
+
+
+def _results_resource(votable: VOTableFile) -> Any:
+    resources = list(votable.resources)
+    for resource in resources:
+        if (resource.type or "").lower() == "results":
+            return resource
+    return resources[0] if resources else None
+
+
+def query_status(votable: VOTableFile) -> QueryStatus:
+    """The QUERY_STATUS of a parsed answer; the last one in document order wins."""
+    resource = _results_resource(votable)
+    candidates = list(votable.infos)
+    if resource is not None:
+        candidates.extend(resource.infos)
+        for table in resource.tables:
+            candidates.extend(table.infos)
+    statuses = [
+        (getattr(info, "_pos", None) or (0, 0), order, info)
+        for order, info in enumerate(candidates)
+        if (info.name or "").upper() == "QUERY_STATUS"
+    ]
+    if not statuses:
+        return QueryStatus("")
+    *_, last = sorted(statuses, key=lambda item: (item[0], item[1]))
+    info = last[2]
+    message = (info.content or "").strip()
+    return QueryStatus((info.value or "").strip().upper(), message)
+
+
+def results_table(votable: VOTableFile, *, url: str | None = None) -> TableElement:
+    """The first table of the results resource, or FormatError."""
+    resource = _results_resource(votable)
+    if resource is None:
+        raise FormatError("the VOTable has no RESOURCE", url=url)
+    if not resource.tables:
+        for inner in resource.resources:
+            if inner.tables:
+                return inner.tables[0]
+        raise FormatError("the VOTable's results RESOURCE has no TABLE", url=url)
+    return resource.tables[0]
+
+
+def _checked(data: bytes, url: str | None) -> tuple[VOTableFile, TableElement, QueryStatus]:
+    votable = read_votable(data, url=url)
+    status = query_status(votable)
+    if status.is_error:
+        raise QueryError(status.message or "the service reported an error", url=url)
+    table = results_table(votable, url=url)
+    if status.is_overflow:
+        where = f" from {url}" if url else ""
+        warnings.warn(
+            f"the answer{where} was truncated by the service (QUERY_STATUS=OVERFLOW)",
+            OverflowWarning,
+            stacklevel=3,
+        )
+    return votable, table, status
+
+
+def parse_table(data: bytes, *, url: str | None = None) -> TableResults:
+    """Any DAL/TAP answer as generic table results."""
+    votable, table, status = _checked(data, url)
+    return TableResults(votable, table, overflow=status.is_overflow, url=url)
+
+
+def parse_sia(data: bytes, *, url: str | None = None) -> SIAResults:
+    """An SIA answer, version 1 (UCDs) or 2 (ObsCore names) told apart from its columns."""
+    votable, table, status = _checked(data, url)
+    version = sia_version(table)
+    if version is None:
+        raise FormatError(
+            "not an SIA answer: no access reference column "
+            "(UCD VOX:Image_AccessReference or ObsCore access_url)",
+            url=url,
+        )
+    return SIAResults(votable, table, version=version, overflow=status.is_overflow, url=url)
+
+
+def parse_registry(data: bytes, *, url: str | None = None) -> RegistryResults:
+    """A RegTAP answer as registry resources."""
+    votable, table, status = _checked(data, url)
+    return RegistryResults(votable, table, overflow=status.is_overflow, url=url)
