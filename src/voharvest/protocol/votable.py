@@ -141,12 +141,12 @@ def results_table(votable: VOTableFile, *, url: str | None = None) -> TableEleme
     resource = _results_resource(votable)
     if resource is None:
         raise FormatError("the VOTable has no RESOURCE", url=url)
-    if not resource.tables:
-        for inner in resource.resources:
-            if inner.tables:
-                return inner.tables[0]
+    tables = list(resource.tables) or [t for inner in resource.resources for t in inner.tables]
+    if not tables:
         raise FormatError("the VOTable's results RESOURCE has no TABLE", url=url)
-    return resource.tables[0]
+    if not tables[0].fields:
+        raise FormatError("the VOTable's results TABLE has no FIELD", url=url)
+    return tables[0]
 
 
 def _checked(data: bytes, url: str | None) -> tuple[VOTableFile, TableElement, QueryStatus]:
