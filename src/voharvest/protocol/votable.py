@@ -41,6 +41,7 @@ _SNIPPET = 200
 # The prolog before the root element: XML declaration, processing
 # instructions, comments and white space.
 _PROLOG = re.compile(rb"\A(?:\s+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+_DOCTYPE = re.compile(rb"<!DOCTYPE\s+(?:[A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)", re.IGNORECASE)
 _ROOT = re.compile(rb"<([A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
 
 
@@ -72,20 +73,21 @@ def _check_root(data: bytes, url: str | None) -> None:
         raise FormatError("empty answer where a VOTable was due", url=url)
     prolog = _PROLOG.match(head)
     rest = head[prolog.end() if prolog else 0 :]
-    if rest[:9].upper() == b"<!DOCTYPE":
+    doctype = _DOCTYPE.match(rest)
+    if doctype is not None and doctype.group(1).upper() == b"VOTABLE":
         raise FormatError(
             "refusing a VOTable with a document type declaration (DTD/entities)",
             snippet=snippet(data),
             url=url,
         )
-    root = _ROOT.match(rest)
+    root = _ROOT.match(rest) if doctype is None else _ROOT.match(b"<" + doctype.group(1))
     if root is None:
         raise FormatError(
             f"expected a VOTable, got a non-XML answer: {snippet(data)!r}",
             snippet=snippet(data),
             url=url,
         )
-    if root.group(2) != b"VOTABLE":
+    if root.group(2).upper() != b"VOTABLE":
         tag = root.group(2).decode("ascii", errors="replace")
         raise FormatError(
             f"expected a VOTable, got a <{tag}> document: {snippet(data)!r}",
