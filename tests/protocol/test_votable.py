@@ -184,7 +184,10 @@ def test_comments_and_processing_instructions_before_the_root_are_fine():
 
 
 def test_parse_sia_needs_an_access_reference():
-    table = b'<TABLE><FIELD name="ra" datatype="double"/><DATA><TABLEDATA><TR><TD>1</TD></TR></TABLEDATA></DATA></TABLE>'
+    table = (
+        b'<TABLE><FIELD name="ra" datatype="double"/>'
+        b"<DATA><TABLEDATA><TR><TD>1</TD></TR></TABLEDATA></DATA></TABLE>"
+    )
     with pytest.raises(FormatError, match="not an SIA answer"):
         votable.parse_sia(doc(table=table))
 
