@@ -1,0 +1,69 @@
+"""The layering rules of docs/architecture: checked, not just written down."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import voharvest
+
+PACKAGE = Path(voharvest.__file__).parent
+PROTOCOL_MODULES = sorted((PACKAGE / "protocol").glob("*.py"))
+FORBIDDEN_IN_PROTOCOL = {"aiohttp", "asyncio", "aiofiles", "tenacity"}
+# Our own layers that sit above the protocol core.
+UPPER_LAYERS = {"transport", "client", "harvest", "testing", "cli", "_client", "_transport"}
+
+
+def imported_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            names.add(base)
+    return names
+
+
+def test_protocol_modules_exist():
+    assert {p.stem for p in PROTOCOL_MODULES} >= {"regtap", "sia1", "sia2", "votable", "tap"}
+
+
+@pytest.mark.parametrize("path", PROTOCOL_MODULES, ids=lambda p: p.stem)
+def test_protocol_never_imports_io_libraries_or_upper_layers(path):
+    for name in imported_names(path):
+        top = name.lstrip(".").split(".")[0]
+        assert top not in FORBIDDEN_IN_PROTOCOL, f"{path.name} imports {name}"
+        if name.startswith(".."):
+            assert top not in UPPER_LAYERS, f"{path.name} imports {name}"
+
+
+def test_importing_the_protocol_core_loads_no_io_library():
+    code = (
+        "import sys\n"
+        "import voharvest.protocol.regtap, voharvest.protocol.sia1, voharvest.protocol.sia2\n"
+        "import voharvest.protocol.votable, voharvest.protocol.tap\n"
+        f"print(sorted(m for m in {sorted(FORBIDDEN_IN_PROTOCOL)!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_error_derives_from_the_one_base():
+    from voharvest import _exceptions
+
+    errors = [
+        obj
+        for name in _exceptions.__all__
+        if isinstance(obj := getattr(_exceptions, name), type)
+        and issubclass(obj, Exception)
+        and not issubclass(obj, Warning)
+    ]
+    assert len(errors) >= 8
+    assert all(issubclass(error, voharvest.VOHarvestError) for error in errors)
