@@ -82,53 +82,51 @@ def _python(value: Any) -> Any:
     return value
 
 
-def sia_version(table: Any) -> int | None:
+def sia_version(table: Table) -> int | None:
     """1 or 2 from the columns of an SIA answer, None if it is neither."""
-    fields = list(table.fields)
-    if any((f.ucd or "").lower() == "vox:image_accessreference" for f in fields):
+    metas = [(name.lower(), table[name].meta) for name in table.colnames]
+    if any(str(m.get("ucd") or "").lower() == "vox:image_accessreference" for _, m in metas):
         return 1
-    if any((f.name or "").lower() == "access_url" for f in fields):
+    if any(name == "access_url" for name, _ in metas):
         return 2
-    if any((f.utype or "").lower() == "obscore:access.reference" for f in fields):
+    if any(str(m.get("utype") or "").lower() == "obscore:access.reference" for _, m in metas):
         return 2
     return None
 
 
 class TableResults(Sequence["Record"]):
-    """Rows of a VOTable answer: ``len()``, iteration, indexing, ``to_table()``."""
+    """Rows of a VOTable answer: ``len()``, iteration, indexing, ``to_table()``.
+
+    Built on the astropy Table of the answer (column UCDs and utypes in each
+    column's ``meta``), which is what a worker process hands back after
+    parsing a large answer off the event loop.
+    """
 
     def __init__(
         self,
-        votable: Any,
-        table: Any,
+        table: Table,
         *,
         overflow: bool = False,
         url: str | None = None,
         roles: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
     ) -> None:
         self._roles = roles or {}
-        self.votable = votable
         self.table = table
         self.overflow = overflow
         self.url = url
-        self._array = table.array
-        self._fields = list(table.fields)
-        names = self._array.dtype.names or ()
         self._keys: dict[str, str] = {}
-        for field, key in zip(self._fields, names, strict=False):
-            for label in (field.ID, field.name):
-                if label:
-                    self._keys.setdefault(label, key)
-                    self._keys.setdefault(label.lower(), key)
+        for name in table.colnames:
+            self._keys.setdefault(name, name)
+            self._keys.setdefault(name.lower(), name)
         self._columns: dict[str, list[Any]] = {}
         self._role_keys: dict[str, str | None] = {}
 
     @property
     def fieldnames(self) -> list[str]:
-        return [field.name or field.ID for field in self._fields]
+        return list(self.table.colnames)
 
     def __len__(self) -> int:
-        return len(self._array)
+        return len(self.table)
 
     @overload
     def __getitem__(self, index: int) -> Record: ...
@@ -150,11 +148,11 @@ class TableResults(Sequence["Record"]):
         return Record(self, index)
 
     def to_table(self) -> Table:
-        """The answer as an astropy Table (column names, units, masks)."""
-        return self.table.to_table(use_names_over_ids=True)
+        """The answer as an astropy Table (column names, units, masks, UCDs in ``meta``)."""
+        return self.table
 
     def column(self, name: str) -> list[Any]:
-        """The values of a column by name or ID (case-insensitive), None where masked."""
+        """The values of a column by name (case-insensitive), None where masked."""
         key = self._keys.get(name) or self._keys.get(name.lower())
         if key is None:
             raise KeyError(f"no column {name!r}; columns are {self.fieldnames}")
@@ -163,8 +161,8 @@ class TableResults(Sequence["Record"]):
     def _column(self, key: str) -> list[Any]:
         values = self._columns.get(key)
         if values is None:
-            column = self._array[key]
-            data = column.data if np.ma.isMaskedArray(column) else column
+            column = self.table[key]
+            data = np.asarray(column)
             mask = np.ma.getmaskarray(column)
             if mask.ndim > 1:
                 mask = np.asarray(mask.all(axis=tuple(range(1, mask.ndim))))
@@ -173,7 +171,7 @@ class TableResults(Sequence["Record"]):
         return values
 
     def role_key(self, role: str) -> str | None:
-        """The column key playing ``role`` (access_url, format, ...) or None."""
+        """The column playing ``role`` (access_url, format, ...) or None."""
         if role not in self._role_keys:
             self._role_keys[role] = self._find_role(role)
         return self._role_keys[role]
@@ -182,16 +180,18 @@ class TableResults(Sequence["Record"]):
         if role not in self._roles:
             return None
         labels, utypes = self._roles[role]
-        names = self._array.dtype.names or ()
+        columns: list[tuple[str, Any]] = [
+            (str(name), self.table[name].meta) for name in self.table.colnames
+        ]
         for label in labels:
-            for field, key in zip(self._fields, names, strict=False):
-                if (field.ucd or "").lower() == label or (field.name or "").lower() == label:
-                    return str(key)
+            for name, meta in columns:
+                if str(meta.get("ucd") or "").lower() == label or name.lower() == label:
+                    return name
         for utype in utypes:
-            for field, key in zip(self._fields, names, strict=False):
-                value = (field.utype or "").lower()
+            for name, meta in columns:
+                value = str(meta.get("utype") or "").lower()
                 if value == utype or value.endswith(":" + utype):
-                    return str(key)
+                    return name
         return None
 
     def role_value(self, role: str, index: int) -> Any:
@@ -200,10 +200,9 @@ class TableResults(Sequence["Record"]):
 
     def field_unit(self, role: str) -> str:
         key = self.role_key(role)
-        names = list(self._array.dtype.names or ())
-        if key is None or key not in names:
+        if key is None:
             return ""
-        unit = self._fields[names.index(key)].unit
+        unit = self.table[key].unit
         return str(unit) if unit is not None else ""
 
 
@@ -322,16 +321,10 @@ class SIAResults(TableResults):
     """The answer of an SIA search; ``version`` is 1 or 2."""
 
     def __init__(
-        self,
-        votable: Any,
-        table: Any,
-        *,
-        version: int,
-        overflow: bool = False,
-        url: str | None = None,
+        self, table: Table, *, version: int, overflow: bool = False, url: str | None = None
     ) -> None:
         roles = _SIA1_ROLES if version == 1 else _SIA2_ROLES
-        super().__init__(votable, table, overflow=overflow, url=url, roles=roles)
+        super().__init__(table, overflow=overflow, url=url, roles=roles)
         self.version = version
 
     def _record(self, index: int) -> ImageRecord:
@@ -351,10 +344,8 @@ class SIAResults(TableResults):
 class RegistryResults(Sequence[Resource]):
     """Registry resources from a RegTAP answer."""
 
-    def __init__(
-        self, votable: Any, table: Any, *, overflow: bool = False, url: str | None = None
-    ) -> None:
-        self._rows = TableResults(votable, table, overflow=overflow, url=url)
+    def __init__(self, table: Table, *, overflow: bool = False, url: str | None = None) -> None:
+        self._rows = TableResults(table, overflow=overflow, url=url)
         self.overflow = overflow
         self.url = url
         if not has_resource_columns(self._rows.fieldnames):

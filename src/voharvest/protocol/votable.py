@@ -23,18 +23,24 @@ from typing import Any
 
 from astropy.io.votable import parse as _astropy_parse
 from astropy.io.votable.tree import TableElement, VOTableFile
+from astropy.table import Table
 
 from .._exceptions import FormatError, OverflowWarning, QueryError
 from .records import RegistryResults, SIAResults, TableResults, sia_version
 
 __all__ = [
+    "Decoded",
     "QueryStatus",
+    "decode",
     "parse_registry",
     "parse_sia",
     "parse_table",
     "query_status",
     "read_votable",
+    "registry_results",
     "results_table",
+    "sia_results",
+    "table_results",
 ]
 
 _SNIPPET = 200
@@ -151,42 +157,80 @@ def results_table(votable: VOTableFile, *, url: str | None = None) -> TableEleme
     return tables[0]
 
 
-def _checked(data: bytes, url: str | None) -> tuple[VOTableFile, TableElement, QueryStatus]:
+@dataclass(frozen=True)
+class Decoded:
+    """A checked answer: its results table as an astropy Table, and its status.
+
+    Picklable, so :func:`decode` can run in a worker process; turning it into
+    results (:func:`table_results`, :func:`sia_results`, :func:`registry_results`)
+    is cheap and happens where the answer is used.
+    """
+
+    table: Table
+    status: QueryStatus
+    url: str | None = None
+
+
+def decode(data: bytes, *, url: str | None = None) -> Decoded:
+    """Parse and check an answer: QueryError on ERROR, FormatError if it has no table."""
     votable = read_votable(data, url=url)
     status = query_status(votable)
     if status.is_error:
         raise QueryError(status.message or "the service reported an error", url=url)
-    table = results_table(votable, url=url)
-    if status.is_overflow:
-        where = f" from {url}" if url else ""
+    element = results_table(votable, url=url)
+    try:
+        table = element.to_table(use_names_over_ids=True)
+    except Exception as exc:  # astropy conversion of odd column metadata
+        raise FormatError(f"unreadable results table: {exc}", url=url) from exc
+    return Decoded(table, status, url)
+
+
+def _warn_if_overflow(decoded: Decoded) -> bool:
+    if decoded.status.is_overflow:
+        where = f" from {decoded.url}" if decoded.url else ""
         warnings.warn(
             f"the answer{where} was truncated by the service (QUERY_STATUS=OVERFLOW)",
             OverflowWarning,
             stacklevel=3,
         )
-    return votable, table, status
+    return decoded.status.is_overflow
 
 
-def parse_table(data: bytes, *, url: str | None = None) -> TableResults:
-    """Any DAL/TAP answer as generic table results."""
-    votable, table, status = _checked(data, url)
-    return TableResults(votable, table, overflow=status.is_overflow, url=url)
+def table_results(decoded: Decoded) -> TableResults:
+    """Generic table results of a decoded answer (warns on OVERFLOW)."""
+    overflow = _warn_if_overflow(decoded)
+    return TableResults(decoded.table, overflow=overflow, url=decoded.url)
 
 
-def parse_sia(data: bytes, *, url: str | None = None) -> SIAResults:
-    """An SIA answer, version 1 (UCDs) or 2 (ObsCore names) told apart from its columns."""
-    votable, table, status = _checked(data, url)
-    version = sia_version(table)
+def sia_results(decoded: Decoded) -> SIAResults:
+    """SIA results of a decoded answer, version told apart from its columns."""
+    version = sia_version(decoded.table)
     if version is None:
         raise FormatError(
             "not an SIA answer: no access reference column "
             "(UCD VOX:Image_AccessReference or ObsCore access_url)",
-            url=url,
+            url=decoded.url,
         )
-    return SIAResults(votable, table, version=version, overflow=status.is_overflow, url=url)
+    overflow = _warn_if_overflow(decoded)
+    return SIAResults(decoded.table, version=version, overflow=overflow, url=decoded.url)
+
+
+def registry_results(decoded: Decoded) -> RegistryResults:
+    """Registry resources of a decoded RegTAP answer."""
+    overflow = _warn_if_overflow(decoded)
+    return RegistryResults(decoded.table, overflow=overflow, url=decoded.url)
+
+
+def parse_table(data: bytes, *, url: str | None = None) -> TableResults:
+    """Any DAL/TAP answer as generic table results."""
+    return table_results(decode(data, url=url))
+
+
+def parse_sia(data: bytes, *, url: str | None = None) -> SIAResults:
+    """An SIA answer, version 1 (UCDs) or 2 (ObsCore names) told apart from its columns."""
+    return sia_results(decode(data, url=url))
 
 
 def parse_registry(data: bytes, *, url: str | None = None) -> RegistryResults:
     """A RegTAP answer as registry resources."""
-    votable, table, status = _checked(data, url)
-    return RegistryResults(votable, table, overflow=status.is_overflow, url=url)
+    return registry_results(decode(data, url=url))
