@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         "constraints sends. Lists may be given as repeated options or comma-separated.",
     )
     adql.add_argument("--servicetype", action="append", help="sia, sia2, ssa, scs, slap, tap, ...")
-    adql.add_argument("--waveband", action="append", help="radio, infrared, optical, uv, x-ray, ...")
+    adql.add_argument(
+        "--waveband", action="append", help="radio, infrared, optical, uv, x-ray, ..."
+    )
     adql.add_argument("--keywords", action="append", help="words in title, description or subjects")
     adql.add_argument("--author", help="creator name pattern (%% wildcard)")
     adql.add_argument("--datamodel", help="obscore, epntap or regtap")
