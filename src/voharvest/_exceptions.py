@@ -8,10 +8,22 @@ raw::
     ├── ParameterError (also ValueError)      a request that can't be encoded
     │   └── UnsupportedConstraintError         the registry can't run this constraint
     ├── NoServiceError (also LookupError)      a resource has no interface of that kind
-    └── ServiceError                           a service answered, but not as it should
-        ├── FormatError                        not a VOTable / UWS document, no table, ...
-        ├── QueryError                         QUERY_STATUS=ERROR, with the server's message
-        └── JobError                           a UWS job ended in phase ERROR or ABORTED
+    ├── ClientStateError (also RuntimeError)   a closed client used, or reopened
+    ├── ServiceError                           a service answered, but not as it should
+    │   ├── FormatError                        not a VOTable / UWS document, no table, ...
+    │   ├── QueryError                         QUERY_STATUS=ERROR, with the server's message
+    │   ├── JobError                           a UWS job ended in phase ERROR or ABORTED
+    │   └── NameResolutionError                Sesame doesn't know the name
+    └── TransportError                         HTTP failed (after the retries allowed)
+        ├── ConnectError                       connection refused, reset, closed, DNS
+        ├── RequestTimeoutError                connect / stall / total / deadline
+        ├── HTTPStatusError                    an HTTP error status (.status, .retry_after)
+        ├── PayloadError                       a body cut short or not the announced size
+        ├── TooLargeError                      an answer over its size cap
+        └── RedirectError                      a redirect loop, limit or non-HTTP target
+
+A ``TransportError`` tells ``url``, ``attempts`` (how many were made) and
+whether it was ``retryable``; its message says all three.
 
 Warnings derive from :class:`VOHarvestWarning`; :class:`OverflowWarning` marks
 an answer that the service truncated (QUERY_STATUS=OVERFLOW).
@@ -20,21 +32,43 @@ an answer that the service truncated (QUERY_STATUS=OVERFLOW).
 from __future__ import annotations
 
 __all__ = [
+    "ClientStateError",
+    "ConnectError",
     "FormatError",
+    "HTTPStatusError",
     "JobError",
+    "NameResolutionError",
     "NoServiceError",
     "OverflowWarning",
     "ParameterError",
+    "PayloadError",
     "QueryError",
+    "RedirectError",
+    "RequestTimeoutError",
     "ServiceError",
+    "TooLargeError",
+    "TransportError",
     "UnsupportedConstraintError",
     "VOHarvestError",
     "VOHarvestWarning",
 ]
 
 
+def _restore(
+    cls: type[BaseException], args: tuple[object, ...], state: dict[str, object]
+) -> BaseException:
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
 class VOHarvestError(Exception):
     """Base class of every error voharvest raises."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep keyword-only attributes across pickling (errors raised in worker processes).
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
 
 
 class ParameterError(VOHarvestError, ValueError):
@@ -88,6 +122,84 @@ class JobError(ServiceError):
     def __init__(self, message: str, *, phase: str, url: str | None = None) -> None:
         super().__init__(message, url=url)
         self.phase = phase
+
+
+class ClientStateError(VOHarvestError, RuntimeError):
+    """The client is not open: used before ``async with`` / after close, or reopened."""
+
+
+class NameResolutionError(ServiceError):
+    """The name resolver doesn't know this name (or answered nothing usable)."""
+
+
+class TransportError(VOHarvestError):
+    """An HTTP exchange failed, after as many attempts as the retry policy allowed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        retryable: bool = False,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.retryable = retryable
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.url:
+            text += f" ({self.url})"
+        if self.attempts > 1:
+            text += f" after {self.attempts} attempts"
+        return text
+
+
+class ConnectError(TransportError):
+    """The connection failed, was reset, or was closed by the server."""
+
+
+class RequestTimeoutError(TransportError):
+    """Connecting, waiting for a byte, the whole request, or the deadline took too long."""
+
+
+class HTTPStatusError(TransportError):
+    """The server answered with an HTTP error status.
+
+    ``status``; ``retry_after`` in seconds when the server said when to come
+    back; ``body`` the start of what it sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        url: str | None = None,
+        retryable: bool = False,
+        attempts: int = 1,
+        retry_after: float | None = None,
+        body: str = "",
+    ) -> None:
+        super().__init__(message, url=url, retryable=retryable, attempts=attempts)
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+
+
+class PayloadError(TransportError):
+    """The body was cut short, or differs from its announced length."""
+
+
+class TooLargeError(TransportError):
+    """An answer exceeded its size cap; it was not read further."""
+
+
+class RedirectError(TransportError):
+    """A redirect loop, too many redirects, or a redirect to a non-HTTP URL."""
 
 
 class VOHarvestWarning(UserWarning):

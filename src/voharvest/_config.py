@@ -1,0 +1,216 @@
+"""Configuration as data: frozen, validated dataclasses.
+
+Every knob has a polite default (FIELD-NOTES: 2-8 connections and a smooth
+rate per host, 5 attempts with jittered exponential backoff, Retry-After
+honoured up to 5 minutes, connect 30 s, stall 60 s). Override with
+:func:`dataclasses.replace`, per host with :attr:`ClientConfig.hosts`::
+
+    config = ClientConfig(
+        host=HostPolicy(rate=4, concurrency=4),
+        hosts=(("*.stsci.edu", HostPolicy(rate=2, concurrency=2)),),
+    )
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ._exceptions import ParameterError
+from .protocol.regtap import RegistryFeatures
+
+__all__ = [
+    "ClientConfig",
+    "HostPolicy",
+    "RegistryEndpoint",
+    "RetryPolicy",
+    "Timeouts",
+    "origin_of",
+]
+
+MiB = 1024 * 1024
+
+
+def _positive(name: str, value: float, *, allow_inf: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParameterError(f"{name}: expected a number, got {value!r}")
+    if math.isnan(value) or value <= 0 or (math.isinf(value) and not allow_inf):
+        raise ParameterError(f"{name}: expected a positive number, got {value!r}")
+
+
+def _count(name: str, value: int, *, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """Seconds. ``read`` is the stall timeout: no byte for that long fails the attempt.
+
+    ``total`` caps a whole metadata request (registry, search, TAP sync, job
+    polls); downloads have no total cap, only ``connect`` and ``read``.
+    """
+
+    connect: float = 30.0
+    read: float = 60.0
+    total: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total"):
+            _positive(f"Timeouts.{name}", getattr(self, name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    ``attempts`` in all (1 = no retry); waits grow as ``initial * 2**n`` up to
+    ``maximum`` plus up to ``jitter`` seconds at random; nothing is retried once
+    ``deadline`` seconds have passed since the first attempt. A Retry-After
+    from the server (seconds or HTTP date) is honoured up to ``retry_after_cap``
+    and pauses the whole host. ``statuses`` are the HTTP statuses retried.
+    """
+
+    attempts: int = 5
+    initial: float = 1.0
+    maximum: float = 60.0
+    jitter: float = 1.0
+    deadline: float = 900.0
+    retry_after_cap: float = 300.0
+    statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+
+    def __post_init__(self) -> None:
+        _count("RetryPolicy.attempts", self.attempts)
+        _positive("RetryPolicy.initial", self.initial)
+        _positive("RetryPolicy.maximum", self.maximum)
+        _positive("RetryPolicy.deadline", self.deadline, allow_inf=True)
+        _positive("RetryPolicy.retry_after_cap", self.retry_after_cap)
+        if isinstance(self.jitter, bool) or not (
+            isinstance(self.jitter, int | float) and 0 <= self.jitter < math.inf
+        ):
+            raise ParameterError(f"RetryPolicy.jitter: expected >= 0, got {self.jitter!r}")
+        if not all(isinstance(s, int) and 400 <= s <= 599 for s in self.statuses):
+            raise ParameterError(
+                f"RetryPolicy.statuses: expected HTTP error codes, got {self.statuses!r}"
+            )
+
+    def backoff(self, retry: int) -> float:
+        """The wait before retry number ``retry`` (1-based), without jitter."""
+        return float(min(self.maximum, self.initial * 2 ** (retry - 1)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostPolicy:
+    """Politeness towards one host: a smooth request rate and a cap on connections.
+
+    ``rate`` is requests started per second, evenly spaced (no bursts);
+    ``math.inf`` means no rate limit. ``concurrency`` caps requests in flight.
+    """
+
+    rate: float = 10.0
+    concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        _positive("HostPolicy.rate", self.rate, allow_inf=True)
+        _count("HostPolicy.concurrency", self.concurrency)
+
+
+@dataclass(frozen=True)
+class RegistryEndpoint:
+    """A RegTAP service and what it can run."""
+
+    url: str
+    features: RegistryFeatures = field(default_factory=RegistryFeatures)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ParameterError(f"RegistryEndpoint.url: {self.url!r} is not an http(s) URL")
+
+
+DEFAULT_REGISTRIES = (
+    RegistryEndpoint("http://reg.g-vo.org/tap"),
+    RegistryEndpoint("https://vao.stsci.edu/RegTAP/TapService.aspx", RegistryFeatures.minimal()),
+)
+
+DEFAULT_SESAME = (
+    "https://cds.unistra.fr/cgi-bin/nph-sesame/-ox/SNV",
+    "http://vizier.cfa.harvard.edu/viz-bin/nph-sesame/-ox/SNV",
+)
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of a URL (default ports made explicit), lower-cased."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if not host or scheme not in ("http", "https"):
+        raise ParameterError(f"{url!r} is not an http(s) URL")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError as exc:
+        raise ParameterError(f"{url!r} has an invalid port") from exc
+    return f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig:
+    """Everything a :class:`~voharvest.VOClient` needs to know.
+
+    - ``host``: the default :class:`HostPolicy`; ``hosts``: ``(pattern, policy)``
+      pairs, the first whose shell pattern matches the host name, ``host:port``
+      or the origin (``https://host:port``) wins.
+    - ``registries``: RegTAP endpoints, tried in order when one fails.
+    - ``sesame``: name resolver endpoints, tried in order.
+    - ``max_answer_bytes``: cap on a metadata answer (search, registry, TAP,
+      job documents); ``max_fetch_bytes``: cap on :meth:`VOClient.fetch`.
+    - ``offload_bytes``: answers larger than this are parsed in a worker process
+      (``parse_workers`` of them), off the event loop.
+    - ``chunk_bytes``: size of download writes; ``file_workers``: threads of the
+      client's own file executor.
+    - ``verify_tls``: certificate verification (turning it off is explicit).
+    - ``max_connections``: connections in the pool over all hosts.
+    """
+
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    host: HostPolicy = field(default_factory=HostPolicy)
+    hosts: tuple[tuple[str, HostPolicy], ...] = ()
+    registries: tuple[RegistryEndpoint, ...] = DEFAULT_REGISTRIES
+    sesame: tuple[str, ...] = DEFAULT_SESAME
+    max_answer_bytes: int = 64 * MiB
+    max_fetch_bytes: int = 1024 * MiB
+    offload_bytes: int = 2 * MiB
+    parse_workers: int = 2
+    chunk_bytes: int = 1 * MiB
+    file_workers: int = 4
+    verify_tls: bool = True
+    max_connections: int = 256
+    max_redirects: int = 10
+    user_agent: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_answer_bytes", "max_fetch_bytes", "chunk_bytes", "max_connections"):
+            _count(f"ClientConfig.{name}", getattr(self, name))
+        for name in ("parse_workers", "file_workers", "offload_bytes", "max_redirects"):
+            _count(f"ClientConfig.{name}", getattr(self, name), minimum=0)
+        if not self.registries:
+            raise ParameterError("ClientConfig.registries: at least one endpoint is needed")
+        for pattern, policy in self.hosts:
+            if not isinstance(pattern, str) or not isinstance(policy, HostPolicy):
+                raise ParameterError(
+                    "ClientConfig.hosts: expected (pattern, HostPolicy) pairs, "
+                    f"got {(pattern, policy)!r}"
+                )
+
+    def host_policy(self, origin: str) -> HostPolicy:
+        """The policy for an origin (``scheme://host:port``)."""
+        parts = urlsplit(origin)
+        host = parts.hostname or ""
+        candidates = (host, f"{host}:{parts.port}", origin)
+        for pattern, policy in self.hosts:
+            if any(fnmatch.fnmatchcase(c, pattern.lower()) for c in candidates):
+                return policy
+        return self.host

@@ -1,0 +1,117 @@
+"""Per-host politeness: a smooth request rate, a cap on concurrency, and pauses.
+
+One :class:`HostLimiter` per origin (scheme, host, port). A request first
+takes one of ``concurrency`` places, then waits for its start slot: slots are
+``1 / rate`` seconds apart, handed out in arrival order, so requests never
+burst. :meth:`HostLimiter.pause` (a 429 or 503 with Retry-After) holds every
+request bound for the host until the pause ends, including those that already
+had a slot.
+
+Time comes from a :class:`Clock`, so tests can run it on a fake one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ._config import HostPolicy
+
+__all__ = ["Clock", "HostLimiter", "HostStats", "LoopClock"]
+
+
+class Clock(Protocol):
+    """Where time comes from: ``now()`` in seconds (monotonic) and ``sleep()``."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class LoopClock:
+    """The running event loop's clock."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass
+class HostStats:
+    """What happened with one host so far (a live view; copy it to keep a snapshot)."""
+
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    bytes: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    pauses: int = 0
+    paused_seconds: float = 0.0
+    latency_total: float = 0.0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    @property
+    def mean_latency(self) -> float | None:
+        """Mean time to the response headers, in seconds."""
+        return self.latency_total / self.requests if self.requests else None
+
+    @property
+    def throttled(self) -> int:
+        """How many 429 and 503 answers the host gave."""
+        return self.statuses.get(429, 0) + self.statuses.get(503, 0)
+
+
+class HostLimiter:
+    """Rate, concurrency and pause for one host."""
+
+    __slots__ = ("_clock", "_interval", "_next", "_paused_until", "_places", "policy", "stats")
+
+    def __init__(self, policy: HostPolicy, clock: Clock) -> None:
+        self.policy = policy
+        self.stats = HostStats()
+        self._clock = clock
+        self._interval = 0.0 if math.isinf(policy.rate) else 1.0 / policy.rate
+        self._next = -math.inf
+        self._paused_until = -math.inf
+        self._places = asyncio.Semaphore(policy.concurrency)
+
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request to this host for ``seconds`` from now."""
+        until = self._clock.now() + max(0.0, seconds)
+        if until > self._paused_until:
+            self.stats.pauses += 1
+            self.stats.paused_seconds += until - max(self._paused_until, self._clock.now())
+            self._paused_until = until
+
+    async def _start_slot(self) -> None:
+        while True:
+            now = self._clock.now()
+            start = max(now, self._next, self._paused_until)
+            self._next = start + self._interval
+            if start > now:
+                await self._clock.sleep(start - now)
+            if self._clock.now() >= self._paused_until:
+                return
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a place and a start slot for one request, for the request's lifetime."""
+        async with self._places:
+            await self._start_slot()
+            self.stats.in_flight += 1
+            self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+            try:
+                yield
+            finally:
+                self.stats.in_flight -= 1
