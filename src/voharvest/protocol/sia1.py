@@ -97,7 +97,7 @@ def build_params(
     if verbosity is not None:
         if isinstance(verbosity, bool) or verbosity not in (0, 1, 2, 3):
             raise ParameterError(f"verbosity: expected 0, 1, 2 or 3, got {verbosity!r}")
-        params.append(("VERB", str(verbosity)))
+        params.append(("VERB", str(int(verbosity))))  # 1.0 and numpy ints as "1"
     params.extend(extra_params(extra))
     return params
 

@@ -16,6 +16,7 @@ from typing import Any
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.time import Time
+from astropy.time.core import ScaleValueError
 
 from .._exceptions import ParameterError
 from ._encoding import Params, as_list, format_number, join_url, position_degrees, to_degrees
@@ -121,12 +122,15 @@ def _shapes(pos: Any) -> list[Any]:
         isinstance(pos, list | tuple)
         and pos
         and all(
-            isinstance(item, list | tuple)
-            and not (
-                len(item) == 2
-                and _is_scalar(item[0])
-                and _is_scalar(item[1])
-                and not isinstance(item[0], SkyCoord)
+            (isinstance(item, SkyCoord) and not item.isscalar)
+            or (
+                isinstance(item, list | tuple)
+                and not (
+                    len(item) == 2
+                    and _is_scalar(item[0])
+                    and _is_scalar(item[1])
+                    and not isinstance(item[0], SkyCoord)
+                )
             )
             for item in pos
         )
@@ -168,7 +172,11 @@ def encode_interval(
         if isinstance(item, Time):
             if unit != u.d:
                 raise ParameterError(f"{name}: a Time is not a valid value here")
-            numbers.append(_to_float(float(item.mjd), name))
+            try:  # DALI: TIME values are MJD in UTC
+                mjd = item.utc.mjd
+            except ScaleValueError as exc:
+                raise ParameterError(f"{name}: {item!r} can't be converted to UTC") from exc
+            numbers.append(_to_float(float(mjd), name))
             continue
         if isinstance(item, u.Quantity):
             try:
@@ -256,7 +264,7 @@ def build_params(
             params.append(("POL", state.upper()))
     numeric = (
         ("FOV", field_of_view, "field_of_view", u.deg),
-        ("SPATRES", spatial_resolution, "spatial_resolution", u.deg),
+        ("SPATRES", spatial_resolution, "spatial_resolution", u.arcsec),
         ("EXPTIME", exptime, "exptime", u.s),
         ("TIMERES", timeres, "timeres", u.s),
         ("SPECRP", specrp, "specrp", u.dimensionless_unscaled),
@@ -303,8 +311,9 @@ def build_url(access_url: str, **params: Any) -> str:
 
     ``pos``: shapes (see :func:`encode_pos`), one or a list. ``band``: spectral
     Quantity (any unit; plain numbers are metres), value or (low, high).
-    ``time``: astropy Time or MJD, value or (start, end). ``field_of_view`` and
-    ``spatial_resolution`` in degrees, ``exptime`` and ``timeres`` in seconds,
+    ``time``: astropy Time (sent as UTC) or MJD, value or (start, end).
+    ``field_of_view`` in degrees and ``spatial_resolution`` in arcseconds (as
+    SIA 2.0 defines them), ``exptime`` and ``timeres`` in seconds,
     ``specrp`` dimensionless; all intervals, None for an open end. ``pol``,
     ``id``, ``collection``, ``facility``, ``instrument``, ``dptype``, ``target``,
     ``format``: a string or a list (each value sent). ``calib``: level(s) 0-4.
