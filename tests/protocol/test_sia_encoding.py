@@ -10,7 +10,7 @@ parameters pyvo would send.
 from __future__ import annotations
 
 import math
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import numpy as np
 import pytest
@@ -967,3 +967,13 @@ def test_any_parameter_name_and_value_come_back_exactly(key: str, value: str) ->
     assert pairs(url) == [("a", "1"), ("POS", "CIRCLE 1.0 2.0 3.0"), (key, value)]
     assert urlsplit(url).fragment == ""
     assert urlsplit(url).netloc == "images.example.org"
+
+
+def test_tiny_negative_ra_wraps_to_zero_not_360() -> None:
+    url = sia1.build_url("http://h/sia", pos=(-1e-17, 10.0), size=0.1)
+    assert parse_qs(urlsplit(url).query)["POS"] == ["0.0,10.0"]
+
+
+def test_lone_surrogate_is_a_parameter_error_not_a_unicode_error() -> None:
+    with pytest.raises(ParameterError, match="UTF-8"):
+        sia1.build_url("http://h/sia", pos=(1.0, 2.0), size=0.1, RUNID="\udc80")

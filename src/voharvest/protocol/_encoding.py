@@ -95,7 +95,8 @@ def position_degrees(pos: Any, name: str = "pos") -> tuple[float, float]:
         raise ParameterError(f"{name}: position must be finite, got ({ra}, {dec})")
     if not -90.0 <= dec <= 90.0:
         raise ParameterError(f"{name}: Dec {dec} is outside [-90, 90]")
-    return ra % 360.0, dec
+    ra %= 360.0
+    return (0.0 if ra >= 360.0 else ra), dec
 
 
 def as_list(value: Any) -> list[Any]:
@@ -135,10 +136,13 @@ def join_url(access_url: str, params: Params) -> str:
         raise ParameterError(f"access URL: {access_url!r} is not an http(s) URL")
     preset = {key.upper() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
     existing = parts.query.strip("&")
-    added = "&".join(
-        f"{quote(key, safe='')}={quote(value, safe=_SAFE)}"
-        for key, value in params
-        if key.upper() not in preset
-    )
+    try:
+        added = "&".join(
+            f"{quote(key, safe='')}={quote(value, safe=_SAFE)}"
+            for key, value in params
+            if key.upper() not in preset
+        )
+    except UnicodeEncodeError as exc:
+        raise ParameterError(f"a parameter can't be encoded as UTF-8: {exc}") from exc
     query = "&".join(part for part in (existing, added) if part)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
