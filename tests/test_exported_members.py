@@ -7,17 +7,38 @@ import voharvest
 
 def test_exported_members():
     assert set(voharvest.__all__) == {
+        "ClientConfig",
+        "ClientStateError",
+        "ConnectError",
         "FormatError",
+        "HTTPStatusError",
+        "HostPolicy",
+        "HostStats",
         "JobError",
+        "NameResolutionError",
         "NoServiceError",
         "OverflowWarning",
         "ParameterError",
+        "PayloadError",
         "QueryError",
+        "RedirectError",
+        "RegistryEndpoint",
+        "RegistryFeatures",
+        "RegistryResource",
+        "RequestTimeoutError",
+        "RetryPolicy",
+        "SIA2Service",
+        "SIAService",
         "ServiceError",
+        "TAPService",
+        "Timeouts",
+        "TooLargeError",
+        "TransportError",
         "UnsupportedConstraintError",
+        "VOClient",
         "VOHarvestError",
         "VOHarvestWarning",
         "__version__",
     }
     for name in voharvest.__all__:
-        assert hasattr(voharvest, name), name
+        assert getattr(voharvest, name) is not None, name

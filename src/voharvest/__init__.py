@@ -2,33 +2,92 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
+from ._config import ClientConfig, HostPolicy, RegistryEndpoint, RetryPolicy, Timeouts
 from ._exceptions import (
+    ClientStateError,
+    ConnectError,
     FormatError,
+    HTTPStatusError,
     JobError,
+    NameResolutionError,
     NoServiceError,
     OverflowWarning,
     ParameterError,
+    PayloadError,
     QueryError,
+    RedirectError,
+    RequestTimeoutError,
     ServiceError,
+    TooLargeError,
+    TransportError,
     UnsupportedConstraintError,
     VOHarvestError,
     VOHarvestWarning,
 )
 from ._version import __version__
+from .protocol.regtap import RegistryFeatures
+
+if TYPE_CHECKING:
+    from ._limiter import HostStats
+    from .client import VOClient
+    from .services import RegistryResource, SIA2Service, SIAService, TAPService
 
 logging.getLogger("voharvest").addHandler(logging.NullHandler())
 
+# The I/O layers are imported on first use, so that ``import voharvest.protocol``
+# (in a parse worker, say) loads neither aiohttp nor asyncio.
+_LAZY = {
+    "HostStats": "._limiter",
+    "VOClient": ".client",
+    "RegistryResource": ".services",
+    "SIA2Service": ".services",
+    "SIAService": ".services",
+    "TAPService": ".services",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'voharvest' has no attribute {name!r}")
+
+
 __all__ = [
+    "ClientConfig",
+    "ClientStateError",
+    "ConnectError",
     "FormatError",
+    "HTTPStatusError",
+    "HostPolicy",
+    "HostStats",
     "JobError",
+    "NameResolutionError",
     "NoServiceError",
     "OverflowWarning",
     "ParameterError",
+    "PayloadError",
     "QueryError",
+    "RedirectError",
+    "RegistryEndpoint",
+    "RegistryFeatures",
+    "RegistryResource",
+    "RequestTimeoutError",
+    "RetryPolicy",
+    "SIA2Service",
+    "SIAService",
     "ServiceError",
+    "TAPService",
+    "Timeouts",
+    "TooLargeError",
+    "TransportError",
     "UnsupportedConstraintError",
+    "VOClient",
     "VOHarvestError",
     "VOHarvestWarning",
     "__version__",

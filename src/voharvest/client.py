@@ -1,0 +1,328 @@
+"""VOClient: one object an application keeps for its lifetime to talk to the VO.
+
+::
+
+    async with VOClient() as client:
+        services = await client.regsearch(servicetype="sia", waveband="uv", keywords=["swift"])
+        sia = services[0].service("sia")
+        results = await sia.search(pos="M51", size=0.2, format="image/jpeg")
+        path = await client.download(results[0], "images/")
+
+The client owns the transport (an aiohttp session, per-host limiters, the
+retry policy), a process pool that parses large answers off the event loop,
+and a thread pool for file writes. An application may pass in its own
+``aiohttp.ClientSession``; the client then never closes it. A closed client
+can't be reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import multiprocessing
+import os
+from collections.abc import Awaitable
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiofiles
+import aiofiles.os
+from astropy.coordinates import SkyCoord
+
+from ._config import ClientConfig
+from ._exceptions import (
+    ClientStateError,
+    NameResolutionError,
+    ParameterError,
+    PayloadError,
+    ServiceError,
+    TransportError,
+    UnsupportedConstraintError,
+    VOHarvestError,
+)
+from ._files import filename_from_url, inside, safe_filename
+from ._limiter import Clock, HostStats
+from .protocol import regtap, sesame, tap, votable
+from .protocol.records import TableResults
+from .services import RegistryResource, SIA2Service, SIAService, TAPService
+from .transport import Answer, Transport, _Budget, check_url
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["VOClient"]
+
+logger = logging.getLogger("voharvest.client")
+
+_UNOPENED, _OPEN, _CLOSED = "unopened", "open", "closed"
+
+
+def source_url(source: Any) -> str:
+    """The URL of a record (``getdataurl()``) or of a plain URL string."""
+    if isinstance(source, str):
+        return check_url(source)
+    getter = getattr(source, "getdataurl", None)
+    if getter is None:
+        raise ParameterError(f"expected a URL or a record with getdataurl(), got {source!r}")
+    url = getter()
+    if not url:
+        raise ParameterError(f"{source!r} has no data URL")
+    return check_url(url)
+
+
+class VOClient:
+    """Async client for the Virtual Observatory; see the module documentation."""
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config or ClientConfig()
+        self._transport = Transport(self.config, session=session, clock=clock)
+        self._state = _UNOPENED
+        self._parse_pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._files: concurrent.futures.ThreadPoolExecutor | None = None
+        self._names: dict[str, tuple[float, float]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- lifetime -------------------------------------------------------------
+
+    async def __aenter__(self) -> VOClient:
+        if self._state != _UNOPENED:
+            raise ClientStateError(f"a {self._state} VOClient can't be opened again")
+        await self._transport.open()
+        self._files = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, self.config.file_workers), thread_name_prefix="voharvest-files"
+        )
+        self._state = _OPEN
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session (if ours), the worker pools and pending clean-ups."""
+        if self._state == _CLOSED:
+            return
+        self._state = _CLOSED
+        await asyncio.shield(self._close())
+
+    async def _close(self) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=30)
+        await self._transport.close()
+        if self._parse_pool is not None:
+            self._parse_pool.shutdown(wait=False, cancel_futures=True)
+        if self._files is not None:
+            self._files.shutdown(wait=False)
+
+    def _check_open(self) -> None:
+        if self._state != _OPEN:
+            raise ClientStateError(
+                "the client is not open (use 'async with VOClient() as client')"
+                if self._state == _UNOPENED
+                else "the client is closed"
+            )
+
+    @property
+    def transport(self) -> Transport:
+        self._check_open()
+        return self._transport
+
+    @property
+    def stats(self) -> dict[str, HostStats]:
+        """Per-host statistics (requests, retries, statuses, bytes, latency), by origin."""
+        return self._transport.stats
+
+    def run_in_background(self, work: Awaitable[Any]) -> None:
+        """Run clean-up work that must finish even if its caller is cancelled."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- parsing --------------------------------------------------------------
+
+    async def decode(self, answer: Answer) -> votable.Decoded:
+        """Parse and check a VOTable answer; large ones in a worker process."""
+        body, url = answer.body, answer.url
+        if self.config.parse_workers and len(body) > self.config.offload_bytes:
+            if self._parse_pool is None:
+                context = multiprocessing.get_context("forkserver")
+                self._parse_pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=self.config.parse_workers, mp_context=context
+                )
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(
+                    self._parse_pool, functools.partial(votable.decode, body, url=url)
+                )
+            except BrokenProcessPool:
+                logger.warning("the parse worker pool broke; parsing in a thread instead")
+                self._parse_pool = None
+                return await asyncio.to_thread(votable.decode, body, url=url)
+        return votable.decode(body, url=url)
+
+    # --- registry ---------------------------------------------------------------
+
+    async def regsearch(self, **constraints: Any) -> list[RegistryResource]:
+        """Registry resources matching constraints (see ``protocol.regtap.build_query``).
+
+        The RegTAP endpoints of the configuration are tried in order: when one
+        fails (after its retries), can't run a constraint, or answers an error,
+        the next one is asked. The error of the last one is raised if all fail.
+        """
+        self._check_open()
+        failures: list[VOHarvestError] = []
+        for endpoint in self.config.registries:
+            try:
+                query = regtap.build_query(features=endpoint.features, **constraints)
+            except UnsupportedConstraintError as exc:
+                failures.append(exc)
+                continue
+            try:
+                answer = await self._transport.request(
+                    "POST", endpoint.url.rstrip("/") + "/sync", data=tap.sync_fields(query)
+                )
+                resources = votable.registry_results(await self.decode(answer))
+            except (TransportError, ServiceError) as exc:
+                logger.warning("registry %s failed: %s", endpoint.url, exc)
+                failures.append(exc)
+                continue
+            return [RegistryResource.bind(resource, self) for resource in resources]
+        raise failures[-1]
+
+    # --- services -----------------------------------------------------------------
+
+    def sia_service(self, access_url: str, *, version: int = 1) -> SIAService | SIA2Service:
+        """An SIA service from its access URL (``version`` 1 or 2)."""
+        check_url(access_url)
+        if version == 1:
+            return SIAService(self, access_url)
+        if version == 2:
+            return SIA2Service(self, access_url)
+        raise ParameterError(f"SIA version must be 1 or 2, not {version!r}")
+
+    def tap_service(self, access_url: str) -> TAPService:
+        """A TAP service from its base URL."""
+        return TAPService(self, check_url(access_url))
+
+    # --- names ----------------------------------------------------------------------
+
+    async def resolve(self, name: str) -> SkyCoord:
+        """ICRS position of an object name, through CDS Sesame (cached per client)."""
+        self._check_open()
+        key = " ".join(str(name).split()).lower()
+        if key in self._names:
+            ra, dec = self._names[key]
+            return SkyCoord(ra, dec, unit="deg", frame="icrs")
+        failures: list[VOHarvestError] = []
+        for base in self.config.sesame:
+            url = sesame.build_url(base, name)
+            try:
+                answer = await self._transport.request("GET", url, max_bytes=1024 * 1024)
+                ra, dec = sesame.parse(answer.body, name, url=answer.url)
+            except NameResolutionError:
+                raise
+            except (TransportError, ServiceError) as exc:
+                logger.warning("name resolver %s failed: %s", base, exc)
+                failures.append(exc)
+                continue
+            self._names[key] = (ra, dec)
+            return SkyCoord(ra, dec, unit="deg", frame="icrs")
+        raise failures[-1]
+
+    async def position(self, pos: Any) -> Any:
+        """``pos`` with a name resolved to a SkyCoord; anything else unchanged."""
+        if isinstance(pos, str):
+            return await self.resolve(pos)
+        return pos
+
+    # --- data -----------------------------------------------------------------------
+
+    async def fetch(self, source: Any) -> bytes:
+        """The bytes behind a record or URL (capped at ``max_fetch_bytes``)."""
+        self._check_open()
+        url = source_url(source)
+        answer = await self._transport.request("GET", url, max_bytes=self.config.max_fetch_bytes)
+        return answer.body
+
+    async def query_table(self, method: str, url: str, data: Any = None) -> TableResults:
+        """A metadata request whose answer is a VOTable, as table results."""
+        self._check_open()
+        answer = await self._transport.request(method, url, data=data)
+        return votable.table_results(await self.decode(answer))
+
+    async def download(
+        self,
+        source: Any,
+        directory: str | os.PathLike[str],
+        *,
+        filename: str | None = None,
+        overwrite: bool = False,
+    ) -> Path:
+        """Stream a record's data (or a URL) into ``directory``; return the file's path.
+
+        The body goes to ``<name>.part`` in large chunks and is renamed into
+        place only when complete and of the length the server announced; a
+        failed or cancelled download leaves no ``.part`` behind. An existing
+        file of that name is kept (and returned) unless ``overwrite``.
+        """
+        self._check_open()
+        url = source_url(source)
+        folder = Path(directory)
+        name = safe_filename(filename) if filename is not None else filename_from_url(url)
+        await aiofiles.os.makedirs(folder, exist_ok=True)
+        final = inside(folder, name)
+        if not overwrite and await aiofiles.os.path.exists(final):
+            return final
+        part = final.with_name(final.name + ".part")
+
+        async def attempt(budget: _Budget) -> None:
+            await self._download_once(url, part)
+
+        try:
+            await self._transport.with_retries(url, attempt)
+            await aiofiles.os.replace(part, final)
+        except BaseException:
+            removal = asyncio.ensure_future(self._remove(part))
+            try:
+                await asyncio.shield(removal)
+            except asyncio.CancelledError:
+                self.run_in_background(removal)
+            raise
+        return final
+
+    async def _remove(self, path: Path) -> None:
+        try:
+            await aiofiles.os.remove(path)
+        except FileNotFoundError:
+            pass
+
+    async def _download_once(self, url: str, part: Path) -> None:
+        chunk_bytes = self.config.chunk_bytes
+        loop = asyncio.get_running_loop()
+        async with self._transport.stream(url, headers={"Accept-Encoding": "identity"}) as stream:
+            expected = stream.content_length
+            received = 0
+            async with aiofiles.open(part, "wb", executor=self._files) as handle:
+                buffer = bytearray()
+                async for chunk in stream.chunks(chunk_bytes):
+                    buffer += chunk
+                    received += len(chunk)
+                    if len(buffer) >= chunk_bytes:
+                        await handle.write(bytes(buffer))
+                        buffer.clear()
+                if buffer:
+                    await handle.write(bytes(buffer))
+                await handle.flush()
+                await loop.run_in_executor(self._files, os.fsync, handle.fileno())
+        if expected is not None and received != expected:
+            raise PayloadError(
+                f"received {received} bytes, {expected} announced", url=url, retryable=True
+            )

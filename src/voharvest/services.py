@@ -1,0 +1,246 @@
+"""Services bound to a client: SIA v1, SIA v2 and TAP (sync and async UWS jobs)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
+
+from ._exceptions import (
+    FormatError,
+    HTTPStatusError,
+    JobError,
+    ParameterError,
+    RequestTimeoutError,
+    VOHarvestError,
+)
+from .protocol import sia1, sia2, tap, votable
+from .protocol.records import SIAResults, TableResults
+from .protocol.regtap import Resource, resolve_servicetype
+
+if TYPE_CHECKING:
+    from .client import VOClient
+    from .transport import Answer
+
+__all__ = ["RegistryResource", "SIA2Service", "SIAService", "TAPService"]
+
+logger = logging.getLogger("voharvest.services")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryResource(Resource):
+    """A registry resource whose services talk through the client that found it."""
+
+    client: Any = dataclasses.field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def bind(cls, resource: Resource, client: VOClient) -> RegistryResource:
+        values = {f.name: getattr(resource, f.name) for f in dataclasses.fields(Resource)}
+        return cls(**values, client=client)
+
+    def service(self, kind: str) -> SIAService | SIA2Service | TAPService:
+        """The resource's ``sia``, ``sia2`` or ``tap`` service (NoServiceError if it has none)."""
+        wanted = resolve_servicetype(kind)
+        if wanted not in ("sia", "sia2", "tap"):
+            raise ParameterError(f"service objects exist for sia, sia2 and tap, not {kind!r}")
+        url = self.access_url(wanted)
+        if wanted == "sia":
+            return SIAService(self.client, url)
+        if wanted == "sia2":
+            return SIA2Service(self.client, url)
+        return TAPService(self.client, url)
+
+
+class SIAService:
+    """A Simple Image Access 1.0 service."""
+
+    def __init__(self, client: VOClient, access_url: str) -> None:
+        self.client = client
+        self.access_url = access_url
+
+    def __repr__(self) -> str:
+        return f"SIAService({self.access_url!r})"
+
+    def search_url(self, pos: Any, size: Any, **params: Any) -> str:
+        """The query URL of a search (``pos`` must already be a position)."""
+        return sia1.build_url(self.access_url, pos=pos, size=size, **params)
+
+    async def search(
+        self,
+        pos: Any,
+        size: Any,
+        *,
+        format: Any = None,
+        intersect: str | None = None,
+        verbosity: int | None = None,
+        **extra: Any,
+    ) -> SIAResults:
+        """Images around ``pos`` (SkyCoord, (ra, dec) degrees, or a name to resolve)."""
+        position = await self.client.position(pos)
+        url = self.search_url(
+            position, size, format=format, intersect=intersect, verbosity=verbosity, **extra
+        )
+        answer = await self.client.transport.request("GET", url)
+        return votable.sia_results(await self.client.decode(answer))
+
+
+class SIA2Service:
+    """A Simple Image Access 2.0 service."""
+
+    def __init__(self, client: VOClient, access_url: str) -> None:
+        self.client = client
+        self.access_url = access_url
+
+    def __repr__(self) -> str:
+        return f"SIA2Service({self.access_url!r})"
+
+    async def search(self, pos: Any = None, **params: Any) -> SIAResults:
+        """Images matching SIA 2.0 parameters (see :func:`voharvest.protocol.sia2.build_params`).
+
+        ``pos`` may name its centre: ``("M51", radius)`` is resolved first.
+        """
+        if isinstance(pos, tuple | list) and len(pos) == 2 and isinstance(pos[0], str):
+            pos = (await self.client.resolve(pos[0]), pos[1])
+        url = sia2.build_url(self.access_url, pos=pos, **params)
+        answer = await self.client.transport.request("GET", url)
+        return votable.sia_results(await self.client.decode(answer))
+
+
+class TAPService:
+    """A Table Access Protocol service: synchronous queries and UWS jobs."""
+
+    def __init__(self, client: VOClient, access_url: str) -> None:
+        self.client = client
+        self.access_url = access_url.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"TAPService({self.access_url!r})"
+
+    async def run_sync(self, query: str, *, maxrec: int | None = None) -> TableResults:
+        """Run ADQL on ``/sync`` and return the table."""
+        fields = tap.sync_fields(query, maxrec=maxrec)
+        return await self.client.query_table("POST", f"{self.access_url}/sync", fields)
+
+    async def run_async(
+        self,
+        query: str,
+        *,
+        maxrec: int | None = None,
+        deadline: float = 3600.0,
+        wait: int = 10,
+    ) -> TableResults:
+        """Run ADQL as a UWS job: create and start, long-poll, fetch the result, delete.
+
+        Polls use UWS 1.1 ``WAIT=`` and always back off (some servers ignore
+        WAIT). The job is deleted at the end, whatever happens; cancellation or
+        the ``deadline`` (seconds) aborts it on the server first. An ERROR
+        phase raises :class:`~voharvest.JobError` with the server's summary.
+        """
+        if not (isinstance(deadline, int | float) and deadline > 0 and math.isfinite(deadline)):
+            raise ParameterError(f"deadline: expected positive seconds, got {deadline!r}")
+        transport = self.client.transport
+        fields = tap.async_fields(query, maxrec=maxrec, run=True)
+        created = await transport.request(
+            "POST",
+            f"{self.access_url}/async",
+            data=fields,
+            idempotent=False,
+            allow_redirects=False,
+            ok=(200, 201, 301, 302, 303),
+        )
+        job_url = self._job_url(created)
+        final = False
+        try:
+            async with asyncio.timeout(deadline):
+                job = await self._wait_for_end(job_url, wait)
+            final = True
+            if job.phase != "COMPLETED":
+                raise JobError(
+                    await self._error_message(job, job_url), phase=job.phase, url=job_url
+                )
+            result = tap.result_url(job)
+            if result is None:
+                raise FormatError("the completed job lists no result", url=job_url)
+            return await self.client.query_table("GET", urljoin(job_url, result))
+        except TimeoutError as exc:
+            raise RequestTimeoutError(
+                f"the job did not finish within its deadline of {deadline} s", url=job_url
+            ) from exc
+        finally:
+            cleanup = asyncio.ensure_future(self._dispose(job_url, abort=not final))
+            try:
+                await asyncio.shield(cleanup)
+            except asyncio.CancelledError:
+                self.client.run_in_background(cleanup)
+                raise
+
+    def _job_url(self, created: Answer) -> str:
+        location = created.headers.get("Location")
+        if location:
+            return urljoin(created.url, location)
+        if created.body:
+            job = tap.parse_job(created.body, url=created.url)
+            return f"{self.access_url}/async/{job.job_id}"
+        raise FormatError("the service created a job but did not say where", url=created.url)
+
+    async def _wait_for_end(self, job_url: str, wait: int) -> tap.Job:
+        transport = self.client.transport
+        clock = transport.clock
+        pause = 0.25
+        started = False
+        while True:
+            before = clock.now()
+            answer = await transport.request("GET", f"{job_url}?WAIT={wait}")
+            job = tap.parse_job(answer.body, url=job_url)
+            if job.is_final:
+                return job
+            if job.phase == "PENDING" and not started:
+                # PHASE=RUN at creation was ignored: start it explicitly, once.
+                await transport.request(
+                    "POST", f"{job_url}/phase", data={"PHASE": "RUN"}, ok=(303,)
+                )
+                started = True
+            if clock.now() - before < pause:
+                await clock.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    async def _error_message(self, job: tap.Job, job_url: str) -> str:
+        if job.error_summary and job.error_summary.message:
+            return job.error_summary.message
+        try:
+            answer = await self.client.transport.request("GET", f"{job_url}/error")
+        except VOHarvestError:
+            return f"job ended in phase {job.phase}"
+        text = " ".join(answer.body[:2000].decode("utf-8", errors="replace").split())
+        return text or f"job ended in phase {job.phase}"
+
+    async def _dispose(self, job_url: str, *, abort: bool) -> None:
+        transport = self.client._transport
+        try:
+            if abort:
+                await transport.request(
+                    "POST",
+                    f"{job_url}/phase",
+                    data={"PHASE": "ABORT"},
+                    allow_redirects=False,
+                    ok=(200, 303),
+                )
+            try:
+                await transport.request(
+                    "DELETE", job_url, allow_redirects=False, ok=(200, 204, 303)
+                )
+            except HTTPStatusError as exc:
+                if exc.status not in (405, 501):
+                    raise
+                await transport.request(
+                    "POST",
+                    job_url,
+                    data={"ACTION": "DELETE"},
+                    allow_redirects=False,
+                    ok=(200, 303),
+                )
+        except VOHarvestError as exc:
+            logger.warning("could not delete the UWS job %s: %s", job_url, exc)
