@@ -252,25 +252,32 @@ class Transport:
         policy = self.config.retry
         budget = _Budget(self._clock, policy.deadline)
         limiter = self.limiter(url)
+        failures: list[TransportError] = []
+
+        next_delay = 0.0
 
         def retryable(exc: BaseException) -> bool:
+            nonlocal next_delay
             if not isinstance(exc, TransportError) or not exc.retryable:
                 return False
-            if budget.remaining() <= 0:
+            if not idempotent and not (
+                (isinstance(exc, HTTPStatusError) and exc.status in (429, 503))
+                or isinstance(exc.__cause__, aiohttp.ClientConnectorError)
+            ):
                 return False
-            if idempotent:
-                return True
-            if isinstance(exc, HTTPStatusError):
-                return exc.status in (429, 503)
-            return isinstance(exc.__cause__, aiohttp.ClientConnectorError)
+            if isinstance(exc, HTTPStatusError) and exc.retry_after is not None:
+                # The whole host is paused until then; the limiter holds us.
+                next_delay = 0.0
+                needed = exc.retry_after
+            else:
+                next_delay = policy.backoff(len(failures) + 1) + random.uniform(0, policy.jitter)
+                needed = next_delay
+            failures.append(exc)
+            # Retry only if an attempt can still start before the deadline.
+            return needed < budget.remaining()
 
         def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, HTTPStatusError) and exc.retry_after is not None:
-                delay = 0.0  # the whole host is paused until then; the limiter holds us
-            else:
-                delay = policy.backoff(state.attempt_number) + random.uniform(0, policy.jitter)
-            return max(0.0, min(delay, budget.remaining()))
+            return next_delay
 
         def before_sleep(state: RetryCallState) -> None:
             limiter.stats.retries += 1
@@ -299,7 +306,7 @@ class Transport:
 
     # --- one attempt ----------------------------------------------------------
 
-    def _timeout(self, budget: _Budget | None) -> aiohttp.ClientTimeout:
+    def _timeout(self, budget: _Budget | None, url: str) -> aiohttp.ClientTimeout:
         timeouts = self.config.timeouts
         if budget is None:  # a download: no total, only connect and stall
             return aiohttp.ClientTimeout(
@@ -307,7 +314,7 @@ class Transport:
             )
         remaining = budget.remaining()
         if remaining <= 0:
-            raise RequestTimeoutError("the operation's deadline has passed", url=None)
+            raise RequestTimeoutError("the operation's deadline has passed", url=url)
         return aiohttp.ClientTimeout(
             total=min(timeouts.total, remaining),
             connect=None,
@@ -401,7 +408,7 @@ class Transport:
                         url,
                         data=data,
                         allow_redirects=allow_redirects,
-                        timeout=self._timeout(budget),
+                        timeout=self._timeout(budget, url),
                         **self._request_kwargs(headers),
                     ) as response:
                         limiter.stats.latency_total += self._clock.now() - start
@@ -429,7 +436,7 @@ class Transport:
             limiter.stats.requests += 1
             try:
                 async with session.get(
-                    url, timeout=self._timeout(None), **self._request_kwargs(headers)
+                    url, timeout=self._timeout(None, url), **self._request_kwargs(headers)
                 ) as response:
                     limiter.stats.latency_total += self._clock.now() - start
                     await self._check_status(response, limiter, ok)
