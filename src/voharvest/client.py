@@ -73,6 +73,19 @@ def source_url(source: Any) -> str:
     return check_url(url)
 
 
+def _parse_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """Worker processes for large answers, forked from a server that has astropy loaded.
+
+    forkserver, not fork: forking a process that runs an event loop and threads
+    can deadlock. Like every multiprocessing start method but fork, it re-imports
+    the main script in the workers, so scripts need ``if __name__ == "__main__":``;
+    where the pool can't start, answers are parsed in a thread instead.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["voharvest.protocol.votable"])
+    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
 class VOClient:
     """Async client for the Virtual Observatory; see the module documentation."""
 
@@ -153,10 +166,7 @@ class VOClient:
         body, url = answer.body, answer.url
         if self.config.parse_workers and len(body) > self.config.offload_bytes:
             if self._parse_pool is None:
-                context = multiprocessing.get_context("forkserver")
-                self._parse_pool = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=self.config.parse_workers, mp_context=context
-                )
+                self._parse_pool = _parse_pool(self.config.parse_workers)
             loop = asyncio.get_running_loop()
             try:
                 return await loop.run_in_executor(
