@@ -438,3 +438,28 @@ def test_auxiliary_capability_used_when_nothing_else():
     assert resource.access_url("tap") == "http://h/tap"
     with pytest.raises(NoServiceError):
         resource.access_url("sia")
+
+
+def test_open_ended_wavelength_runs_against_energy():
+    # (None, 700 nm): wavelengths up to 700 nm, which is energies from E(700 nm) up.
+    energy = repr(float((700 * u.nm).to_value(u.J, equivalencies=u.spectral()))).upper()
+    assert where(build_query(spectral=(None, 700 * u.nm))) == (
+        f"WHERE ivoid IN (SELECT ivoid FROM rr.stc_spectral WHERE spectral_end >= {energy})"
+    )
+    # In energy units nothing is turned round.
+    assert where(build_query(spectral=(None, 2 * u.eV))).endswith(
+        f"spectral_start <= {repr(float((2 * u.eV).to_value(u.J))).upper()})"
+    )
+
+
+def test_temporal_times_are_sent_as_utc_mjd():
+    tt = Time(59000.0, format="mjd", scale="tt")
+    text = where(build_query(temporal=tt))
+    assert f"{float(tt.utc.mjd)!r}" in text
+    assert "59000.0)" not in text
+
+
+@pytest.mark.parametrize("empty", [{"waveband": []}, {"ucd": []}, {"servicetype": []}])
+def test_empty_lists_are_errors_not_broken_adql(empty):
+    with pytest.raises(ParameterError, match="empty"):
+        build_query(**empty)

@@ -162,7 +162,7 @@ def _keyword(word: Any, features: RegistryFeatures) -> str:
 
 def _standard_ids(servicetypes: Any, includeaux: bool) -> list[str]:
     ids: list[str] = []
-    for servicetype in as_list(servicetypes):
+    for servicetype in _nonempty(as_list(servicetypes), "servicetype"):
         if not isinstance(servicetype, str) or not servicetype.strip():
             raise ParameterError(f"servicetype: expected a string, got {servicetype!r}")
         if servicetype.strip().lower().startswith("ivo://"):
@@ -182,9 +182,15 @@ def _servicetype(servicetypes: Any, includeaux: bool) -> str:
     return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
 
 
+def _nonempty(values: list[Any], name: str) -> list[Any]:
+    if not values:
+        raise ParameterError(f"{name}: empty list")
+    return values
+
+
 def _waveband(wavebands: Any) -> str:
     terms = []
-    for band in as_list(wavebands):
+    for band in _nonempty(as_list(wavebands), "waveband"):
         name = band.strip().lower() if isinstance(band, str) else band
         if name not in WAVEBANDS:
             raise ParameterError(
@@ -238,7 +244,7 @@ def _ivoid(ivoids: Any) -> str:
 
 def _ucd(patterns: Any, features: RegistryFeatures) -> str:
     terms = []
-    for pattern in as_list(patterns):
+    for pattern in _nonempty(as_list(patterns), "ucd"):
         if not isinstance(pattern, str) or not pattern.strip():
             raise ParameterError(f"ucd: expected non-empty patterns, got {pattern!r}")
         terms.append(_nocase_like("ucd", pattern.strip(), features))
@@ -338,7 +344,8 @@ def _spectral(spectral: Any, features: RegistryFeatures) -> str:
     if not features.stc:
         raise UnsupportedConstraintError("spectral: this registry has no rr.stc_spectral table")
     joules: list[float | None] = []
-    for item in _endpoints(spectral, "spectral"):
+    items = _endpoints(spectral, "spectral")
+    for item in items:
         if item is None:
             joules.append(None)
             continue
@@ -350,6 +357,10 @@ def _spectral(spectral: Any, features: RegistryFeatures) -> str:
             raise ParameterError(f"spectral: {item!r} is not a spectral quantity") from exc
         joules.append(to_float(energy, "spectral"))
     lo, hi = (joules[0], joules[0]) if len(joules) == 1 else (joules[0], joules[1])
+    if any(isinstance(i, u.Quantity) and i.unit.is_equivalent(u.m) for i in items):
+        # Wavelengths run against energy: (None, 700 nm) means 700 nm or shorter,
+        # that is the energy of 700 nm or more.
+        lo, hi = hi, lo
     cond = _interval(lo, hi, "spectral_start", "spectral_end")
     return f"ivoid IN (SELECT ivoid FROM rr.stc_spectral WHERE {cond})"
 
@@ -362,7 +373,11 @@ def _temporal(temporal: Any, features: RegistryFeatures) -> str:
         if item is None:
             mjds.append(None)
         elif isinstance(item, Time):
-            mjds.append(to_float(float(item.mjd), "temporal"))
+            try:
+                mjd = float(item.utc.mjd)
+            except Exception as exc:  # astropy: a scale with no UTC conversion
+                raise ParameterError(f"temporal: {item!r} can't be converted to UTC") from exc
+            mjds.append(to_float(mjd, "temporal"))
         else:
             mjds.append(to_float(item, "temporal (MJD)"))
     lo, hi = (mjds[0], mjds[0]) if len(mjds) == 1 else (mjds[0], mjds[1])

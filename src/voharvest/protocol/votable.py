@@ -185,24 +185,24 @@ def decode(data: bytes, *, url: str | None = None) -> Decoded:
     return Decoded(table, status, url)
 
 
-def _warn_if_overflow(decoded: Decoded) -> bool:
+def _warn_if_overflow(decoded: Decoded, stacklevel: int) -> bool:
     if decoded.status.is_overflow:
         where = f" from {decoded.url}" if decoded.url else ""
         warnings.warn(
             f"the answer{where} was truncated by the service (QUERY_STATUS=OVERFLOW)",
             OverflowWarning,
-            stacklevel=3,
+            stacklevel=stacklevel + 1,
         )
     return decoded.status.is_overflow
 
 
-def table_results(decoded: Decoded) -> TableResults:
+def table_results(decoded: Decoded, *, _stacklevel: int = 2) -> TableResults:
     """Generic table results of a decoded answer (warns on OVERFLOW)."""
-    overflow = _warn_if_overflow(decoded)
+    overflow = _warn_if_overflow(decoded, _stacklevel + 1)
     return TableResults(decoded.table, overflow=overflow, url=decoded.url)
 
 
-def sia_results(decoded: Decoded) -> SIAResults:
+def sia_results(decoded: Decoded, *, _stacklevel: int = 2) -> SIAResults:
     """SIA results of a decoded answer, version told apart from its columns."""
     version = sia_version(decoded.table)
     if version is None:
@@ -211,26 +211,26 @@ def sia_results(decoded: Decoded) -> SIAResults:
             "(UCD VOX:Image_AccessReference or ObsCore access_url)",
             url=decoded.url,
         )
-    overflow = _warn_if_overflow(decoded)
+    overflow = _warn_if_overflow(decoded, _stacklevel + 1)
     return SIAResults(decoded.table, version=version, overflow=overflow, url=decoded.url)
 
 
-def registry_results(decoded: Decoded) -> RegistryResults:
+def registry_results(decoded: Decoded, *, _stacklevel: int = 2) -> RegistryResults:
     """Registry resources of a decoded RegTAP answer."""
-    overflow = _warn_if_overflow(decoded)
+    overflow = _warn_if_overflow(decoded, _stacklevel + 1)
     return RegistryResults(decoded.table, overflow=overflow, url=decoded.url)
 
 
 def parse_table(data: bytes, *, url: str | None = None) -> TableResults:
     """Any DAL/TAP answer as generic table results."""
-    return table_results(decode(data, url=url))
+    return table_results(decode(data, url=url), _stacklevel=3)
 
 
 def parse_sia(data: bytes, *, url: str | None = None) -> SIAResults:
     """An SIA answer, version 1 (UCDs) or 2 (ObsCore names) told apart from its columns."""
-    return sia_results(decode(data, url=url))
+    return sia_results(decode(data, url=url), _stacklevel=3)
 
 
 def parse_registry(data: bytes, *, url: str | None = None) -> RegistryResults:
     """A RegTAP answer as registry resources."""
-    return registry_results(decode(data, url=url))
+    return registry_results(decode(data, url=url), _stacklevel=3)
