@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import json
 import logging
 import multiprocessing
 import os
@@ -35,6 +36,7 @@ from astropy.coordinates import SkyCoord
 from ._config import ClientConfig
 from ._exceptions import (
     ClientStateError,
+    FormatError,
     NameResolutionError,
     ParameterError,
     PayloadError,
@@ -43,7 +45,7 @@ from ._exceptions import (
     UnsupportedConstraintError,
     VOHarvestError,
 )
-from ._files import filename_from_url, inside, safe_filename
+from ._files import filename_from_url, inside, matches, safe_filename, sniff_kind
 from ._limiter import Clock, HostStats
 from .protocol import regtap, sesame, tap, votable
 from .protocol.records import TableResults
@@ -275,16 +277,28 @@ class VOClient:
         *,
         filename: str | None = None,
         overwrite: bool = False,
+        keep_partial: bool = False,
+        expected_format: str | None = None,
     ) -> Path:
         """Stream a record's data (or a URL) into ``directory``; return the file's path.
 
         The body goes to ``<name>.part`` in large chunks and is renamed into
-        place only when complete and of the length the server announced; a
-        failed or cancelled download leaves no ``.part`` behind. An existing
-        file of that name is kept (and returned) unless ``overwrite``.
+        place only when complete: of the length the server announced, and, if
+        ``expected_format`` (a MIME type such as ``image/fits``) or the record's
+        format says what it is, starting the way such a file starts. An
+        existing file of that name is kept (and returned) unless ``overwrite``.
+
+        By default a failed or cancelled download leaves no ``.part`` behind.
+        With ``keep_partial`` it keeps ``.part`` (and a small ``.part.json``
+        noting the URL and the server's validator), and the next download of
+        the same URL resumes it with an HTTP Range request guarded by
+        ``If-Range``; a server that ignores Range gets a fresh start, never an
+        append.
         """
         self._check_open()
         url = source_url(source)
+        if expected_format is None and not isinstance(source, str):
+            expected_format = getattr(source, "format", None)
         folder = Path(directory)
         name = safe_filename(filename) if filename is not None else filename_from_url(url)
         await aiofiles.os.makedirs(folder, exist_ok=True)
@@ -292,15 +306,19 @@ class VOClient:
         if not overwrite and await aiofiles.os.path.exists(final):
             return final
         part = final.with_name(final.name + ".part")
+        meta = final.with_name(final.name + ".part.json")
 
         async def attempt(budget: _Budget) -> None:
-            await self._download_once(url, part)
+            await self._download_once(url, part, meta, keep_partial)
 
         try:
             await self._transport.with_retries(url, attempt)
+            await _check_content(part, expected_format, url, self._files)
             await aiofiles.os.replace(part, final)
-        except BaseException:
-            removal = asyncio.ensure_future(self._remove(part))
+            await self._remove(meta)
+        except BaseException as exc:
+            doomed = [] if keep_partial and _resumable(exc) else [part, meta]
+            removal = asyncio.ensure_future(self._remove(*doomed))
             try:
                 await asyncio.shield(removal)
             except asyncio.CancelledError:
@@ -308,19 +326,69 @@ class VOClient:
             raise
         return final
 
-    async def _remove(self, path: Path) -> None:
-        try:
-            await aiofiles.os.remove(path)
-        except FileNotFoundError:
-            pass
+    async def _remove(self, *paths: Path) -> None:
+        for path in paths:
+            try:
+                await aiofiles.os.remove(path)
+            except FileNotFoundError:
+                pass
 
-    async def _download_once(self, url: str, part: Path) -> None:
+    async def _resume_point(self, url: str, part: Path, meta: Path) -> tuple[int, str | None]:
+        """(bytes already in ``part``, validator) for a resumable ``.part``, else (0, None)."""
+        try:
+            async with aiofiles.open(meta, encoding="utf-8", executor=self._files) as handle:
+                saved = json.loads(await handle.read())
+            size = (await aiofiles.os.stat(part)).st_size
+        except (OSError, ValueError):
+            return 0, None
+        if not isinstance(saved, dict) or saved.get("url") != url:
+            return 0, None
+        etag = saved.get("etag")
+        validator = etag if isinstance(etag, str) and not etag.startswith("W/") else None
+        validator = validator or saved.get("last_modified")
+        if not validator or size <= 0:
+            return 0, None
+        return size, str(validator)
+
+    async def _download_once(self, url: str, part: Path, meta: Path, keep_partial: bool) -> None:
         chunk_bytes = self.config.chunk_bytes
         loop = asyncio.get_running_loop()
-        async with self._transport.stream(url, headers={"Accept-Encoding": "identity"}) as stream:
-            expected = stream.content_length
+        offset, validator = (0, None)
+        if keep_partial:
+            offset, validator = await self._resume_point(url, part, meta)
+        headers = {"Accept-Encoding": "identity"}
+        if offset and validator:
+            headers["Range"] = f"bytes={offset}-"
+            headers["If-Range"] = validator
+        async with self._transport.stream(url, headers=headers, ok=(200, 206)) as stream:
+            total = stream.content_length
+            if stream.status == 206:
+                start, total = _content_range(stream.headers.get("Content-Range"))
+                if start != offset:
+                    await self._remove(part, meta)
+                    raise PayloadError(
+                        f"asked for bytes from {offset}, got a range from {start}",
+                        url=url,
+                        retryable=True,
+                    )
+            else:
+                offset = 0  # a full answer: start over, never append
+            if keep_partial:
+                record = {
+                    "url": url,
+                    "etag": stream.headers.get("ETag"),
+                    "last_modified": stream.headers.get("Last-Modified"),
+                    "length": total,
+                }
+                async with aiofiles.open(meta, "w", encoding="utf-8", executor=self._files) as h:
+                    await h.write(json.dumps(record))
             received = 0
-            async with aiofiles.open(part, "wb", executor=self._files) as handle:
+            opened = (
+                aiofiles.open(part, "ab", executor=self._files)
+                if offset
+                else aiofiles.open(part, "wb", executor=self._files)
+            )
+            async with opened as handle:
                 buffer = bytearray()
                 async for chunk in stream.chunks(chunk_bytes):
                     buffer += chunk
@@ -332,7 +400,40 @@ class VOClient:
                     await handle.write(bytes(buffer))
                 await handle.flush()
                 await loop.run_in_executor(self._files, os.fsync, handle.fileno())
-        if expected is not None and received != expected:
+        if total is not None and offset + received != total:
             raise PayloadError(
-                f"received {received} bytes, {expected} announced", url=url, retryable=True
+                f"received {offset + received} bytes, {total} announced", url=url, retryable=True
             )
+
+
+def _resumable(exc: BaseException) -> bool:
+    """Whether a ``.part`` is worth keeping after ``exc``: transport trouble or cancellation."""
+    return isinstance(exc, TransportError | asyncio.CancelledError)
+
+
+def _content_range(value: str | None) -> tuple[int, int | None]:
+    """(first byte, total length or None) of a ``Content-Range: bytes a-b/n`` header."""
+    if value:
+        unit, _, spec = value.strip().partition(" ")
+        span, _, length = spec.partition("/")
+        first, _, _ = span.partition("-")
+        if unit.lower() == "bytes" and first.isdigit():
+            return int(first), int(length) if length.isdigit() else None
+    raise PayloadError(f"a 206 answer with an unreadable Content-Range {value!r}")
+
+
+async def _check_content(
+    part: Path, mime: str | None, url: str, executor: concurrent.futures.Executor | None
+) -> None:
+    """FormatError if a file of a known type doesn't start as one (an error page, say)."""
+    kind = sniff_kind(mime)
+    if kind is None:
+        return
+    async with aiofiles.open(part, "rb", executor=executor) as handle:
+        head = await handle.read(2880)
+    if not matches(kind, head):
+        raise FormatError(
+            f"expected {mime}, but the file starts with {head[:60]!r}",
+            snippet=head[:200].decode("utf-8", errors="replace"),
+            url=url,
+        )
