@@ -200,7 +200,11 @@ class TAPService:
             if job.phase == "PENDING" and not started:
                 # PHASE=RUN at creation was ignored: start it explicitly, once.
                 await transport.request(
-                    "POST", f"{job_url}/phase", data={"PHASE": "RUN"}, ok=(303,)
+                    "POST",
+                    f"{job_url}/phase",
+                    data={"PHASE": "RUN"},
+                    allow_redirects=False,
+                    ok=(200, 204, 303),
                 )
                 started = True
             if clock.now() - before < pause:
