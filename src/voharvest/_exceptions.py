@@ -113,7 +113,12 @@ class FormatError(ServiceError):
 
 
 class QueryError(ServiceError):
-    """The service reported QUERY_STATUS=ERROR; ``message`` is its own text."""
+    """The service reported QUERY_STATUS=ERROR; ``message`` is its own text.
+
+    ``status`` is the HTTP status it came with when that was an error status.
+    """
+
+    status: int | None = None
 
 
 class JobError(ServiceError):

@@ -37,9 +37,11 @@ from ._config import ClientConfig
 from ._exceptions import (
     ClientStateError,
     FormatError,
+    HTTPStatusError,
     NameResolutionError,
     ParameterError,
     PayloadError,
+    QueryError,
     ServiceError,
     TransportError,
     UnsupportedConstraintError,
@@ -198,10 +200,10 @@ class VOClient:
                 failures.append(exc)
                 continue
             try:
-                answer = await self._transport.request(
-                    "POST", endpoint.url.rstrip("/") + "/sync", data=tap.sync_fields(query)
+                decoded = await self.query(
+                    "POST", endpoint.url.rstrip("/") + "/sync", tap.sync_fields(query)
                 )
-                resources = votable.registry_results(await self.decode(answer))
+                resources = votable.registry_results(decoded)
             except (TransportError, ServiceError) as exc:
                 logger.warning("registry %s failed: %s", endpoint.url, exc)
                 failures.append(exc)
@@ -264,11 +266,31 @@ class VOClient:
         answer = await self._transport.request("GET", url, max_bytes=self.config.max_fetch_bytes)
         return answer.body
 
-    async def query_table(self, method: str, url: str, data: Any = None) -> TableResults:
-        """A metadata request whose answer is a VOTable, as table results."""
+    async def query(self, method: str, url: str, data: Any = None) -> votable.Decoded:
+        """A DAL request whose answer is a VOTable: fetched, parsed and checked.
+
+        DALI lets a service send its error document with an HTTP error status:
+        such an answer raises QueryError with the service's message (after the
+        retries an HTTP 5xx gets), not a bare HTTPStatusError.
+        """
         self._check_open()
-        answer = await self._transport.request(method, url, data=data)
-        return votable.table_results(await self.decode(answer))
+        try:
+            answer = await self._transport.request(method, url, data=data)
+        except HTTPStatusError as exc:
+            if "QUERY_STATUS" in exc.body:
+                try:
+                    votable.decode(exc.body.encode("utf-8"), url=url)
+                except QueryError as query_error:
+                    query_error.status = exc.status
+                    raise query_error from exc
+                except FormatError:
+                    pass
+            raise
+        return await self.decode(answer)
+
+    async def query_table(self, method: str, url: str, data: Any = None) -> TableResults:
+        """A DAL request whose answer is a VOTable, as table results."""
+        return votable.table_results(await self.query(method, url, data))
 
     async def download(
         self,

@@ -83,8 +83,7 @@ class SIAService:
         url = self.search_url(
             position, size, format=format, intersect=intersect, verbosity=verbosity, **extra
         )
-        answer = await self.client.transport.request("GET", url)
-        return votable.sia_results(await self.client.decode(answer))
+        return votable.sia_results(await self.client.query("GET", url))
 
 
 class SIA2Service:
@@ -105,8 +104,7 @@ class SIA2Service:
         if isinstance(pos, tuple | list) and len(pos) == 2 and isinstance(pos[0], str):
             pos = (await self.client.resolve(pos[0]), pos[1])
         url = sia2.build_url(self.access_url, pos=pos, **params)
-        answer = await self.client.transport.request("GET", url)
-        return votable.sia_results(await self.client.decode(answer))
+        return votable.sia_results(await self.client.query("GET", url))
 
 
 class TAPService:

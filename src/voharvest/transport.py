@@ -53,7 +53,8 @@ __all__ = ["Answer", "Stream", "Transport", "default_user_agent", "parse_retry_a
 logger = logging.getLogger("voharvest.transport")
 T = TypeVar("T")
 
-_BODY_SNIPPET = 500
+# How much of an error answer is kept (DAL services put their error VOTable there).
+_ERROR_BODY = 64 * 1024
 
 
 def default_user_agent() -> str:
@@ -327,7 +328,7 @@ class Transport:
     ) -> None:
         status = response.status
         limiter.stats.statuses[status] = limiter.stats.statuses.get(status, 0) + 1
-        if status in ok or (200 <= status < 300 and not ok):
+        if 200 <= status < 300 or status in ok:
             return
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         policy = self.config.retry
@@ -336,13 +337,14 @@ class Transport:
             if status in (429, 503):
                 limiter.pause(retry_after)
         try:
-            head = await asyncio.wait_for(response.content.read(_BODY_SNIPPET), 5)
+            head = await asyncio.wait_for(response.content.read(_ERROR_BODY), 5)
         except _CAUGHT:
             head = b""
-        body = " ".join(head.decode("utf-8", errors="replace").split())
+        body = head.decode("utf-8", errors="replace")
+        summary = " ".join(body[:400].split())
         reason = response.reason or ""
         raise HTTPStatusError(
-            f"HTTP {status} {reason}".strip() + (f": {body[:200]}" if body else ""),
+            f"HTTP {status} {reason}".strip() + (f": {summary[:200]}" if summary else ""),
             status=status,
             url=str(response.url),
             retryable=status in policy.statuses,
@@ -391,7 +393,8 @@ class Transport:
     ) -> Answer:
         """One complete request (read whole, capped), retried as the policy says.
 
-        ``ok``: statuses accepted besides 2xx (e.g. 303 with redirects off).
+        ``ok``: statuses accepted besides 2xx (e.g. 303 with redirects off);
+        any other status raises HTTPStatusError.
         """
         cap = max_bytes if max_bytes is not None else self.config.max_answer_bytes
         limiter = self.limiter(url)
