@@ -1,0 +1,495 @@
+"""The harvest engine: services x targets -> searches -> chosen records -> downloads.
+
+A fixed set of workers is fed from bounded queues, and targets are read one
+at a time, so memory does not grow with the number of targets. Items come
+back in completion order; a failed search or download is an item carrying
+its typed error, never the end of the batch. With an output directory, a
+SQLite journal there makes the harvest resumable: running it again finishes
+only what remains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiofiles.os
+
+from .._exceptions import ParameterError, VOHarvestError
+from .._files import inside
+from ..protocol.records import ImageRecord, SIAResults
+from ..services import RegistryResource, SIA2Service, SIAService
+from ._journal import FoundRecord, Journal, PendingRecord
+from ._naming import record_filename, service_folder
+from ._targets import Target, iter_targets
+
+if TYPE_CHECKING:
+    from ..client import VOClient
+
+__all__ = [
+    "Harvest",
+    "HarvestItem",
+    "HarvestOptions",
+    "HarvestTotals",
+    "UnexpectedError",
+    "harvest",
+]
+
+logger = logging.getLogger("voharvest.harvest")
+
+_STOP: Any = object()
+
+
+class UnexpectedError(VOHarvestError):
+    """A bug, not a service's fault: an exception the harvest did not expect (see its cause)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HarvestOptions:
+    """What to search and what to keep.
+
+    - ``size``: search size in degrees (SIA v1 SIZE; for SIA v2 a circle of
+      this diameter).
+    - ``format``: the FORMAT sent with each search (None: not sent).
+    - ``formats``: MIME types (shell patterns such as ``image/*`` allowed) of
+      the records to keep; None keeps every record with a data URL. When
+      ``format`` is a MIME type and ``formats`` is not given, ``format`` is used.
+    - ``max_records``: at most this many records per (service, target).
+    - ``searches`` / ``downloads``: workers in flight (hosts still get their
+      own politeness limits from the client).
+    """
+
+    size: float = 0.1
+    format: str | None = None
+    formats: tuple[str, ...] | None = None
+    max_records: int | None = None
+    searches: int = 32
+    downloads: int = 16
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, int | float):
+            raise ParameterError(f"size: expected degrees, got {self.size!r}")
+        if not 0 < self.size <= 180:
+            raise ParameterError(f"size: {self.size} deg is outside (0, 180]")
+        if self.max_records is not None and (
+            isinstance(self.max_records, bool)
+            or not isinstance(self.max_records, int)
+            or self.max_records < 1
+        ):
+            raise ParameterError(
+                f"max_records: expected a positive integer, got {self.max_records!r}"
+            )
+        for name in ("searches", "downloads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(f"{name}: expected a positive integer, got {value!r}")
+        if self.formats is not None and not all(isinstance(f, str) and f for f in self.formats):
+            raise ParameterError(f"formats: expected MIME types, got {self.formats!r}")
+
+    @property
+    def kept_formats(self) -> tuple[str, ...] | None:
+        if self.formats is not None:
+            return tuple(f.lower() for f in self.formats)
+        if self.format and "/" in self.format:
+            return (self.format.lower(),)
+        return None
+
+    def journal_view(self) -> dict[str, Any]:
+        """The options that decide what a harvest fetches (workers don't)."""
+        return {
+            "size": self.size,
+            "format": self.format,
+            "formats": list(self.kept_formats) if self.kept_formats else None,
+            "max_records": self.max_records,
+        }
+
+
+@dataclass(frozen=True)
+class HarvestItem:
+    """One finished piece of work: a search or a download, succeeded or failed."""
+
+    kind: Literal["search", "download"]
+    service: str
+    target: str
+    url: str | None = None
+    path: Path | None = None
+    records: int = 0
+    bytes: int = 0
+    skipped: bool = False
+    error: VOHarvestError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class HarvestTotals:
+    """Counts per service so far (a live view)."""
+
+    searches: int = 0
+    searches_failed: int = 0
+    records: int = 0
+    downloads: int = 0
+    downloads_failed: int = 0
+    skipped: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class _Service:
+    key: str
+    label: str
+    folder: str
+    endpoint: SIAService | SIA2Service
+
+    async def search(self, position: Any, options: HarvestOptions) -> SIAResults:
+        if isinstance(self.endpoint, SIA2Service):
+            ra, dec = position
+            params: dict[str, Any] = {"pos": (ra, dec, options.size / 2)}
+            if options.format:
+                params["format"] = options.format
+            return await self.endpoint.search(**params)
+        return await self.endpoint.search(position, options.size, format=options.format)
+
+
+def _service(client: VOClient, value: Any) -> _Service:
+    if isinstance(value, RegistryResource):
+        kinds = value.service_kinds
+        kind = "sia" if "sia" in kinds else "sia2" if "sia2" in kinds else None
+        if kind is None:
+            raise ParameterError(f"{value.ivoid} offers no SIA service")
+        endpoint = value.service(kind)
+        assert isinstance(endpoint, SIAService | SIA2Service)
+        label = value.short_name or value.ivoid.rsplit("/", 1)[-1]
+    elif isinstance(value, SIAService | SIA2Service):
+        endpoint = value
+        label = value.access_url.split("//", 1)[-1].split("/", 1)[0]
+    elif isinstance(value, str):
+        endpoint = SIAService(client, value)
+        label = value.split("//", 1)[-1].split("/", 1)[0]
+    else:
+        raise ParameterError(f"can't harvest from {value!r}: give SIA services or access URLs")
+    version = 2 if isinstance(endpoint, SIA2Service) else 1
+    key = f"sia{version} {endpoint.access_url}"
+    return _Service(key, label, service_folder(label, endpoint.access_url), endpoint)
+
+
+def _keeps(record: ImageRecord, formats: tuple[str, ...] | None) -> bool:
+    if formats is None:
+        return True
+    mime = (record.format or "").split(";", 1)[0].strip().lower()
+    return bool(mime) and any(fnmatch.fnmatchcase(mime, pattern) for pattern in formats)
+
+
+class Harvest:
+    """An async iterable of :class:`HarvestItem`; see :func:`harvest`."""
+
+    def __init__(
+        self,
+        client: VOClient,
+        services: Any,
+        targets: Any,
+        options: HarvestOptions,
+        *,
+        download_to: str | Path | None = None,
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.out = Path(download_to) if download_to is not None else None
+        self._services = [_service(client, s) for s in services]
+        if not self._services:
+            raise ParameterError("no services to harvest")
+        labels = [s.key for s in self._services]
+        if len(set(labels)) != len(labels):
+            self._services = list({s.key: s for s in self._services}.values())
+        self._targets = targets
+        self._journal: Journal | None = None
+        self.totals: dict[str, HarvestTotals] = {s.label: HarvestTotals() for s in self._services}
+        self._by_key = {s.key: s for s in self._services}
+        self._started = False
+
+    # --- iteration ------------------------------------------------------------
+
+    async def __aiter__(self) -> AsyncIterator[HarvestItem]:
+        if self._started:
+            raise ParameterError("a Harvest runs once; make a new one to run again")
+        self._started = True
+        results: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
+        engine = asyncio.create_task(self._engine(results))
+        try:
+            while True:
+                getter = asyncio.ensure_future(results.get())
+                await asyncio.wait({getter, engine}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    # The engine ended without its last word: it failed.
+                    getter.cancel()
+                    while not results.empty():
+                        item = results.get_nowait()
+                        if item is not _STOP:
+                            yield item
+                    _raise_engine_error(engine)
+                    return
+                item = getter.result()
+                if item is _STOP:
+                    break
+                yield item
+            _raise_engine_error(engine)
+        finally:
+            if not engine.done():
+                engine.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await engine
+
+    async def run(self) -> list[HarvestItem]:
+        """Run to the end and return the failures (successes are only counted)."""
+        return [item async for item in self if not item.ok]
+
+    # --- engine ---------------------------------------------------------------
+
+    async def _engine(self, results: asyncio.Queue[Any]) -> None:
+        options = self.options
+        if self.out is not None:
+            self._journal = Journal(self.out)
+            await self._journal.open(options.journal_view())
+        try:
+            searches: asyncio.Queue[Any] = asyncio.Queue(maxsize=options.searches * 2)
+            downloads: asyncio.Queue[Any] = asyncio.Queue(maxsize=options.downloads * 4)
+            async with asyncio.TaskGroup() as group:
+                leftovers = None
+                if self._journal is not None:
+                    below = await self._journal.last_record_id()
+                    leftovers = group.create_task(self._requeue(downloads, below))
+                producer = group.create_task(self._produce(searches))
+                searchers = [
+                    group.create_task(self._search_worker(searches, downloads, results))
+                    for _ in range(options.searches)
+                ]
+                downloaders = [
+                    group.create_task(self._download_worker(downloads, results))
+                    for _ in range(options.downloads if self.out is not None else 0)
+                ]
+                await producer
+                for _ in searchers:
+                    await searches.put(_STOP)
+                await asyncio.gather(*searchers)
+                if leftovers is not None:
+                    await leftovers
+                for _ in downloaders:
+                    await downloads.put(_STOP)
+        finally:
+            if self._journal is not None:
+                await asyncio.shield(self._journal.close())
+        await results.put(_STOP)
+
+    async def _produce(self, searches: asyncio.Queue[Any]) -> None:
+        batch: list[Target] = []
+        async for target in iter_targets(self._targets):
+            batch.append(target)
+            if len(batch) >= 256:
+                await self._enqueue(batch, searches)
+                batch = []
+        if batch:
+            await self._enqueue(batch, searches)
+
+    async def _enqueue(self, batch: list[Target], searches: asyncio.Queue[Any]) -> None:
+        done: set[tuple[str, str]] = set()
+        if self._journal is not None:
+            done = await self._journal.done_pairs([t.key for t in batch])
+        for target in batch:
+            for service in self._services:
+                if (service.key, target.key) not in done:
+                    await searches.put((service, target))
+
+    async def _requeue(self, downloads: asyncio.Queue[Any], below: int) -> None:
+        assert self._journal is not None
+        after = 0
+        while True:
+            rows = await self._journal.unfinished(after, below, 500)
+            if not rows:
+                return
+            for row in rows:
+                await downloads.put(row)
+            after = rows[-1].id
+
+    async def _search_worker(
+        self,
+        searches: asyncio.Queue[Any],
+        downloads: asyncio.Queue[Any],
+        results: asyncio.Queue[Any],
+    ) -> None:
+        while (job := await searches.get()) is not _STOP:
+            service, target = job
+            item, new = await self._search(service, target)
+            await results.put(item)
+            if self.out is not None:
+                for record in new:
+                    await downloads.put(record)
+
+    async def _search(
+        self, service: _Service, target: Target
+    ) -> tuple[HarvestItem, list[PendingRecord]]:
+        totals = self.totals[service.label]
+        position = target.position
+        try:
+            try:
+                if position is None:
+                    coord = await self.client.resolve(target.name or "")
+                    position = (float(coord.icrs.ra.deg), float(coord.icrs.dec.deg))
+                results = await service.search(position, self.options)
+                chosen = self._choose(service, target, results)
+                new: list[PendingRecord] = []
+                if self._journal is not None:
+                    new = await self._journal.search_done(
+                        service.key, target.key, str(target), position, chosen, results.overflow
+                    )
+            except VOHarvestError:
+                raise
+            except Exception as exc:
+                logger.exception("unexpected error searching %s for %s", service.label, target)
+                raise UnexpectedError(f"{type(exc).__name__}: {exc}") from exc
+        except VOHarvestError as error:
+            totals.searches_failed += 1
+            if self._journal is not None:
+                await self._journal.search_failed(
+                    service.key, target.key, str(target), position, str(error)
+                )
+            return HarvestItem("search", service.label, str(target), error=error), []
+        totals.searches += 1
+        totals.records += len(chosen)
+        item = HarvestItem(
+            "search",
+            service.label,
+            str(target),
+            url=service.endpoint.access_url,
+            records=len(chosen),
+        )
+        return item, new
+
+    def _choose(self, service: _Service, target: Target, results: SIAResults) -> list[FoundRecord]:
+        formats = self.options.kept_formats
+        chosen: list[FoundRecord] = []
+        seen: set[str] = set()
+        for record in results:
+            url = record.getdataurl()
+            if not url or url in seen or not _keeps(record, formats):
+                continue
+            if not url.lower().startswith(("http://", "https://")):
+                continue
+            seen.add(url)
+            name = record_filename(url, record.title, record.format)
+            chosen.append(
+                FoundRecord(
+                    url=url,
+                    path=f"{service.folder}/{target.folder}/{name}",
+                    title=record.title,
+                    format=record.format,
+                    announced_size=record.filesize,
+                    ra=record.ra,
+                    dec=record.dec,
+                )
+            )
+            if self.options.max_records and len(chosen) >= self.options.max_records:
+                break
+        return chosen
+
+    async def _download_worker(
+        self, downloads: asyncio.Queue[Any], results: asyncio.Queue[Any]
+    ) -> None:
+        while (record := await downloads.get()) is not _STOP:
+            await results.put(await self._download(record))
+
+    async def _download(self, record: PendingRecord) -> HarvestItem:
+        assert self.out is not None and self._journal is not None
+        service = self._by_key.get(record.service)
+        label = service.label if service else record.service
+        totals = self.totals.setdefault(label, HarvestTotals())
+        try:
+            try:
+                relative = Path(record.path)
+                folder = self.out / relative.parent
+                final = inside(folder, relative.name)
+                existed = await aiofiles.os.path.exists(final)
+                path = await self.client.download(
+                    record.url,
+                    folder,
+                    filename=relative.name,
+                    keep_partial=True,
+                    expected_format=record.format,
+                )
+                size = (await aiofiles.os.stat(path)).st_size
+                await self._journal.download_done(record.id, size)
+            except VOHarvestError:
+                raise
+            except Exception as exc:
+                logger.exception("unexpected error downloading %s", record.url)
+                raise UnexpectedError(f"{type(exc).__name__}: {exc}") from exc
+        except VOHarvestError as error:
+            totals.downloads_failed += 1
+            await self._journal.download_failed(record.id, str(error))
+            return HarvestItem("download", label, record.target_label, url=record.url, error=error)
+        totals.downloads += 1
+        totals.bytes += size
+        totals.skipped += int(existed)
+        return HarvestItem(
+            "download",
+            label,
+            record.target_label,
+            url=record.url,
+            path=path,
+            bytes=size,
+            skipped=existed,
+        )
+
+
+def _raise_engine_error(engine: asyncio.Task[None]) -> None:
+    """Re-raise what stopped the engine; a lone error out of its task group unwrapped."""
+    if not engine.done() or engine.cancelled():
+        return
+    error = engine.exception()
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    if error is not None:
+        raise error
+
+
+def harvest(
+    client: VOClient,
+    services: Any,
+    targets: Any,
+    *,
+    size: float = 0.1,
+    format: str | None = None,
+    formats: tuple[str, ...] | None = None,
+    max_records: int | None = None,
+    download_to: str | Path | None = None,
+    searches: int = 32,
+    downloads: int = 16,
+) -> Harvest:
+    """Search every service around every target, and download what is chosen.
+
+    ``services``: RegistryResource objects (from ``regsearch``), SIA service
+    objects, or SIA v1 access URLs. ``targets``: an iterable or async iterable
+    of names, (ra, dec) pairs, SkyCoords or :class:`Target`, or a
+    ``pathlib.Path`` of a file with one per line; read lazily. With
+    ``download_to``, records are downloaded there and a journal makes the
+    harvest resumable; without it, only the searches run.
+
+    ``async for item in harvest(...)`` yields a :class:`HarvestItem` per search
+    and per download, in completion order.
+    """
+    options = HarvestOptions(
+        size=size,
+        format=format,
+        formats=formats,
+        max_records=max_records,
+        searches=searches,
+        downloads=downloads,
+    )
+    return Harvest(client, services, targets, options, download_to=download_to)

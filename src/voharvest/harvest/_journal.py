@@ -1,0 +1,343 @@
+"""The harvest journal: a SQLite file in the output directory, committed as work completes.
+
+Tables:
+
+- ``meta``: the harvest's options, so a resumed run can't silently change them.
+- ``searches``: one row per (service, target) searched: done or failed.
+- ``records``: one row per distinct access URL chosen for download, with its
+  path under the output directory and its state (pending, done, failed).
+- ``sightings``: every (record, service, target) pair, for the manifest.
+
+A search and the records it found are written in one transaction, so after a
+crash a search is either fully journaled or will be run again. A download is
+marked done only after its file was renamed into place; a file found under
+its final name at start-up is therefore complete (renames are atomic), and is
+marked done without being fetched again.
+
+SQLite calls block, so they run in the journal's own thread, never on the
+event loop. WAL mode keeps readers (``voharvest status``) out of the writer's way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._exceptions import ParameterError, VOHarvestError
+
+__all__ = ["JOURNAL_NAME", "Journal", "JournalError", "PendingRecord", "open_readonly"]
+
+JOURNAL_NAME = "voharvest-journal.sqlite"
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS searches (
+    service TEXT NOT NULL,
+    target TEXT NOT NULL,
+    target_label TEXT,
+    ra REAL,
+    dec REAL,
+    state TEXT NOT NULL,
+    records INTEGER NOT NULL DEFAULT 0,
+    overflow INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    updated REAL NOT NULL,
+    PRIMARY KEY (service, target)
+);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    service TEXT NOT NULL,
+    target TEXT NOT NULL,
+    target_label TEXT,
+    title TEXT,
+    format TEXT,
+    announced_size INTEGER,
+    ra REAL,
+    dec REAL,
+    state TEXT NOT NULL,
+    bytes INTEGER,
+    error TEXT,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_state ON records (state, id);
+CREATE TABLE IF NOT EXISTS sightings (
+    url TEXT NOT NULL,
+    service TEXT NOT NULL,
+    target TEXT NOT NULL,
+    PRIMARY KEY (url, service, target)
+);
+"""
+
+
+class JournalError(VOHarvestError):
+    """The journal can't be opened or written (corrupt, locked, disk full, other options)."""
+
+
+@dataclass(frozen=True)
+class PendingRecord:
+    """A record chosen for download and not yet done."""
+
+    id: int
+    url: str
+    path: str
+    format: str | None
+    announced_size: int | None
+    service: str
+    target: str
+    target_label: str
+
+
+@dataclass(frozen=True)
+class FoundRecord:
+    """A record a search chose, as the journal takes it."""
+
+    url: str
+    path: str
+    title: str | None
+    format: str | None
+    announced_size: int | None
+    ra: float | None
+    dec: float | None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+def open_readonly(directory: Path) -> sqlite3.Connection:
+    """A read-only connection to the journal in ``directory`` (for status and manifests)."""
+    path = directory / JOURNAL_NAME
+    if not path.exists():
+        raise JournalError(f"no harvest journal in {directory}")
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        connection.execute("SELECT count(*) FROM searches").fetchone()
+    except sqlite3.Error as exc:
+        raise JournalError(f"can't read the journal {path}: {exc}") from exc
+    return connection
+
+
+class Journal:
+    """The journal of one output directory; every method runs in the journal's thread."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / JOURNAL_NAME
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="voharvest-journal"
+        )
+        self._db: sqlite3.Connection | None = None
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, function, *args)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from exc
+
+    # --- lifetime -------------------------------------------------------------
+
+    async def open(self, options: dict[str, Any]) -> None:
+        """Open (or create) the journal; refuse one written with other options."""
+        await self._call(self._open, options)
+
+    def _open(self, options: dict[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._db = _connect(self.path)
+        self._db.executescript(_SCHEMA)
+        wanted = json.dumps(options, sort_keys=True)
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'options'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('options', ?)", (wanted,))
+        elif row[0] != wanted:
+            self._db.close()
+            self._db = None
+            raise ParameterError(
+                f"{self.directory} holds a harvest with other options ({row[0]}); "
+                f"these are {wanted}. Use another output directory, or the same options."
+            )
+
+    async def close(self) -> None:
+        try:
+            await self._call(self._close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise JournalError("the journal is not open")
+        return self._db
+
+    # --- searches -------------------------------------------------------------
+
+    async def done_pairs(self, targets: Sequence[str]) -> set[tuple[str, str]]:
+        """The (service, target) pairs among ``targets`` whose search is done."""
+        return await self._call(self._done_pairs, list(targets))
+
+    def _done_pairs(self, targets: list[str]) -> set[tuple[str, str]]:
+        done: set[tuple[str, str]] = set()
+        for start in range(0, len(targets), 500):
+            batch = targets[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self.db.execute(
+                "SELECT service, target FROM searches"
+                f" WHERE state = 'done' AND target IN ({marks})",
+                batch,
+            )
+            done.update((service, target) for service, target in rows)
+        return done
+
+    async def search_done(
+        self,
+        service: str,
+        target: str,
+        label: str,
+        position: tuple[float, float] | None,
+        found: Iterable[FoundRecord],
+        overflow: bool,
+    ) -> list[PendingRecord]:
+        """Journal a finished search and its records; return the records new to the harvest."""
+        return await self._call(
+            self._search_done, service, target, label, position, list(found), overflow
+        )
+
+    def _search_done(
+        self,
+        service: str,
+        target: str,
+        label: str,
+        position: tuple[float, float] | None,
+        found: list[FoundRecord],
+        overflow: bool,
+    ) -> list[PendingRecord]:
+        now = time.time()
+        ra, dec = position if position else (None, None)
+        new: list[PendingRecord] = []
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for record in found:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO records (url, path, service, target, target_label,"
+                    " title, format, announced_size, ra, dec, state, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                    (
+                        record.url,
+                        record.path,
+                        service,
+                        target,
+                        label,
+                        record.title,
+                        record.format,
+                        record.announced_size,
+                        record.ra,
+                        record.dec,
+                        now,
+                    ),
+                )
+                if cursor.rowcount:
+                    new.append(
+                        PendingRecord(
+                            int(cursor.lastrowid or 0),
+                            record.url,
+                            record.path,
+                            record.format,
+                            record.announced_size,
+                            service,
+                            target,
+                            label,
+                        )
+                    )
+                db.execute(
+                    "INSERT OR IGNORE INTO sightings VALUES (?, ?, ?)",
+                    (record.url, service, target),
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO searches VALUES (?, ?, ?, ?, ?, 'done', ?, ?, NULL, ?)",
+                (service, target, label, ra, dec, len(found), int(overflow), now),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return new
+
+    async def search_failed(
+        self,
+        service: str,
+        target: str,
+        label: str,
+        position: tuple[float, float] | None,
+        error: str,
+    ) -> None:
+        await self._call(self._search_failed, service, target, label, position, error)
+
+    def _search_failed(
+        self,
+        service: str,
+        target: str,
+        label: str,
+        position: tuple[float, float] | None,
+        error: str,
+    ) -> None:
+        ra, dec = position if position else (None, None)
+        self.db.execute(
+            "INSERT OR REPLACE INTO searches VALUES (?, ?, ?, ?, ?, 'failed', 0, 0, ?, ?)",
+            (service, target, label, ra, dec, error, time.time()),
+        )
+
+    # --- downloads ------------------------------------------------------------
+
+    async def unfinished(self, after: int, below: int, limit: int) -> list[PendingRecord]:
+        """Pending or failed records with ``after < id <= below``, in id order."""
+        return await self._call(self._unfinished, after, below, limit)
+
+    def _unfinished(self, after: int, below: int, limit: int) -> list[PendingRecord]:
+        rows = self.db.execute(
+            "SELECT id, url, path, format, announced_size, service, target,"
+            " coalesce(target_label, target) FROM records"
+            " WHERE state != 'done' AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (after, below, limit),
+        )
+        return [PendingRecord(*row) for row in rows]
+
+    async def last_record_id(self) -> int:
+        return await self._call(
+            lambda: int(self.db.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0])
+        )
+
+    async def download_done(self, record_id: int, size: int) -> None:
+        await self._call(
+            lambda: self.db.execute(
+                "UPDATE records SET state = 'done', bytes = ?, error = NULL, updated = ?"
+                " WHERE id = ?",
+                (size, time.time(), record_id),
+            )
+        )
+
+    async def download_failed(self, record_id: int, error: str) -> None:
+        await self._call(
+            lambda: self.db.execute(
+                "UPDATE records SET state = 'failed', error = ?, updated = ? WHERE id = ?",
+                (error, time.time(), record_id),
+            )
+        )
