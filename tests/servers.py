@@ -57,6 +57,13 @@ class LocalServer:
         )
         handler = self._routes.get((request.method, request.path))
         if handler is None:
+            # A route ending in "/*" takes every path below it.
+            for (method, path), candidate in self._routes.items():
+                if method == request.method and path.endswith("/*"):
+                    if request.path.startswith(path[:-1]):
+                        handler = candidate
+                        break
+        if handler is None:
             return web.Response(status=404, text=f"no route {request.method} {request.path}")
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

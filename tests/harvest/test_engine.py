@@ -1,0 +1,158 @@
+"""The harvest engine on a local SIA service: choice, streaming, failures as items, resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.harvest.minisky import MiniSky, fits_bytes
+from tests.servers import LocalServer
+from voharvest import ClientConfig, HostPolicy, ParameterError, RetryPolicy, VOClient
+from voharvest.harvest import JOURNAL_NAME, harvest
+
+CONFIG = ClientConfig(
+    retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.02, jitter=0.0),
+    host=HostPolicy(rate=math.inf, concurrency=8),
+)
+TARGETS = [(10.0, 20.0), (11.0, 21.0), (12.0, 22.0)]
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and p.name != JOURNAL_NAME and not p.name.startswith(JOURNAL_NAME)
+    }
+
+
+async def test_search_and_download_every_chosen_record(server: LocalServer, tmp_path: Path):
+    sky = MiniSky(server, per_search=2)
+    out = tmp_path / "out"
+    async with VOClient(CONFIG) as client:
+        items = [
+            item
+            async for item in harvest(
+                client,
+                [server.url("/sia")],
+                TARGETS,
+                size=0.2,
+                format="image/fits",
+                download_to=out,
+            )
+        ]
+    searches = [i for i in items if i.kind == "search"]
+    downloads = [i for i in items if i.kind == "download"]
+    assert len(searches) == 3 and all(i.ok and i.records == 2 for i in searches)
+    assert len(downloads) == 6 and all(i.ok for i in downloads)
+    on_disk = files(out)
+    assert len(on_disk) == 6
+    for item in downloads:
+        name = item.url.rsplit("/", 1)[-1]
+        assert item.path.read_bytes() == fits_bytes(name)
+        assert item.path.is_relative_to(out)
+    # The HTML previews were never fetched; every image exactly once.
+    assert set(sky.fetches.values()) == {1} and len(sky.fetches) == 6
+    assert not any(p.name.endswith(".part") for p in out.rglob("*"))
+
+
+async def test_identical_urls_are_fetched_once(server: LocalServer, tmp_path: Path):
+    sky = MiniSky(server, per_search=1, shared=True)
+    async with VOClient(CONFIG) as client:
+        failures = await harvest(
+            client, [server.url("/sia")], TARGETS, format="image/fits", download_to=tmp_path
+        ).run()
+    assert failures == []
+    assert sky.fetches == {"shared_0.fits": 1}
+
+
+async def test_a_failed_download_is_an_item_not_the_end(server: LocalServer, tmp_path: Path):
+    sky = MiniSky(server, per_search=2)
+    sky.broken.add("11.0000_21.0000_1.fits")
+    async with VOClient(CONFIG) as client:
+        items = [
+            i
+            async for i in harvest(
+                client, [server.url("/sia")], TARGETS, format="image/fits", download_to=tmp_path
+            )
+        ]
+    failed = [i for i in items if not i.ok]
+    assert len(failed) == 1 and failed[0].kind == "download"
+    assert failed[0].url.endswith("11.0000_21.0000_1.fits")
+    assert sum(1 for i in items if i.kind == "download" and i.ok) == 5
+    # Nothing partial under a final name: every .fits is whole; the cut one is only a .part.
+    finals = {p: d for p, d in files(tmp_path).items() if p.endswith(".fits")}
+    assert len(finals) == 5
+    for path, data in finals.items():
+        original = Path(path).name.removeprefix("Field_").rsplit("-", 1)[0] + ".fits"
+        assert data == fits_bytes(original)
+    leftovers = sorted(Path(p).suffix for p in files(tmp_path) if "11.0000_21.0000_1" in p)
+    assert leftovers == [".json", ".part"]  # kept to resume with Range next time
+
+
+async def test_a_failing_service_does_not_stop_the_others(server: LocalServer, tmp_path: Path):
+    MiniSky(server, per_search=1)
+    async with VOClient(CONFIG) as client:
+        run = harvest(
+            client,
+            [server.url("/sia"), server.url("/nothing-here")],
+            TARGETS,
+            format="image/fits",
+            download_to=tmp_path,
+        )
+        items = [i async for i in run]
+    failed = [i for i in items if not i.ok]
+    assert len(failed) == 3 and {i.kind for i in failed} == {"search"}
+    assert sum(1 for i in items if i.kind == "download" and i.ok) == 3
+    totals = {label: t for label, t in run.totals.items()}
+    assert sum(t.searches_failed for t in totals.values()) == 3
+
+
+async def test_rerun_finishes_only_what_remains(server: LocalServer, tmp_path: Path):
+    sky = MiniSky(server, per_search=2)
+    sky.broken.add("12.0000_22.0000_0.fits")
+    async with VOClient(CONFIG) as client:
+        first = await harvest(
+            client, [server.url("/sia")], TARGETS, format="image/fits", download_to=tmp_path
+        ).run()
+    assert len(first) == 1
+    sky.broken.clear()
+    searches_before = len(server.hits_for("/sia"))
+    async with VOClient(CONFIG) as client:
+        items = [
+            i
+            async for i in harvest(
+                client, [server.url("/sia")], TARGETS, format="image/fits", download_to=tmp_path
+            )
+        ]
+    # No search again, one download: the one that failed.
+    assert len(server.hits_for("/sia")) == searches_before
+    assert [i.kind for i in items] == ["download"] and items[0].ok
+    assert sky.completed["12.0000_22.0000_0.fits"] == 1
+    assert all(count == 1 for count in sky.completed.values())
+    assert len(files(tmp_path)) == 6
+
+
+async def test_a_journal_with_other_options_is_refused(server: LocalServer, tmp_path: Path):
+    MiniSky(server, per_search=1)
+    async with VOClient(CONFIG) as client:
+        await harvest(
+            client, [server.url("/sia")], TARGETS[:1], size=0.2, download_to=tmp_path
+        ).run()
+        with pytest.raises(ParameterError, match="other options"):
+            await harvest(
+                client, [server.url("/sia")], TARGETS[:1], size=0.5, download_to=tmp_path
+            ).run()
+
+
+async def test_targets_from_a_file_and_names(server: LocalServer, tmp_path: Path):
+    MiniSky(server, per_search=1)
+    listing = tmp_path / "targets.txt"
+    listing.write_text("# my fields\n10 20\n\n11.0, 21.0 second-field\n")
+    async with VOClient(CONFIG) as client:
+        items = [
+            i async for i in harvest(client, [server.url("/sia")], listing, format="image/fits")
+        ]
+    assert sorted(i.target for i in items) == ["10.00000 +20.00000", "second-field"]
+    assert all(i.kind == "search" and i.ok for i in items)
