@@ -382,8 +382,19 @@ class VOClient:
         if offset and validator:
             headers["Range"] = f"bytes={offset}-"
             headers["If-Range"] = validator
-        async with self._transport.stream(url, headers=headers, ok=(200, 206)) as stream:
+        async with self._transport.stream(url, headers=headers, ok=(200, 206, 416)) as stream:
             total = stream.content_length
+            if stream.status == 416:
+                # Nothing left to send: the .part may already hold the whole file.
+                length = _content_range_total(stream.headers.get("Content-Range"))
+                if offset and length == offset:
+                    return
+                await self._remove(part, meta)
+                raise PayloadError(
+                    "the server can't serve the rest of the kept part; starting over",
+                    url=url,
+                    retryable=True,
+                )
             if stream.status == 206:
                 start, total = _content_range(stream.headers.get("Content-Range"))
                 if start != offset:
@@ -431,6 +442,14 @@ class VOClient:
 def _resumable(exc: BaseException) -> bool:
     """Whether a ``.part`` is worth keeping after ``exc``: transport trouble or cancellation."""
     return isinstance(exc, TransportError | asyncio.CancelledError)
+
+
+def _content_range_total(value: str | None) -> int | None:
+    """The complete length from ``Content-Range: bytes */n`` (a 416 answer), if given."""
+    if value and "/" in value:
+        length = value.rsplit("/", 1)[1].strip()
+        return int(length) if length.isdigit() else None
+    return None
 
 
 def _content_range(value: str | None) -> tuple[int, int | None]:

@@ -46,6 +46,8 @@ class RangeServer:
             and request.headers.get("If-Range") == self.etag
         ):
             start = int(wanted[6:].split("-")[0])
+        if start >= len(self.data):
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{len(self.data)}"})
         body = self.data[start:]
         headers = {"Content-Length": str(len(body)), "Content-Type": "image/fits"}
         if self.etag:
@@ -184,3 +186,20 @@ async def test_existing_final_file_is_kept_unless_overwrite(server: LocalServer,
         assert server.hits_for("/img.fits") == []
         path = await client.download(server.url("/img.fits"), tmp_path, overwrite=True)
     assert path.read_bytes() == FITS
+
+
+async def test_a_complete_part_is_finished_without_fetching_again(
+    server: LocalServer, tmp_path: Path
+):
+    # Killed after the last byte was written but before the rename: the server
+    # answers 416 to "the rest", and the kept part becomes the file.
+    url = server.url("/img.fits")
+    (tmp_path / "img.fits.part").write_bytes(FITS)
+    (tmp_path / "img.fits.part.json").write_text(json.dumps({"url": url, "etag": '"v1"'}))
+    source = RangeServer(FITS)
+    server.route("GET", "/img.fits", source.handle)
+    async with VOClient(config()) as client:
+        path = await client.download(url, tmp_path, keep_partial=True, expected_format="image/fits")
+    assert path.read_bytes() == FITS
+    assert source.sent == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.fits"]

@@ -1,0 +1,191 @@
+"""The commands that talk to the network or read a harvest's journal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from .._config import ClientConfig
+from .._exceptions import ParameterError
+from ..client import VOClient
+from ..harvest import Harvest, HarvestOptions, parse_target
+from ..harvest.manifest import status as journal_status
+from ..harvest.manifest import write_manifest
+from ..services import SIA2Service, SIAService
+from ._progress import Progress, format_bytes, host_summary
+
+__all__ = ["harvest", "preview", "registry", "search", "status"]
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+async def registry(
+    args: argparse.Namespace, config: ClientConfig, constraints: dict[str, Any]
+) -> int:
+    if not constraints:
+        raise ParameterError("give at least one registry constraint (e.g. --servicetype sia)")
+    async with VOClient(config) as client:
+        resources = await client.regsearch(**constraints)
+    for resource in resources:
+        _out(f"{resource.ivoid}\t{resource.short_name}\t{resource.title}")
+        for interface in resource.interfaces:
+            if interface.kind and interface.access_url and not interface.is_vosi:
+                _out(f"    {interface.kind:5s} {interface.access_url}")
+    print(f"{len(resources)} resources", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _service_for(client: VOClient, spec: str, *, version2: bool) -> SIAService | SIA2Service:
+    if spec.lower().startswith("ivo://"):
+        found = await client.regsearch(ivoid=spec)
+        if not found:
+            raise ParameterError(f"the registry doesn't know {spec}")
+        kind = "sia2" if version2 else ("sia" if "sia" in found[0].service_kinds else "sia2")
+        service = found[0].service(kind)
+        assert isinstance(service, SIAService | SIA2Service)
+        return service
+    return client.sia_service(spec, version=2 if version2 else 1)
+
+
+async def search(
+    args: argparse.Namespace, config: ClientConfig, constraints: dict[str, Any]
+) -> int:
+    target = parse_target(args.pos)
+    async with VOClient(config) as client:
+        service = await _service_for(client, args.service, version2=args.sia2)
+        position: Any = target.position
+        if position is None:
+            position = await client.resolve(target.name or "")
+        if isinstance(service, SIA2Service):
+            coord = (
+                position
+                if isinstance(position, tuple)
+                else (
+                    position.icrs.ra.deg,
+                    position.icrs.dec.deg,
+                )
+            )
+            params: dict[str, Any] = {"pos": (coord[0], coord[1], args.size / 2)}
+            if args.format:
+                params["format"] = args.format
+            results = await service.search(**params)
+        else:
+            results = await service.search(position, args.size, format=args.format)
+    for record in results:
+        _out(f"{record.getdataurl()}\t{record.format or '-'}\t{record.title or '-'}")
+    print(
+        f"{len(results)} records" + (" (truncated by the service)" if results.overflow else ""),
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _targets(args: argparse.Namespace) -> list[Any] | Path:
+    if args.targets is not None and args.target:
+        raise ParameterError("give --target or --targets, not both")
+    if args.targets is not None:
+        path = Path(args.targets)
+        if not path.is_file():
+            raise ParameterError(f"--targets: no such file {path}")
+        return path
+    if not args.target:
+        raise ParameterError("give --target (repeatable) or --targets FILE")
+    return list(args.target)
+
+
+async def harvest(
+    args: argparse.Namespace, config: ClientConfig, constraints: dict[str, Any]
+) -> int:
+    targets = _targets(args)
+    options = HarvestOptions(
+        size=args.size,
+        format=args.format,
+        formats=tuple(args.keep) if args.keep else None,
+        max_records=args.max_records,
+        searches=args.searches,
+        downloads=args.downloads,
+    )
+    async with VOClient(config) as client:
+        services: list[Any] = list(args.service or [])
+        services += [client.sia_service(url, version=2) for url in args.sia2 or []]
+        if constraints:
+            found = await client.regsearch(**constraints)
+            usable = [r for r in found if {"sia", "sia2"} & set(r.service_kinds)]
+            print(
+                f"registry: {len(found)} resources, {len(usable)} with an SIA service",
+                file=sys.stderr,
+            )
+            services += usable
+        if not services:
+            raise ParameterError(
+                "no services: give --service/--sia2 URLs or registry constraints that find some"
+            )
+        run = Harvest(client, services, targets, options, download_to=args.out)
+        progress = None if args.no_progress else Progress()
+        failed = 0
+
+        def retries() -> int:
+            return sum(one.retries for one in client.stats.values())
+
+        async for item in run:
+            if not item.ok:
+                failed += 1
+                print(
+                    f"failed {item.kind} {item.service} / {item.target}: {item.error}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if progress is not None:
+                progress.update(item, retries())
+        if progress is not None:
+            progress.close(retries())
+        print(host_summary(client.stats), file=sys.stderr)
+    written = await asyncio.to_thread(write_manifest, args.out)
+    print(f"manifest: {', '.join(str(p) for p in written)}", file=sys.stderr)
+    summary = journal_status(args.out)
+    total = summary.total
+    print(
+        f"{total.searches_done} searches done, {total.searches_failed} failed; "
+        f"{total.records_done} files ({format_bytes(total.bytes)}), "
+        f"{total.records_failed + total.records_pending} not fetched",
+        file=sys.stderr,
+    )
+    return EXIT_OK if failed == 0 and summary.complete else EXIT_FAILED
+
+
+def status(directory: Path) -> int:
+    summary = journal_status(directory)
+    for key, one in sorted(summary.services.items()):
+        _out(
+            f"{key}\n    searches {one.searches_done} done, {one.searches_failed} failed; "
+            f"files {one.records_done} done, {one.records_pending} pending, "
+            f"{one.records_failed} failed; {format_bytes(one.bytes)}"
+        )
+    total = summary.total
+    _out(
+        f"total: searches {total.searches_done} done, {total.searches_failed} failed; "
+        f"files {total.records_done} done, {total.records_pending} pending, "
+        f"{total.records_failed} failed; {format_bytes(total.bytes)}"
+    )
+    for kind, what, error in summary.errors:
+        _out(f"  failed {kind} {what}: {error}")
+    _out("complete" if summary.complete else "incomplete: run the same harvest again to finish")
+    return EXIT_OK if summary.complete else EXIT_FAILED
+
+
+def preview(directory: Path, output: Path, limit: int) -> int:
+    from ._preview import contact_sheet
+
+    count = contact_sheet(directory, output, limit=limit)
+    if count == 0:
+        print(f"no images to show in {directory}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{output}: {count} images", file=sys.stderr)
+    return EXIT_OK

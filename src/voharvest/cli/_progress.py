@@ -1,0 +1,108 @@
+"""Progress while a harvest runs, and the summary at its end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any
+
+from .._limiter import HostStats
+from ..harvest import HarvestItem
+
+__all__ = ["Progress", "format_bytes", "host_summary"]
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(count) < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"  # pragma: no cover
+
+
+class Progress:
+    """Bars on a terminal (tqdm), a plain line every few seconds when piped."""
+
+    def __init__(self, *, stream: IO[str] | None = None, bars: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.bars = self.stream.isatty() if bars is None else bars
+        self.searches_ok = self.searches_failed = 0
+        self.downloads_ok = self.downloads_failed = self.skipped = 0
+        self.records = 0
+        self.bytes = 0
+        self._last_line = time.monotonic()
+        self._tqdm: dict[str, Any] = {}
+        if self.bars:
+            from tqdm import tqdm
+
+            self._tqdm = {
+                "search": tqdm(desc="searches", unit="search", file=self.stream, position=0),
+                "download": tqdm(desc="downloads", unit="file", file=self.stream, position=1),
+                "bytes": tqdm(desc="data", unit="B", unit_scale=True, file=self.stream, position=2),
+            }
+
+    def update(self, item: HarvestItem, retries: int) -> None:
+        if item.kind == "search":
+            if item.ok:
+                self.searches_ok += 1
+                self.records += item.records
+            else:
+                self.searches_failed += 1
+        elif item.ok:
+            self.downloads_ok += 1
+            self.skipped += int(item.skipped)
+            self.bytes += item.bytes
+        else:
+            self.downloads_failed += 1
+        if self.bars:
+            bar = self._tqdm[item.kind]
+            bar.update(1)
+            failed = self.searches_failed if item.kind == "search" else self.downloads_failed
+            bar.set_postfix(failed=failed, retries=retries, refresh=False)
+            if item.kind == "download" and item.ok:
+                self._tqdm["bytes"].update(item.bytes)
+        elif time.monotonic() - self._last_line >= 5:
+            self.line(retries)
+
+    def line(self, retries: int) -> None:
+        self._last_line = time.monotonic()
+        print(
+            f"searches {self.searches_ok} ok, {self.searches_failed} failed; "
+            f"records {self.records}; downloads {self.downloads_ok} ok "
+            f"({self.skipped} already there), {self.downloads_failed} failed; "
+            f"{format_bytes(self.bytes)}; retries {retries}",
+            file=self.stream,
+            flush=True,
+        )
+
+    def close(self, retries: int) -> None:
+        for bar in self._tqdm.values():
+            bar.close()
+        self.line(retries)
+
+
+def host_summary(stats: dict[str, HostStats]) -> str:
+    """A table of what each host saw: requests, retries, 429/503, failures, bytes, latency."""
+    header = ("host", "requests", "retries", "429/503", "failures", "bytes", "mean latency")
+    rows = [header]
+    for origin, one in sorted(stats.items()):
+        latency = one.mean_latency
+        rows.append(
+            (
+                origin,
+                str(one.requests),
+                str(one.retries),
+                str(one.throttled),
+                str(one.failures),
+                format_bytes(one.bytes),
+                f"{latency * 1000:.0f} ms" if latency is not None else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    )
