@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 from collections import Counter
@@ -23,11 +24,22 @@ def fits_bytes(name: str, size: int = 8640) -> bytes:
 class MiniSky:
     """``/sia``: N FITS records per position (``/img/<ra>_<dec>_<i>.fits``); counts fetches."""
 
-    def __init__(self, server: LocalServer, per_search: int = 2, shared: bool = False) -> None:
+    def __init__(
+        self,
+        server: LocalServer,
+        per_search: int = 2,
+        shared: bool = False,
+        *,
+        image_size: int = 8640,
+        chunk_delay: float = 0.0,
+    ) -> None:
         self.server = server
         self.per_search = per_search
         self.shared = shared  # every position returns the same images
+        self.image_size = image_size
+        self.chunk_delay = chunk_delay  # seconds between 16 KiB chunks: slow enough to kill
         self.fetches: Counter[str] = Counter()
+        self.range_fetches: Counter[str] = Counter()
         self.completed: Counter[str] = Counter()
         self.broken: set[str] = set()
         server.route("GET", "/sia", self.sia)
@@ -81,17 +93,35 @@ class MiniSky:
     async def image(self, request: web.Request) -> web.StreamResponse:
         name = request.path.rsplit("/", 1)[-1]
         self.fetches[name] += 1
-        data = fits_bytes(name)
+        data = fits_bytes(name, self.image_size)
         if name in self.broken:
             response = web.StreamResponse(headers={"Content-Length": str(len(data))})
             await response.prepare(request)
             await response.write(data[:100])
             request.transport.close()
             return response
-        response = web.StreamResponse(
-            headers={"Content-Length": str(len(data)), "Content-Type": "image/fits"}
-        )
+        start = 0
+        wanted = request.headers.get("Range", "")
+        if wanted.startswith("bytes=") and request.headers.get("If-Range") == '"1"':
+            start = int(wanted[6:].split("-")[0])
+            self.range_fetches[name] += 1
+            if start >= len(data):
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        headers = {
+            "Content-Length": str(len(data) - start),
+            "Content-Type": "image/fits",
+            "ETag": '"1"',
+        }
+        status = 200
+        if start:
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        response = web.StreamResponse(status=status, headers=headers)
         await response.prepare(request)
-        await response.write(data)
-        self.completed[name] += 1
+        for offset in range(start, len(data), 16384):
+            await response.write(data[offset : offset + 16384])
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+        if start == 0:
+            self.completed[name] += 1
         return response
