@@ -12,6 +12,9 @@ def test_exported_members():
         "ConnectError",
         "FormatError",
         "HTTPStatusError",
+        "Harvest",
+        "HarvestItem",
+        "HarvestOptions",
         "HostPolicy",
         "HostStats",
         "JobError",
@@ -31,6 +34,7 @@ def test_exported_members():
         "SIAService",
         "ServiceError",
         "TAPService",
+        "Target",
         "Timeouts",
         "TooLargeError",
         "TransportError",
@@ -39,6 +43,7 @@ def test_exported_members():
         "VOHarvestError",
         "VOHarvestWarning",
         "__version__",
+        "harvest",
     }
     for name in voharvest.__all__:
         assert getattr(voharvest, name) is not None, name

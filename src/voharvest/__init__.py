@@ -34,6 +34,7 @@ from .protocol.regtap import RegistryFeatures
 if TYPE_CHECKING:
     from ._limiter import HostStats
     from .client import VOClient
+    from .harvesting import Harvest, HarvestItem, HarvestOptions, Target, harvest
     from .services import RegistryResource, SIA2Service, SIAService, TAPService
 
 logging.getLogger("voharvest").addHandler(logging.NullHandler())
@@ -43,6 +44,11 @@ logging.getLogger("voharvest").addHandler(logging.NullHandler())
 _LAZY = {
     "HostStats": "._limiter",
     "VOClient": ".client",
+    "Harvest": ".harvesting",
+    "HarvestItem": ".harvesting",
+    "HarvestOptions": ".harvesting",
+    "Target": ".harvesting",
+    "harvest": ".harvesting",
     "RegistryResource": ".services",
     "SIA2Service": ".services",
     "SIAService": ".services",
@@ -64,6 +70,9 @@ __all__ = [
     "ConnectError",
     "FormatError",
     "HTTPStatusError",
+    "Harvest",
+    "HarvestItem",
+    "HarvestOptions",
     "HostPolicy",
     "HostStats",
     "JobError",
@@ -83,6 +92,7 @@ __all__ = [
     "SIAService",
     "ServiceError",
     "TAPService",
+    "Target",
     "Timeouts",
     "TooLargeError",
     "TransportError",
@@ -91,4 +101,5 @@ __all__ = [
     "VOHarvestError",
     "VOHarvestWarning",
     "__version__",
+    "harvest",
 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.harvest.minisky import MiniSky, fits_bytes
 from tests.servers import LocalServer
-from voharvest.harvest import JOURNAL_NAME
+from voharvest.harvesting import JOURNAL_NAME
 
 POSITIONS = [(10.0 + i, 20.0 + i) for i in range(6)]
 IMAGE_SIZE = 160 * 1024

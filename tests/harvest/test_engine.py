@@ -10,7 +10,7 @@ import pytest
 from tests.harvest.minisky import MiniSky, fits_bytes
 from tests.servers import LocalServer
 from voharvest import ClientConfig, HostPolicy, ParameterError, RetryPolicy, VOClient
-from voharvest.harvest import JOURNAL_NAME, harvest
+from voharvest.harvesting import JOURNAL_NAME, harvest
 
 CONFIG = ClientConfig(
     retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.02, jitter=0.0),

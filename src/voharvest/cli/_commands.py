@@ -11,9 +11,9 @@ from typing import Any
 from .._config import ClientConfig
 from .._exceptions import ParameterError
 from ..client import VOClient
-from ..harvest import Harvest, HarvestOptions, parse_target
-from ..harvest.manifest import status as journal_status
-from ..harvest.manifest import write_manifest
+from ..harvesting import Harvest, HarvestOptions, parse_target
+from ..harvesting.manifest import status as journal_status
+from ..harvesting.manifest import write_manifest
 from ..services import SIA2Service, SIAService
 from ._progress import Progress, format_bytes, host_summary
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..harvest._journal import open_readonly
+from ..harvesting._journal import open_readonly
 
 __all__ = ["contact_sheet"]
 

@@ -7,7 +7,7 @@ import time
 from typing import IO, Any
 
 from .._limiter import HostStats
-from ..harvest import HarvestItem
+from ..harvesting import HarvestItem
 
 __all__ = ["Progress", "format_bytes", "host_summary"]
 
