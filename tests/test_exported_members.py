@@ -33,6 +33,7 @@ def test_exported_members():
         "SIA2Service",
         "SIAService",
         "ServiceError",
+        "StorageError",
         "TAPService",
         "Target",
         "Timeouts",

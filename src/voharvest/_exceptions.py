@@ -9,6 +9,7 @@ raw::
     │   └── UnsupportedConstraintError         the registry can't run this constraint
     ├── NoServiceError (also LookupError)      a resource has no interface of that kind
     ├── ClientStateError (also RuntimeError)   a closed client used, or reopened
+    ├── StorageError (also OSError)            a file can't be written (disk full, permissions)
     ├── ServiceError                           a service answered, but not as it should
     │   ├── FormatError                        not a VOTable / UWS document, no table, ...
     │   ├── QueryError                         QUERY_STATUS=ERROR, with the server's message
@@ -46,6 +47,7 @@ __all__ = [
     "RedirectError",
     "RequestTimeoutError",
     "ServiceError",
+    "StorageError",
     "TooLargeError",
     "TransportError",
     "UnsupportedConstraintError",
@@ -131,6 +133,10 @@ class JobError(ServiceError):
 
 class ClientStateError(VOHarvestError, RuntimeError):
     """The client is not open: used before ``async with`` / after close, or reopened."""
+
+
+class StorageError(VOHarvestError, OSError):
+    """A downloaded file can't be written, renamed or removed on the local disk."""
 
 
 class NameResolutionError(ServiceError):

@@ -43,6 +43,7 @@ from ._exceptions import (
     PayloadError,
     QueryError,
     ServiceError,
+    StorageError,
     TransportError,
     UnsupportedConstraintError,
     VOHarvestError,
@@ -323,7 +324,10 @@ class VOClient:
             expected_format = getattr(source, "format", None)
         folder = Path(directory)
         name = safe_filename(filename) if filename is not None else filename_from_url(url)
-        await aiofiles.os.makedirs(folder, exist_ok=True)
+        try:
+            await aiofiles.os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"can't create the directory {folder}: {exc}") from exc
         final = inside(folder, name)
         if not overwrite and await aiofiles.os.path.exists(final):
             return final
@@ -334,10 +338,13 @@ class VOClient:
             await self._download_once(url, part, meta, keep_partial)
 
         try:
-            await self._transport.with_retries(url, attempt)
-            await _check_content(part, expected_format, url, self._files)
-            await aiofiles.os.replace(part, final)
-            await self._remove(meta)
+            try:
+                await self._transport.with_retries(url, attempt)
+                await _check_content(part, expected_format, url, self._files)
+                await aiofiles.os.replace(part, final)
+                await self._remove(meta)
+            except OSError as exc:
+                raise StorageError(f"can't write {final}: {exc}") from exc
         except BaseException as exc:
             doomed = [] if keep_partial and _resumable(exc) else [part, meta]
             removal = asyncio.ensure_future(self._remove(*doomed))
@@ -354,6 +361,8 @@ class VOClient:
                 await aiofiles.os.remove(path)
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                logger.warning("could not remove %s: %s", path, exc)
 
     async def _resume_point(self, url: str, part: Path, meta: Path) -> tuple[int, str | None]:
         """(bytes already in ``part``, validator) for a resumable ``.part``, else (0, None)."""

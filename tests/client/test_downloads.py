@@ -203,3 +203,16 @@ async def test_a_complete_part_is_finished_without_fetching_again(
     assert path.read_bytes() == FITS
     assert source.sent == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.fits"]
+
+
+async def test_an_unwritable_directory_is_a_storage_error(server: LocalServer, tmp_path: Path):
+    from voharvest import StorageError
+
+    source = RangeServer(FITS)
+    server.route("GET", "/img.fits", source.handle)
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    async with VOClient(config()) as client:
+        with pytest.raises(StorageError, match="file-not-dir"):
+            await client.download(server.url("/img.fits"), blocker / "sub")
+    assert not (blocker / "sub").exists() and blocker.read_text() == "x"
