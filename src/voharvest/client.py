@@ -107,6 +107,7 @@ class VOClient:
         self._parse_pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._files: concurrent.futures.ThreadPoolExecutor | None = None
         self._names: dict[str, tuple[float, float]] = {}
+        self._unknown_names: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
 
     # --- lifetime -------------------------------------------------------------
@@ -236,6 +237,8 @@ class VOClient:
         if key in self._names:
             ra, dec = self._names[key]
             return SkyCoord(ra, dec, unit="deg", frame="icrs")
+        if key in self._unknown_names:
+            raise NameResolutionError(f"Sesame doesn't know {name!r} (asked before)")
         failures: list[VOHarvestError] = []
         for base in self.config.sesame:
             url = sesame.build_url(base, name)
@@ -243,6 +246,7 @@ class VOClient:
                 answer = await self._transport.request("GET", url, max_bytes=1024 * 1024)
                 ra, dec = sesame.parse(answer.body, name, url=answer.url)
             except NameResolutionError:
+                self._unknown_names.add(key)
                 raise
             except (TransportError, ServiceError) as exc:
                 logger.warning("name resolver %s failed: %s", base, exc)

@@ -383,6 +383,9 @@ async def test_an_unknown_name_is_a_name_resolution_error_and_no_search_is_sent(
     async with VOClient(config) as client:
         with pytest.raises(NameResolutionError, match="NoSuchThing"):
             await client.sia_service(server.url("/sia")).search(pos="NoSuchThing", size=0.2)
+        # Asked again (a harvest asks once per service): answered from memory.
+        with pytest.raises(NameResolutionError, match="NoSuchThing"):
+            await client.resolve("nosuchthing")
 
     # Sesame's "nothing found" is an answer, not a failure: no retry, no other mirror.
     assert [hit.path for hit in server.hits] == ["/sesame1"]
