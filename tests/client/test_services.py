@@ -385,7 +385,7 @@ async def test_an_unknown_name_is_a_name_resolution_error_and_no_search_is_sent(
             await client.sia_service(server.url("/sia")).search(pos="NoSuchThing", size=0.2)
         # Asked again (a harvest asks once per service): answered from memory.
         with pytest.raises(NameResolutionError, match="NoSuchThing"):
-            await client.resolve("nosuchthing")
+            await client.resolve("  NoSuchThing ")
 
     # Sesame's "nothing found" is an answer, not a failure: no retry, no other mirror.
     assert [hit.path for hit in server.hits] == ["/sesame1"]
