@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from astropy import units as u
 from astropy.coordinates import SkyCoord
+from astropy.time import Time
 
 from .._exceptions import ParameterError
 
@@ -21,6 +22,7 @@ __all__ = [
     "Params",
     "adql_string",
     "as_list",
+    "endpoints",
     "format_number",
     "join_url",
     "position_degrees",
@@ -104,6 +106,20 @@ def as_list(value: Any) -> list[Any]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         return [value]
     return list(value)
+
+
+def endpoints(value: Any, name: str) -> list[Any]:
+    """One or two ends of a point or interval value (a pair, a 2-element Quantity or
+    Time, or one value); None marks an open end, but not both."""
+    if isinstance(value, u.Quantity | Time) and not value.isscalar:
+        items = list(value)
+    elif isinstance(value, tuple | list):
+        items = list(value)
+    else:
+        items = [value]
+    if len(items) not in (1, 2) or all(item is None for item in items):
+        raise ParameterError(f"{name}: expected a value or a (low, high) pair, got {value!r}")
+    return items
 
 
 def adql_string(value: str, name: str = "value") -> str:

@@ -153,26 +153,32 @@ def _split_list(value: str, separator: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(separator) if item.strip())
 
 
+def _interfaces(rows: Iterable[tuple[str, str, str, str, str, str]]) -> tuple[Interface, ...]:
+    """Interfaces from (standard_id, type, role, version, access_url, description) rows;
+    rows with neither a standard id nor an access URL (a capability-less resource's
+    outer-join row) are dropped."""
+    return tuple(
+        Interface(
+            standard_id=standard_id,
+            access_url=access_url,
+            type=intf_type,
+            role=role,
+            description=description,
+            version=version,
+        )
+        for standard_id, intf_type, role, version, access_url, description in rows
+        if access_url or standard_id
+    )
+
+
 def _interfaces_from_aggregate(text: str) -> tuple[Interface, ...]:
-    interfaces = []
+    rows = []
     for record in text.split(INTERFACE_SEPARATOR):
         parts = record.split(FIELD_SEPARATOR, len(INTERFACE_FIELDS))
-        if len(parts) != len(INTERFACE_FIELDS) + 1:
-            continue
-        standard_id, intf_type, role, version, access_url, description = parts
-        if not access_url and not standard_id:
-            continue
-        interfaces.append(
-            Interface(
-                standard_id=standard_id,
-                access_url=access_url,
-                type=intf_type,
-                role=role,
-                description=description,
-                version=version,
-            )
-        )
-    return tuple(interfaces)
+        if len(parts) == len(INTERFACE_FIELDS) + 1:
+            standard_id, intf_type, role, version, access_url, description = parts
+            rows.append((standard_id, intf_type, role, version, access_url, description))
+    return _interfaces(rows)
 
 
 #: Column names of the parallel-list layout (used by pyvo's registry query).
@@ -183,21 +189,10 @@ _PARALLEL_SEPARATOR = ":::py VO sep:::"
 def _interfaces_from_parallel(row: Mapping[str, str]) -> tuple[Interface, ...]:
     lists = [row.get(name, "").split(_PARALLEL_SEPARATOR) for name in _PARALLEL]
     count = len(lists[1])
-    padded = [values + [""] * (count - len(values)) for values in lists]
-    interfaces = []
-    for standard_id, access_url, intf_type, role, description in zip(*padded, strict=False):
-        if not access_url and not standard_id:
-            continue
-        interfaces.append(
-            Interface(
-                standard_id=standard_id,
-                access_url=access_url,
-                type=intf_type,
-                role=role,
-                description=description,
-            )
-        )
-    return tuple(interfaces)
+    ids, urls, types, roles, descriptions = (
+        values + [""] * (count - len(values)) for values in lists
+    )
+    return _interfaces(zip(ids, types, roles, [""] * count, urls, descriptions, strict=False))
 
 
 def resource_from_row(row: Mapping[str, str]) -> Resource:

@@ -23,7 +23,7 @@ from astropy.coordinates import SkyCoord
 from astropy.time import Time
 
 from .._exceptions import ParameterError, UnsupportedConstraintError
-from ._encoding import adql_string, as_list, position_degrees, to_degrees, to_float
+from ._encoding import adql_string, as_list, endpoints, position_degrees, to_degrees, to_float
 from ._services import (
     FIELD_SEPARATOR,
     INTERFACE_FIELDS,
@@ -316,19 +316,6 @@ def _spatial(spatial: Any, features: RegistryFeatures) -> str:
     return f"ivoid IN (SELECT ivoid FROM rr.stc_spatial WHERE {test})"
 
 
-def _endpoints(value: Any, name: str) -> list[Any]:
-    """One or two endpoints of a point or interval constraint (None: open end)."""
-    if isinstance(value, u.Quantity | Time) and not value.isscalar:
-        items = list(value)
-    elif isinstance(value, tuple | list):
-        items = list(value)
-    else:
-        items = [value]
-    if len(items) not in (1, 2) or all(item is None for item in items):
-        raise ParameterError(f"{name}: expected a value or a (low, high) pair, got {value!r}")
-    return items
-
-
 def _interval(lo: float | None, hi: float | None, start: str, end: str) -> str:
     if lo is not None and hi is not None and lo > hi:
         lo, hi = hi, lo
@@ -344,7 +331,7 @@ def _spectral(spectral: Any, features: RegistryFeatures) -> str:
     if not features.stc:
         raise UnsupportedConstraintError("spectral: this registry has no rr.stc_spectral table")
     joules: list[float | None] = []
-    items = _endpoints(spectral, "spectral")
+    items = endpoints(spectral, "spectral")
     for item in items:
         if item is None:
             joules.append(None)
@@ -369,7 +356,7 @@ def _temporal(temporal: Any, features: RegistryFeatures) -> str:
     if not features.stc:
         raise UnsupportedConstraintError("temporal: this registry has no rr.stc_temporal table")
     mjds: list[float | None] = []
-    for item in _endpoints(temporal, "temporal"):
+    for item in endpoints(temporal, "temporal"):
         if item is None:
             mjds.append(None)
         elif isinstance(item, Time):

@@ -19,7 +19,15 @@ from astropy.time import Time
 from astropy.time.core import ScaleValueError
 
 from .._exceptions import ParameterError
-from ._encoding import Params, as_list, format_number, join_url, position_degrees, to_degrees
+from ._encoding import (
+    Params,
+    as_list,
+    endpoints,
+    format_number,
+    join_url,
+    position_degrees,
+    to_degrees,
+)
 from ._encoding import to_float as _to_float
 from .sia1 import extra_params
 
@@ -155,14 +163,7 @@ def encode_interval(
     a conversion that reverses the axis (frequency or energy to wavelength) also
     turns an open upper end into an open lower end.
     """
-    if isinstance(value, u.Quantity | Time) and not value.isscalar:
-        items = list(value)
-    elif isinstance(value, tuple | list):
-        items = list(value)
-    else:
-        items = [value]
-    if len(items) not in (1, 2) or all(item is None for item in items):
-        raise ParameterError(f"{name}: expected a value or a (low, high) pair, got {value!r}")
+    items = endpoints(value, name)
     reversing = False
     numbers: list[float | None] = []
     for item in items:
