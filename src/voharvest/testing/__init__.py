@@ -1,0 +1,44 @@
+"""Simulated VO hosts on loopback, for tests and benchmarks of any VO client.
+
+:class:`VOFarm` starts ``N`` hosts in the running event loop, host ``i`` on
+``127.0.0.(i+2)`` with its own ephemeral port. Each serves SIA 1.0 (``/sia``),
+SIA 2.0 (``/sia2/query``), a TAP ``/sync`` endpoint answering registry queries
+that list the farm's own services (``/tap/sync``), and the FITS and JPEG
+images of a deterministic synthetic sky (``/images/<tile>.fits|.jpg``) —
+with the latency, rate limit, bandwidth and faults its :class:`HostConfig`
+asks for, counting everything in :class:`FarmCounters`::
+
+    from voharvest.testing import HostConfig, VOFarm
+
+    async with VOFarm(hosts=3, config=HostConfig(latency=0.05, rate_limit=10)) as farm:
+        ...  # point the client at farm.registry_url or farm.hosts[i].sia2_url
+        assert farm.counters[0].rate_violations == 0
+
+``python -m voharvest.testing serve --hosts 20`` runs a farm in a process of
+its own (see docs/testing.md). This package needs aiohttp, astropy and numpy,
+nothing of voharvest's client.
+"""
+
+from __future__ import annotations
+
+from ._config import ENDPOINTS, FAULT_KINDS, HTTP_FAULTS, SEARCH_FAULTS, FarmCounters, HostConfig
+from ._farm import FarmHost, VOFarm
+from ._host import LAST_MODIFIED
+from ._sky import TILE_DEG, Tile, search_tiles, tile_by_id, tile_of
+
+__all__ = [
+    "ENDPOINTS",
+    "FAULT_KINDS",
+    "HTTP_FAULTS",
+    "LAST_MODIFIED",
+    "SEARCH_FAULTS",
+    "TILE_DEG",
+    "FarmCounters",
+    "FarmHost",
+    "HostConfig",
+    "Tile",
+    "VOFarm",
+    "search_tiles",
+    "tile_by_id",
+    "tile_of",
+]

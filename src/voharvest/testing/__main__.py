@@ -1,0 +1,136 @@
+"""``python -m voharvest.testing serve``: a VOFarm in a process of its own.
+
+Prints one JSON line with the URLs once every host listens, serves until
+stdin closes, SIGTERM/SIGINT, or ``--duration`` seconds, then prints one JSON
+line with the counters. A benchmark starts it as a subprocess with
+``stdin=PIPE``, reads the first line, and closes stdin to stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import stat
+import sys
+import threading
+from collections.abc import Sequence
+
+from .._exceptions import ParameterError
+from ._config import HostConfig, parse_faults
+from ._farm import VOFarm
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m voharvest.testing",
+        description="Simulated VO hosts on loopback (see docs/testing.md).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run a farm until stdin closes, a signal, or --duration",
+        description="Run a VOFarm; print its URLs as one JSON line, and its counters at the end.",
+    )
+    serve.add_argument("--hosts", type=int, default=2, help="number of hosts (default 2)")
+    serve.add_argument("--seed", type=int, default=0, help="sky and fault seed (default 0)")
+    serve.add_argument("--latency", type=float, default=0.0, help="seconds to first byte")
+    serve.add_argument("--rate", type=float, default=None, help="requests/s each host accepts")
+    serve.add_argument("--burst", type=float, default=2.0, help="token bucket size (default 2)")
+    serve.add_argument(
+        "--no-enforce", action="store_true", help="count rate violations but serve them"
+    )
+    serve.add_argument("--faults", default="", help="e.g. 503=0.1,reset=0.02")
+    serve.add_argument("--stall-seconds", type=float, default=30.0, help="length of a stall")
+    serve.add_argument("--image-bytes", type=int, default=64 * 1024, help="FITS file size")
+    serve.add_argument("--bitpix", type=int, default=16, choices=(16, -32))
+    serve.add_argument("--images-per-search", type=int, default=4)
+    serve.add_argument("--bandwidth", type=float, default=None, help="bytes/s per image response")
+    serve.add_argument("--no-range", action="store_true", help="ignore Range headers")
+    serve.add_argument("--formats", default="image/fits,image/jpeg", help="offered formats")
+    serve.add_argument(
+        "--duration", type=float, default=3600.0, help="stop after this many seconds (3600)"
+    )
+    serve.add_argument("--ignore-stdin", action="store_true", help="don't stop when stdin closes")
+    return parser
+
+
+def _stdin_is_devnull() -> bool:
+    """True if stdin is /dev/null: its end says nothing about the parent going away."""
+    try:
+        ours, null = os.fstat(0), os.stat(os.devnull)
+    except OSError:
+        return True
+    return stat.S_ISCHR(ours.st_mode) and ours.st_rdev == null.st_rdev
+
+
+def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    def read() -> None:
+        try:
+            while os.read(0, 65536):
+                pass
+        except OSError:
+            pass
+        with contextlib.suppress(RuntimeError):  # the loop may be gone already
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=read, name="vofarm-stdin", daemon=True).start()
+
+
+def _print(payload: object) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+async def serve(args: argparse.Namespace) -> int:
+    config = HostConfig(
+        latency=args.latency,
+        rate_limit=args.rate,
+        burst=args.burst,
+        enforce=not args.no_enforce,
+        faults=parse_faults(args.faults),
+        stall_seconds=args.stall_seconds,
+        image_bytes=args.image_bytes,
+        bitpix=args.bitpix,
+        images_per_search=args.images_per_search,
+        bandwidth=args.bandwidth,
+        range_support=not args.no_range,
+        formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+    )
+    if not args.duration > 0:
+        raise ParameterError(f"--duration: expected a positive number, got {args.duration}")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    async with VOFarm(hosts=args.hosts, config=config, seed=args.seed) as farm:
+        _print({"event": "ready", "pid": os.getpid(), **farm.describe()})
+        if not args.ignore_stdin and not _stdin_is_devnull():
+            _watch_stdin(loop, stop)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), args.duration)
+    _print(
+        {
+            "event": "stopped",
+            "totals": farm.totals().to_dict(),
+            "hosts": {str(i): c.to_dict() for i, c in farm.counters.items()},
+        }
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(serve(args))
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

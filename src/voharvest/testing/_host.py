@@ -1,0 +1,383 @@
+"""One simulated host: its aiohttp application, rate limit, faults and counting.
+
+Every request goes through :meth:`_HostServer._middleware` (counting, the
+token bucket), then an endpoint: the searches (answers built by
+:mod:`._searches`) and the images (:mod:`._sky`), all written by
+:meth:`_HostServer._stream`, which paces the bytes, strikes faults half-way
+through a body and counts what was handed to the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ._config import FAULT_KINDS, IMAGE_FORMATS, SEARCH_FAULTS
+from ._searches import Answer, registry_answer, sia1_answer, sia2_answer
+from ._sky import FitsImage, tile_by_id
+from ._votables import error_votable
+
+if TYPE_CHECKING:
+    from ._farm import FarmHost, VOFarm
+
+__all__ = ["LAST_MODIFIED", "HostServer"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Last-Modified of every image: fixed, so validators survive a farm restart.
+LAST_MODIFIED = "Wed, 01 Jan 2025 00:00:00 GMT"
+_CHUNK = 256 * 1024
+
+
+class _Blob:
+    """Bytes in memory, served like a :class:`FitsImage`."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+
+    def chunks(self, start: int, end: int, chunk: int) -> Iterator[bytes]:
+        for position in range(start, end, chunk):
+            yield self.data[position : min(end, position + chunk)]
+
+
+Body = FitsImage | _Blob
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """(start, end) of a single byte range, None to ignore the header, "416" if unsatisfiable."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None  # other units and multipart ranges: answer the whole file
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if not first.strip():
+            length = int(last)
+            if length <= 0:
+                return "416"
+            return max(0, size - length), size
+        start = int(first)
+        end = int(last) + 1 if last.strip() else size
+    except ValueError:
+        return None
+    if start >= size:
+        return "416"
+    if end <= start:
+        return None
+    return start, min(end, size)
+
+
+class HostServer:
+    """The aiohttp application of one host."""
+
+    def __init__(self, farm: VOFarm, host: FarmHost) -> None:
+        self.farm = farm
+        self.host = host
+        self.config = host.config
+        self.counters = host.counters
+        self._rng = random.Random(f"vofarm-{farm.seed}-{host.index}")
+        self._tokens = self.config.burst
+        self._refilled = time.monotonic()
+        self.runner: web.AppRunner | None = None
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/sia", self._sia1)
+        app.router.add_get("/sia2/query", self._sia2)
+        app.router.add_route("GET", "/tap/sync", self._tap_sync)
+        app.router.add_route("POST", "/tap/sync", self._tap_sync)
+        app.router.add_get("/images/{name}", self._image)
+        self.runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host.address, 0)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"VOFarm can't listen on {self.host.address} ({exc.strerror}); on systems "
+                "where only 127.0.0.1 is a loopback address, pass addresses=['127.0.0.1'] * n "
+                "or alias the addresses (macOS: sudo ifconfig lo0 alias 127.0.0.2 up)",
+            ) from exc
+        self.host.port = int(self.runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        counters = self.counters
+        counters.requests += 1
+        counters.in_flight += 1
+        counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
+        try:
+            if not self._take_token():
+                counters.rate_violations += 1
+                if self.config.enforce:
+                    response = await self._send(
+                        request, 429, b"rate limit exceeded\n", "text/plain", retry_after=True
+                    )
+                    counters.statuses[response.status] += 1
+                    return response
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                counters.statuses[exc.status] += 1
+                raise
+            counters.statuses[response.status] += 1
+            return response
+        finally:
+            counters.in_flight -= 1
+
+    def _take_token(self) -> bool:
+        rate = self.config.rate_limit
+        if rate is None:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self.config.burst, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def _draw(self, endpoint: str) -> str | None:
+        """The fault to inject in this answer, if any (one seeded draw per request)."""
+        faults = self.config.faults
+        if not faults or endpoint not in self.config.fault_endpoints:
+            return None
+        draw = self._rng.random()
+        total = 0.0
+        for kind in FAULT_KINDS:
+            probability = faults.get(kind, 0.0)
+            if not probability or (endpoint == "images" and kind in SEARCH_FAULTS):
+                continue
+            total += probability
+            if draw < total:
+                self.counters.faults[kind] += 1
+                return kind
+        return None
+
+    async def _send(
+        self,
+        request: web.Request,
+        status: int,
+        body: bytes,
+        content_type: str,
+        *,
+        retry_after: bool = False,
+        fault: str | None = None,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=status)
+        response.content_type = content_type
+        if retry_after:
+            response.headers["Retry-After"] = "1"
+        await self._stream(request, response, _Blob(body), 0, len(body), fault)
+        return response
+
+    async def _stream(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        body: Body,
+        start: int,
+        end: int,
+        fault: str | None,
+        *,
+        bandwidth: float | None = None,
+    ) -> bool:
+        """Send ``body[start:end]``, True if all of it; a reset/truncate/stall strikes half-way."""
+        response.content_length = end - start
+        try:
+            await response.prepare(request)
+            if request.method == "HEAD":
+                await response.write_eof()
+                return False
+            return await self._write(request, response, body, start, end, fault, bandwidth)
+        except ConnectionError:  # the client went away
+            return False
+
+    async def _write(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        body: Body,
+        start: int,
+        end: int,
+        fault: str | None,
+        bandwidth: float | None,
+    ) -> bool:
+        cut = start + (end - start) // 2 if fault in ("reset", "truncate", "stall") else end
+        chunk = _CHUNK if bandwidth is None else int(max(4096, min(_CHUNK, bandwidth / 20)))
+        began = time.monotonic()
+        sent = 0
+        position = start
+        for piece in body.chunks(start, end, chunk):
+            if position <= cut < position + len(piece) and fault is not None:
+                head = piece[: cut - position]
+                if head:
+                    await response.write(head)
+                    self.counters.bytes_sent += len(head)
+                    sent += len(head)
+                if await self._strike(request, fault):
+                    return False
+                piece = piece[cut - position :]
+                position = cut
+                fault = None
+            if self.farm.closing:
+                _abort(request, reset=False)
+                return False
+            await response.write(piece)
+            self.counters.bytes_sent += len(piece)
+            sent += len(piece)
+            position += len(piece)
+            if bandwidth is not None:
+                ahead = sent / bandwidth - (time.monotonic() - began)
+                if ahead > 0:
+                    await self.farm.pause(ahead)
+        if fault is not None and await self._strike(request, fault):
+            return False
+        await response.write_eof()
+        return True
+
+    async def _strike(self, request: web.Request, fault: str) -> bool:
+        """Break the answer mid-body; True if the connection is gone."""
+        if fault == "stall":
+            await self.farm.pause(self.config.stall_seconds)
+            return False
+        await asyncio.sleep(0.02)  # let what was written reach the client first
+        _abort(request, reset=fault == "reset")
+        return True
+
+    # --- endpoints ------------------------------------------------------------------
+
+    async def _search(
+        self, request: web.Request, endpoint: str, answer: Callable[[], Answer]
+    ) -> web.StreamResponse:
+        self.counters.searches += 1
+        await self.farm.pause(self.config.latency)
+        fault = self._draw(endpoint)
+        if fault in ("503", "429"):
+            return await self._send(
+                request, int(fault), f"{fault}: injected\n".encode(), "text/plain", retry_after=True
+            )
+        status, body = answer()
+        if fault == "malformed":
+            body = body[: len(body) // 2]
+        elif fault == "query_error":
+            body = error_votable("VOFarm injected a query_error fault")
+        return await self._send(request, status, body, "application/x-votable+xml", fault=fault)
+
+    async def _sia1(self, request: web.Request) -> web.StreamResponse:
+        return await self._search(
+            request, "sia", lambda: sia1_answer(self.farm, self.host, request.query.items())
+        )
+
+    async def _sia2(self, request: web.Request) -> web.StreamResponse:
+        return await self._search(
+            request, "sia2", lambda: sia2_answer(self.farm, self.host, request.query.items())
+        )
+
+    async def _tap_sync(self, request: web.Request) -> web.StreamResponse:
+        params: dict[str, str] = {}
+        for key, value in request.query.items():
+            params.setdefault(key.upper(), value)
+        if request.method == "POST":
+            form = await request.post()
+            for key, item in form.items():
+                if isinstance(item, str):
+                    params.setdefault(key.upper(), item)
+        return await self._search(request, "tap", lambda: registry_answer(self.farm, params))
+
+    async def _image(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        stem, _, extension = name.rpartition(".")
+        tile = tile_by_id(stem)
+        formats = {ext: mime for mime, ext in IMAGE_FORMATS.items() if mime in self.config.formats}
+        if tile is None or extension not in formats:
+            raise web.HTTPNotFound(text=f"no image {name}\n")
+        path = request.path
+        wanted = request.headers.get("Range")
+        if request.method == "GET":
+            self.counters.image_fetches[path] += 1
+            self.counters.range_requests += int(wanted is not None)
+        await self.farm.pause(self.config.latency)
+        fault = self._draw("images")
+        if fault in ("503", "429"):
+            return await self._send(
+                request, int(fault), f"{fault}: injected\n".encode(), "text/plain", retry_after=True
+            )
+        body: Body
+        if extension == "fits":
+            body = self.farm.sky.fits(tile, self.config.image_bytes, self.config.bitpix)
+        else:
+            body = _Blob(self.farm.sky.jpeg(tile))
+        size = body.size
+        etag = (
+            '"'
+            + hashlib.blake2b(
+                f"{self.farm.seed}/{name}/{size}/{self.config.bitpix}".encode(), digest_size=8
+            ).hexdigest()
+            + '"'
+        )
+        response = web.StreamResponse(status=200)
+        response.content_type = formats[extension]
+        response.headers["ETag"] = etag
+        response.headers["Last-Modified"] = LAST_MODIFIED
+        response.headers["Accept-Ranges"] = "bytes" if self.config.range_support else "none"
+        start, end = 0, size
+        if_range = request.headers.get("If-Range")
+        if (
+            wanted is not None
+            and self.config.range_support
+            and (if_range is None or if_range.strip() in (etag, LAST_MODIFIED))
+        ):
+            span = _parse_range(wanted, size)
+            if span == "416":
+                response = web.StreamResponse(status=416)
+                response.headers["Content-Range"] = f"bytes */{size}"
+                await self._stream(request, response, _Blob(b""), 0, 0, None)
+                return response
+            if isinstance(span, tuple):
+                start, end = span
+                response.set_status(206)
+                response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+                self.counters.partial_responses += 1
+        complete = await self._stream(
+            request, response, body, start, end, fault, bandwidth=self.config.bandwidth
+        )
+        if complete and end == size:
+            self.counters.completed_image_fetches[path] += 1
+        return response
+
+
+def _abort(request: web.Request, *, reset: bool) -> None:
+    """Close the connection under the response: with a TCP reset, or a plain close."""
+    transport = request.transport
+    if transport is None:
+        return
+    if reset:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    else:
+        transport.close()
