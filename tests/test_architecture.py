@@ -15,7 +15,7 @@ PACKAGE = Path(voharvest.__file__).parent
 PROTOCOL_MODULES = sorted((PACKAGE / "protocol").glob("*.py"))
 FORBIDDEN_IN_PROTOCOL = {"aiohttp", "asyncio", "aiofiles", "tenacity"}
 # Our own layers that sit above the protocol core.
-UPPER_LAYERS = {"transport", "client", "harvest", "testing", "cli", "_client", "_transport"}
+UPPER_LAYERS = {"transport", "client", "services", "harvesting", "testing", "cli", "_limiter"}
 
 
 def imported_names(path: Path) -> set[str]:
@@ -40,6 +40,8 @@ def test_protocol_never_imports_io_libraries_or_upper_layers(path):
         assert top not in FORBIDDEN_IN_PROTOCOL, f"{path.name} imports {name}"
         if name.startswith(".."):
             assert top not in UPPER_LAYERS, f"{path.name} imports {name}"
+        if name.startswith("voharvest."):
+            assert name.split(".")[1] not in UPPER_LAYERS, f"{path.name} imports {name}"
 
 
 def test_importing_the_protocol_core_loads_no_io_library():

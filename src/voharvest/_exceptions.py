@@ -13,7 +13,7 @@ raw::
     ├── ServiceError                           a service answered, but not as it should
     │   ├── FormatError                        not a VOTable / UWS document, no table, ...
     │   ├── QueryError                         QUERY_STATUS=ERROR, with the server's message
-    │   ├── JobError                           a UWS job ended in phase ERROR or ABORTED
+    │   ├── JobError                           a UWS job ended but not COMPLETED
     │   └── NameResolutionError                Sesame doesn't know the name
     └── TransportError                         HTTP failed (after the retries allowed)
         ├── ConnectError                       connection refused, reset, closed, DNS
@@ -124,7 +124,7 @@ class QueryError(ServiceError):
 
 
 class JobError(ServiceError):
-    """A UWS job ended in phase ERROR or ABORTED; ``phase`` tells which."""
+    """A UWS job ended in a final phase other than COMPLETED; ``phase`` tells which."""
 
     def __init__(self, message: str, *, phase: str, url: str | None = None) -> None:
         super().__init__(message, url=url)

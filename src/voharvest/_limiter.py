@@ -47,6 +47,7 @@ class HostStats:
     """What happened with one host so far (a live view; copy it to keep a snapshot)."""
 
     requests: int = 0
+    responses: int = 0
     retries: int = 0
     failures: int = 0
     bytes: int = 0
@@ -59,8 +60,8 @@ class HostStats:
 
     @property
     def mean_latency(self) -> float | None:
-        """Mean time to the response headers, in seconds."""
-        return self.latency_total / self.requests if self.requests else None
+        """Mean time to the response headers, in seconds, over the answers received."""
+        return self.latency_total / self.responses if self.responses else None
 
     @property
     def throttled(self) -> int:

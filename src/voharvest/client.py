@@ -105,6 +105,7 @@ class VOClient:
         self._transport = Transport(self.config, session=session, clock=clock)
         self._state = _UNOPENED
         self._parse_pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._pool_failed = False
         self._files: concurrent.futures.ThreadPoolExecutor | None = None
         self._names: dict[str, tuple[float, float]] = {}
         self._unknown_names: set[str] = set()
@@ -170,19 +171,25 @@ class VOClient:
     async def decode(self, answer: Answer) -> votable.Decoded:
         """Parse and check a VOTable answer; large ones in a worker process."""
         body, url = answer.body, answer.url
-        if self.config.parse_workers and len(body) > self.config.offload_bytes:
-            if self._parse_pool is None:
-                self._parse_pool = _parse_pool(self.config.parse_workers)
-            loop = asyncio.get_running_loop()
+        if len(body) <= self.config.offload_bytes:
+            return votable.decode(body, url=url)
+        if self.config.parse_workers and not self._pool_failed:
             try:
+                if self._parse_pool is None:
+                    self._parse_pool = _parse_pool(self.config.parse_workers)
+                loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(
                     self._parse_pool, functools.partial(votable.decode, body, url=url)
                 )
-            except BrokenProcessPool:
-                logger.warning("the parse worker pool broke; parsing in a thread instead")
-                self._parse_pool = None
-                return await asyncio.to_thread(votable.decode, body, url=url)
-        return votable.decode(body, url=url)
+            except (BrokenProcessPool, ValueError, OSError) as exc:
+                # No forkserver here, or workers that can't start (a script without
+                # the main guard): parse in threads from now on, and say so once.
+                logger.warning("parse worker processes unavailable (%s); using threads", exc)
+                self._pool_failed = True
+                if self._parse_pool is not None:
+                    self._parse_pool.shutdown(wait=False, cancel_futures=True)
+                    self._parse_pool = None
+        return await asyncio.to_thread(votable.decode, body, url=url)
 
     # --- registry ---------------------------------------------------------------
 
@@ -339,6 +346,7 @@ class VOClient:
         meta = final.with_name(final.name + ".part.json")
 
         async def attempt(budget: _Budget) -> None:
+            budget.begin()
             await self._download_once(url, part, meta, keep_partial)
 
         try:

@@ -267,8 +267,10 @@ class Transport:
             ):
                 return False
             if isinstance(exc, HTTPStatusError) and exc.retry_after is not None:
-                # The whole host is paused until then; the limiter holds us.
-                next_delay = 0.0
+                if exc.status in (429, 503):
+                    next_delay = 0.0  # the whole host is paused until then; the limiter holds us
+                else:
+                    next_delay = exc.retry_after  # only this request was told to wait
                 needed = exc.retry_after
             else:
                 next_delay = policy.backoff(len(failures) + 1) + random.uniform(0, policy.jitter)
@@ -414,6 +416,7 @@ class Transport:
                         timeout=self._timeout(budget, url),
                         **self._request_kwargs(headers),
                     ) as response:
+                        limiter.stats.responses += 1
                         limiter.stats.latency_total += self._clock.now() - start
                         await self._check_status(response, limiter, ok)
                         body = await self._read(response, cap, limiter.stats)
@@ -437,14 +440,19 @@ class Transport:
         async with limiter.slot():
             start = self._clock.now()
             limiter.stats.requests += 1
+            handed_over = False
             try:
                 async with session.get(
                     url, timeout=self._timeout(None, url), **self._request_kwargs(headers)
                 ) as response:
+                    limiter.stats.responses += 1
                     limiter.stats.latency_total += self._clock.now() - start
                     await self._check_status(response, limiter, ok)
+                    handed_over = True
                     yield Stream(response, limiter.stats)
             except _CAUGHT as exc:
+                if handed_over and not isinstance(exc, aiohttp.ClientError | TimeoutError):
+                    raise  # the caller's own failure (a disk write, say): not HTTP's
                 raise _translate(exc, url) from exc
 
 
