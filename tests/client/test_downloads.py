@@ -216,3 +216,18 @@ async def test_an_unwritable_directory_is_a_storage_error(server: LocalServer, t
         with pytest.raises(StorageError, match="file-not-dir"):
             await client.download(server.url("/img.fits"), blocker / "sub")
     assert not (blocker / "sub").exists() and blocker.read_text() == "x"
+
+
+async def test_a_file_that_cannot_be_written_is_a_storage_error(
+    server: LocalServer, tmp_path: Path
+):
+    from voharvest import StorageError
+
+    source = RangeServer(FITS)
+    server.route("GET", "/img.fits", source.handle)
+    (tmp_path / "img.fits.part").mkdir()  # the .part can't be opened for writing
+    async with VOClient(config()) as client:
+        with pytest.raises(StorageError, match=r"img\.fits"):
+            await client.download(server.url("/img.fits"), tmp_path, keep_partial=True)
+    assert len(server.hits_for("/img.fits")) == 1  # a disk error is not retried
+    assert not (tmp_path / "img.fits").exists()

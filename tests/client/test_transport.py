@@ -414,3 +414,34 @@ async def test_truncated_download_never_becomes_a_final_file(server: LocalServer
             await client.download(server.url("/cut.fits"), tmp_path)
     assert list(tmp_path.iterdir()) == []
     assert len(server.hits_for("/cut.fits")) == 3
+
+
+async def test_retry_after_on_a_500_delays_that_request(server: LocalServer):
+    async def once(request: web.Request) -> web.Response:
+        if len(server.hits_for("/r")) == 1:
+            return web.Response(status=500, headers={"Retry-After": "1"})
+        return web.Response(text="ok")
+
+    server.route("GET", "/r", once)
+    async with VOClient(config()) as client:
+        answer = await client.transport.request("GET", server.url("/r"))
+        stats = client.stats[f"http://127.0.0.1:{server.port}"]
+    hits = server.hits_for("/r")
+    assert answer.body == b"ok" and len(hits) == 2
+    assert hits[1].at - hits[0].at >= 0.95
+    assert stats.pauses == 0  # a 500 delays the request, it doesn't pause the host
+    assert stats.responses == 2 and stats.mean_latency is not None
+
+
+async def test_downloads_keep_the_deadline(server: LocalServer, tmp_path: Path):
+    async def error(request: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    server.route("GET", "/img.fits", error)
+    policy = RetryPolicy(attempts=100, initial=0.05, maximum=0.05, jitter=0.0, deadline=0.5)
+    async with VOClient(config(retry=policy)) as client:
+        started = time.monotonic()
+        with pytest.raises(HTTPStatusError):
+            await client.download(server.url("/img.fits"), tmp_path)
+    assert time.monotonic() - started < 1.5
+    assert len(server.hits_for("/img.fits")) < 20
