@@ -1,0 +1,1 @@
+"""voharvest's benchmarks: each module runs one, ``python -m benchmarks.<name>``."""

@@ -1,0 +1,109 @@
+"""Writing a benchmark's results: JSON, a Markdown table and a PNG plot, side by side.
+
+Every benchmark calls :func:`write` once with its figures; ``benchmarks/collect.py``
+gathers the Markdown parts into ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """Where and when a figure was measured."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "commit": commit,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def bar_plot(
+    path: Path, title: str, labels: Sequence[str], values: Sequence[float], unit: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 0.6 + 0.5 * len(labels)))
+    axis.barh(list(labels), list(values), color="#4477aa")
+    axis.set_xlabel(unit)
+    axis.set_title(title, fontsize=10)
+    axis.invert_yaxis()
+    for index, value in enumerate(values):
+        axis.text(value, index, f" {value:.3g}", va="center", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write(
+    name: str,
+    *,
+    title: str,
+    summary: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    data: dict[str, Any],
+    plot: tuple[Sequence[str], Sequence[float], str] | None = None,
+    directory: Path = RESULTS,
+) -> Path:
+    """Save ``<name>.json``, ``<name>.md`` (and ``<name>.png``); return the Markdown path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    where = machine()
+    (directory / f"{name}.json").write_text(
+        json.dumps({"benchmark": name, "machine": where, **data}, indent=2, default=str)
+    )
+    parts = [
+        f"## {title}",
+        "",
+        f"Measured {where['date']} on {where['cpus']} CPUs ({where['platform']}, "
+        f"Python {where['python']}, commit {where['commit'] or '?'}) with `{where['command']}`.",
+        "",
+        markdown_table(header, rows),
+        "",
+        summary.strip(),
+        "",
+    ]
+    if plot is not None:
+        labels, values, unit = plot
+        bar_plot(directory / f"{name}.png", title, labels, values, unit)
+        parts += [f"![{title}](results/{name}.png)", ""]
+    markdown = directory / f"{name}.md"
+    markdown.write_text("\n".join(parts))
+    return markdown

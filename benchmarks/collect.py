@@ -1,0 +1,28 @@
+"""Gather benchmarks/results/*.md into benchmarks/RESULTS.md: ``python -m benchmarks.collect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ORDER = ["fanout", "cpu", "downloads", "scale", "soak", "crash"]
+
+
+def main() -> None:
+    here = Path(__file__).parent
+    parts = sorted(
+        (here / "results").glob("*.md"),
+        key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem),
+    )
+    text = [
+        "# Benchmark results",
+        "",
+        "The latest figures of each benchmark; see README.md for how to run them.",
+        "",
+    ]
+    text += [part.read_text().strip() + "\n" for part in parts]
+    (here / "RESULTS.md").write_text("\n".join(text))
+    print(f"{here / 'RESULTS.md'}: {len(parts)} benchmarks")
+
+
+if __name__ == "__main__":
+    main()
