@@ -38,6 +38,7 @@ class MiniSky:
         self.shared = shared  # every position returns the same images
         self.image_size = image_size
         self.chunk_delay = chunk_delay  # seconds between 16 KiB chunks: slow enough to kill
+        self.title = "Field {name}"  # what the service calls each image (format with name)
         self.fetches: Counter[str] = Counter()
         self.range_fetches: Counter[str] = Counter()
         self.completed: Counter[str] = Counter()

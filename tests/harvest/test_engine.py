@@ -156,3 +156,33 @@ async def test_targets_from_a_file_and_names(server: LocalServer, tmp_path: Path
         ]
     assert sorted(i.target for i in items) == ["10.00000 +20.00000", "second-field"]
     assert all(i.kind == "search" and i.ok for i in items)
+
+
+HOSTILE_TITLES = [
+    "../../../../tmp/evil-{name}",
+    "/etc/passwd-{name}",
+    "..\\..\\windows\\{name}",
+    "CON",
+    "\x00nul{name}",
+    "." * 300 + "{name}",
+]
+
+
+@pytest.mark.parametrize("title", HOSTILE_TITLES)
+async def test_hostile_titles_and_labels_stay_inside_the_output_directory(
+    server: LocalServer, tmp_path: Path, title: str
+):
+    sky = MiniSky(server, per_search=2)
+    sky.title = title
+    out = tmp_path / "out"
+    targets = [(10.0, 20.0, "../../escaped"), (11.0, 21.0, "/abs/label")]
+    async with VOClient(CONFIG) as client:
+        failures = await harvest(
+            client, [server.url("/sia")], targets, format="image/fits", download_to=out
+        ).run()
+    assert failures == []
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len([p for p in written if p.suffix == ".fits"]) == 4
+    assert all(p.is_relative_to(out) for p in written)
+    assert all(len(p.name) <= 120 for p in written)
+    assert not any(p.name.upper().startswith("CON.") for p in written)
