@@ -109,6 +109,7 @@ class VOClient:
         self._files: concurrent.futures.ThreadPoolExecutor | None = None
         self._names: dict[str, tuple[float, float]] = {}
         self._unknown_names: set[str] = set()
+        self._resolving: dict[str, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     # --- lifetime -------------------------------------------------------------
@@ -238,14 +239,31 @@ class VOClient:
     # --- names ----------------------------------------------------------------------
 
     async def resolve(self, name: str) -> SkyCoord:
-        """ICRS position of an object name, through CDS Sesame (cached per client)."""
+        """ICRS position of an object name, through CDS Sesame.
+
+        Answers (and "unknown name") are cached per client, and concurrent
+        asks for the same name share one request.
+        """
         self._check_open()
         key = " ".join(str(name).split()).lower()
-        if key in self._names:
-            ra, dec = self._names[key]
-            return SkyCoord(ra, dec, unit="deg", frame="icrs")
         if key in self._unknown_names:
             raise NameResolutionError(f"Sesame doesn't know {name!r} (asked before)")
+        if key not in self._names:
+            pending = self._resolving.get(key)
+            if pending is None:
+                pending = asyncio.ensure_future(self._ask_sesame(name, key))
+                self._resolving[key] = pending
+                pending.add_done_callback(lambda done: self._resolved(key, done))
+            await asyncio.shield(pending)
+        ra, dec = self._names[key]
+        return SkyCoord(ra, dec, unit="deg", frame="icrs")
+
+    def _resolved(self, key: str, done: asyncio.Future[None]) -> None:
+        self._resolving.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have been cancelled
+
+    async def _ask_sesame(self, name: str, key: str) -> None:
         failures: list[VOHarvestError] = []
         for base in self.config.sesame:
             url = sesame.build_url(base, name)
@@ -260,7 +278,7 @@ class VOClient:
                 failures.append(exc)
                 continue
             self._names[key] = (ra, dec)
-            return SkyCoord(ra, dec, unit="deg", frame="icrs")
+            return
         raise failures[-1]
 
     async def position(self, pos: Any) -> Any:
@@ -340,10 +358,12 @@ class VOClient:
         except OSError as exc:
             raise StorageError(f"can't create the directory {folder}: {exc}") from exc
         final = inside(folder, name)
-        if not overwrite and await aiofiles.os.path.exists(final):
-            return final
         part = final.with_name(final.name + ".part")
         meta = final.with_name(final.name + ".part.json")
+        if not overwrite and await aiofiles.os.path.exists(final):
+            # Complete already (renames are atomic); what a killed run left beside it is stale.
+            await self._remove(part, meta)
+            return final
 
         async def attempt(budget: _Budget) -> None:
             budget.begin()

@@ -231,3 +231,16 @@ async def test_a_file_that_cannot_be_written_is_a_storage_error(
             await client.download(server.url("/img.fits"), tmp_path, keep_partial=True)
     assert len(server.hits_for("/img.fits")) == 1  # a disk error is not retried
     assert not (tmp_path / "img.fits").exists()
+
+
+async def test_stale_partials_beside_a_complete_file_are_removed(
+    server: LocalServer, tmp_path: Path
+):
+    # Killed after the rename, before the .part.json was removed.
+    (tmp_path / "img.fits").write_bytes(FITS)
+    (tmp_path / "img.fits.part.json").write_text("{}")
+    server.route("GET", "/img.fits", RangeServer(FITS).handle)
+    async with VOClient(config()) as client:
+        await client.download(server.url("/img.fits"), tmp_path, keep_partial=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.fits"]
+    assert server.hits_for("/img.fits") == []

@@ -813,3 +813,16 @@ async def test_an_injected_session_stays_open_and_requests_carry_our_user_agent(
     agent = server.hits[0].headers["User-Agent"]
     assert agent.startswith("voharvest/")
     assert agent.endswith("(IVOA-science)")
+
+
+async def test_concurrent_asks_for_one_name_share_one_request(server):
+    async def slow_sesame(request):
+        await asyncio.sleep(0.1)
+        return web.Response(body=SESAME_M51, content_type="text/xml")
+
+    server.route("GET", "/sesame1", slow_sesame)
+    config = make_config(server, sesame=(server.url("/sesame1"),))
+    async with VOClient(config) as client:
+        positions = await asyncio.gather(*(client.resolve(n) for n in ("M51", "m51", " M51 ")))
+    assert len(requests(server, "GET", "/sesame1")) == 1
+    assert all(p.ra.deg == pytest.approx(M51[0]) for p in positions)

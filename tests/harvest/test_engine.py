@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from tests.harvest.minisky import MiniSky, fits_bytes
 from tests.servers import LocalServer
 from voharvest import ClientConfig, HostPolicy, ParameterError, RetryPolicy, VOClient
-from voharvest.harvesting import JOURNAL_NAME, harvest
+from voharvest.harvesting import harvest
 
 CONFIG = ClientConfig(
     retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.02, jitter=0.0),
@@ -23,7 +24,7 @@ def files(out: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(out)): p.read_bytes()
         for p in out.rglob("*")
-        if p.is_file() and p.name != JOURNAL_NAME and not p.name.startswith(JOURNAL_NAME)
+        if p.is_file() and not p.name.startswith("voharvest-journal")
     }
 
 
@@ -186,3 +187,65 @@ async def test_hostile_titles_and_labels_stay_inside_the_output_directory(
     assert all(p.is_relative_to(out) for p in written)
     assert all(len(p.name) <= 120 for p in written)
     assert not any(p.name.upper().startswith("CON.") for p in written)
+
+
+async def test_single_values_are_not_taken_apart(server: LocalServer, tmp_path: Path):
+    MiniSky(server, per_search=1)
+    async with VOClient(CONFIG) as client:
+        items = [
+            i
+            async for i in harvest(
+                client, server.url("/sia"), (10.0, 20.0), formats="image/fits", download_to=tmp_path
+            )
+        ]
+    assert [(i.kind, i.ok) for i in items] == [("search", True), ("download", True)]
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [(Path("/nonexistent/targets.txt"), "can't read the targets file"), (["10"], "one number")],
+)
+async def test_bad_targets_are_parameter_errors(server: LocalServer, targets, message):
+    MiniSky(server, per_search=1)
+    async with VOClient(CONFIG) as client:
+        with pytest.raises(ParameterError, match=message):
+            await harvest(client, [server.url("/sia")], targets).run()
+
+
+async def test_services_on_one_host_get_distinct_labels(server: LocalServer):
+    MiniSky(server, per_search=1)
+    server.route("GET", "/sia-copy", server._routes[("GET", "/sia")])
+    async with VOClient(CONFIG) as client:
+        run = harvest(client, [server.url("/sia"), server.url("/sia-copy")], [(10.0, 20.0)])
+        items = [i async for i in run]
+    assert len({i.service for i in items}) == 2
+    assert len(run.totals) == 2 and all(t.searches == 1 for t in run.totals.values())
+
+
+async def test_one_directory_one_harvest_at_a_time(server: LocalServer, tmp_path: Path):
+    from voharvest.harvesting import JournalError
+
+    sky = MiniSky(server, per_search=1, image_size=200_000, chunk_delay=0.05)
+    async with VOClient(CONFIG) as client:
+        first = harvest(
+            client, [server.url("/sia")], [(10.0, 20.0)], format="image/fits", download_to=tmp_path
+        )
+        running = asyncio.ensure_future(first.run())
+        while not sky.fetches:  # noqa: ASYNC110 (a server on this loop)
+            await asyncio.sleep(0.01)
+        with pytest.raises(JournalError, match="another harvest"):
+            await harvest(client, [server.url("/sia")], [(10.0, 20.0)], download_to=tmp_path).run()
+        assert await running == []
+
+
+async def test_a_run_stopped_by_bad_input_is_not_complete(server: LocalServer, tmp_path: Path):
+    from voharvest.harvesting.manifest import status
+
+    MiniSky(server, per_search=1)
+    listing = tmp_path / "targets.txt"
+    listing.write_text("10 20\n5\n")
+    out = tmp_path / "out"
+    async with VOClient(CONFIG) as client:
+        with pytest.raises(ParameterError, match=r"targets\.txt:2"):
+            await harvest(client, [server.url("/sia")], listing, download_to=out).run()
+    assert not status(out).complete

@@ -24,9 +24,10 @@ from voharvest.protocol.regtap import (
 HEAD = (
     "SELECT ivoid, res_type, short_name, res_title, res_description, reference_url, "
     "creator_seq, content_type, waveband,\n"
-    "  ivo_string_agg(COALESCE(standard_id, '') || '|vh|' || COALESCE(intf_type, '') || '|vh|'"
-    " || COALESCE(intf_role, '') || '|vh|' || COALESCE(std_version, '') || '|vh|'"
-    " || COALESCE(access_url, '') || '|vh|' || COALESCE(cap_description, ''), '|vh-intf|')"
+    "  ivo_string_agg((COALESCE(standard_id, '')) || '|vh|' || (COALESCE(intf_type, ''))"
+    " || '|vh|' || (COALESCE(intf_role, '')) || '|vh|' || (COALESCE(std_version, ''))"
+    " || '|vh|' || (COALESCE(access_url, '')) || '|vh|' || (COALESCE(cap_description, '')),"
+    " '|vh-intf|')"
     " AS interfaces\n"
     "FROM rr.resource\n"
     "NATURAL LEFT OUTER JOIN rr.capability\n"

@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voharvest",
         description="Fast, polite, resumable harvesting of the IVOA Virtual Observatory.",
-        epilog="Exit codes: 0 all succeeded, 1 something failed, 2 usage error.",
+        epilog="Exit codes: 0 all succeeded, 1 something failed, 2 usage error, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"voharvest {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -204,7 +204,12 @@ def _parser() -> argparse.ArgumentParser:
     url.add_argument("access_url")
     url.add_argument("--ra", type=float, required=True, help="ICRS right ascension, degrees")
     url.add_argument("--dec", type=float, required=True, help="ICRS declination, degrees")
-    url.add_argument("--size", type=float, required=True, help="size (v1) or radius (v2), degrees")
+    url.add_argument(
+        "--size",
+        type=float,
+        required=True,
+        help="size in degrees (for SIA 2.0 a circle of this diameter)",
+    )
     url.add_argument("--format", help="FORMAT (e.g. image/fits, ALL)")
     url.add_argument("--version2", action="store_true", help="SIA 2.0 instead of 1.0")
     return parser
@@ -214,9 +219,8 @@ def _offline(args: argparse.Namespace) -> int:
     if args.command == "adql":
         print(regtap.build_query(**_constraints(args)))
     elif args.version2:
-        print(
-            sia2.build_url(args.access_url, pos=(args.ra, args.dec, args.size), format=args.format)
-        )
+        shape = (args.ra, args.dec, args.size / 2)  # a circle of diameter --size
+        print(sia2.build_url(args.access_url, pos=shape, format=args.format))
     else:
         print(
             sia1.build_url(

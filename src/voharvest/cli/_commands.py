@@ -176,11 +176,20 @@ def status(directory: Path) -> int:
     )
     for kind, what, error in summary.errors:
         _out(f"  failed {kind} {what}: {error}")
-    _out("complete" if summary.complete else "incomplete: run the same harvest again to finish")
+    if summary.complete:
+        _out("complete")
+    elif not summary.finished:
+        _out("incomplete: the last run stopped early; run the same harvest again to go on")
+    else:
+        _out("incomplete: some tasks failed; run the same harvest again to retry them")
     return EXIT_OK if summary.complete else EXIT_FAILED
 
 
 def preview(directory: Path, output: Path, limit: int) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise ParameterError("preview needs matplotlib: pip install 'voharvest[preview]'") from exc
     from ._preview import contact_sheet
 
     count = contact_sheet(directory, output, limit=limit)

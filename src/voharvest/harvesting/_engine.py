@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fnmatch
 import logging
 from collections.abc import AsyncIterator
@@ -73,6 +74,10 @@ class HarvestOptions:
     downloads: int = 16
 
     def __post_init__(self) -> None:
+        if isinstance(self.formats, str):
+            object.__setattr__(self, "formats", (self.formats,))
+        elif self.formats is not None:
+            object.__setattr__(self, "formats", tuple(self.formats))
         if isinstance(self.size, bool) or not isinstance(self.size, int | float):
             raise ParameterError(f"size: expected degrees, got {self.size!r}")
         if not 0 < self.size <= 180:
@@ -103,9 +108,9 @@ class HarvestOptions:
     def journal_view(self) -> dict[str, Any]:
         """The options that decide what a harvest fetches (workers don't)."""
         return {
-            "size": self.size,
+            "size": float(self.size),
             "format": self.format,
-            "formats": list(self.kept_formats) if self.kept_formats else None,
+            "formats": sorted(set(self.kept_formats)) if self.kept_formats else None,
             "max_records": self.max_records,
         }
 
@@ -203,12 +208,22 @@ class Harvest:
         self.client = client
         self.options = options
         self.out = Path(download_to) if download_to is not None else None
-        self._services = [_service(client, s) for s in services]
-        if not self._services:
+        if isinstance(services, str | RegistryResource | SIAService | SIA2Service):
+            services = [services]
+        unique: dict[str, _Service] = {}
+        for value in services:
+            service = _service(client, value)
+            unique.setdefault(service.key, service)
+        if not unique:
             raise ParameterError("no services to harvest")
-        labels = [s.key for s in self._services]
-        if len(set(labels)) != len(labels):
-            self._services = list({s.key: s for s in self._services}.values())
+        # Labels name services in items and totals: make them distinct.
+        self._services = []
+        seen: dict[str, int] = {}
+        for service in unique.values():
+            count = seen[service.label] = seen.get(service.label, 0) + 1
+            if count > 1:
+                service = dataclasses.replace(service, label=f"{service.label}#{count}")
+            self._services.append(service)
         self._targets = targets
         self._journal: Journal | None = None
         self.totals: dict[str, HarvestTotals] = {s.label: HarvestTotals() for s in self._services}
@@ -283,6 +298,8 @@ class Harvest:
                     await leftovers
                 for _ in downloaders:
                     await downloads.put(_STOP)
+            if self._journal is not None:
+                await self._journal.set_finished(True)
         finally:
             if self._journal is not None:
                 await asyncio.shield(self._journal.close())

@@ -22,19 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import fcntl
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from .._exceptions import ParameterError, VOHarvestError
 
 __all__ = ["JOURNAL_NAME", "Journal", "JournalError", "PendingRecord", "open_readonly"]
 
 JOURNAL_NAME = "voharvest-journal.sqlite"
+LOCK_NAME = "voharvest-journal.lock"
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -80,7 +82,7 @@ CREATE TABLE IF NOT EXISTS sightings (
 
 
 class JournalError(VOHarvestError):
-    """The journal can't be opened or written (corrupt, locked, disk full, other options)."""
+    """The journal can't be opened or written (corrupt, in use by another harvest, disk full)."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ class Journal:
             max_workers=1, thread_name_prefix="voharvest-journal"
         )
         self._db: sqlite3.Connection | None = None
+        self._lock: IO[str] | None = None
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -155,16 +158,28 @@ class Journal:
         await self._call(self._open, options)
 
     def _open(self, options: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            lock = (self.directory / LOCK_NAME).open("a")
+        except OSError as exc:
+            raise JournalError(f"can't use {self.directory}: {exc}") from exc
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            lock.close()
+            raise JournalError(
+                f"another harvest is running in {self.directory} (its journal is locked)"
+            ) from exc
+        self._lock = lock
         self._db = _connect(self.path)
         self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('finished', '0')")
         wanted = json.dumps(options, sort_keys=True)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'options'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('options', ?)", (wanted,))
         elif row[0] != wanted:
-            self._db.close()
-            self._db = None
+            self._close()
             raise ParameterError(
                 f"{self.directory} holds a harvest with other options ({row[0]}); "
                 f"these are {wanted}. Use another output directory, or the same options."
@@ -180,6 +195,16 @@ class Journal:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
+            self._lock = None
+
+    async def set_finished(self, finished: bool) -> None:
+        """Mark whether every target was read and every task run (by this run)."""
+        value = "1" if finished else "0"
+        await self._call(
+            lambda: self.db.execute("INSERT OR REPLACE INTO meta VALUES ('finished', ?)", (value,))
+        )
 
     @property
     def db(self) -> sqlite3.Connection:

@@ -90,6 +90,8 @@ def parse_target(value: Any) -> Target:
     if not text:
         raise ParameterError("empty target")
     parts = text.replace(",", " ").split()
+    if len(parts) == 1 and _NUMBER.match(parts[0]):
+        raise ParameterError(f"target {text!r}: one number is not a position; give 'ra dec'")
     if len(parts) >= 2 and _NUMBER.match(parts[0]) and _NUMBER.match(parts[1]):
         ra, dec = float(parts[0]), float(parts[1])
         if not (math.isfinite(ra) and math.isfinite(dec)):
@@ -97,6 +99,15 @@ def parse_target(value: Any) -> Target:
         label = " ".join(parts[2:]) or None
         return Target(ra=ra, dec=dec, label=label)
     return Target(name=" ".join(text.split()))
+
+
+def _is_one_position(value: Any) -> bool:
+    """``(ra, dec)`` or ``(ra, dec, label)`` with numbers: one target, not two or three."""
+    return (
+        isinstance(value, tuple | list)
+        and len(value) in (2, 3)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value[:2])
+    )
 
 
 async def iter_targets(source: Any) -> AsyncIterator[Target]:
@@ -107,8 +118,13 @@ async def iter_targets(source: Any) -> AsyncIterator[Target]:
     """
     if isinstance(source, os.PathLike):
         path = Path(source)
-        async with aiofiles.open(path, encoding="utf-8") as handle:
-            number = 0
+        try:
+            handle_cm = aiofiles.open(path, encoding="utf-8")
+            handle = await handle_cm.__aenter__()
+        except OSError as exc:
+            raise ParameterError(f"can't read the targets file {path}: {exc}") from exc
+        number = 0
+        try:
             async for line in handle:
                 number += 1
                 if not line.split("#", 1)[0].strip():
@@ -117,6 +133,13 @@ async def iter_targets(source: Any) -> AsyncIterator[Target]:
                     yield parse_target(line)
                 except ParameterError as exc:
                     raise ParameterError(f"{path}:{number}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ParameterError(f"{path}:{number + 1}: not UTF-8 text ({exc})") from exc
+        finally:
+            await handle_cm.__aexit__(None, None, None)
+        return
+    if _is_one_position(source):
+        yield parse_target(source)
         return
     if isinstance(source, str | SkyCoord | Target):
         if isinstance(source, SkyCoord) and not source.isscalar:

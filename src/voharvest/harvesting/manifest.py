@@ -50,6 +50,7 @@ class HarvestStatus:
     directory: Path
     services: dict[str, ServiceStatus] = field(default_factory=dict)
     errors: list[tuple[str, str, str]] = field(default_factory=list)
+    finished: bool = False  # the last run read every target and ran every task
 
     @property
     def total(self) -> ServiceStatus:
@@ -62,7 +63,11 @@ class HarvestStatus:
     @property
     def complete(self) -> bool:
         total = self.total
-        return total.searches_failed == 0 and total.records_pending == total.records_failed == 0
+        return (
+            self.finished
+            and total.searches_failed == 0
+            and total.records_pending == total.records_failed == 0
+        )
 
 
 def status(directory: str | Path, *, max_errors: int = 20) -> HarvestStatus:
@@ -71,6 +76,8 @@ def status(directory: str | Path, *, max_errors: int = 20) -> HarvestStatus:
     db = open_readonly(folder)
     try:
         result = HarvestStatus(folder)
+        row = db.execute("SELECT value FROM meta WHERE key = 'finished'").fetchone()
+        result.finished = row is not None and row[0] == "1"
 
         def service(key: str) -> ServiceStatus:
             return result.services.setdefault(key, ServiceStatus())

@@ -373,8 +373,11 @@ def _temporal(temporal: Any, features: RegistryFeatures) -> str:
 
 
 def _aggregate() -> str:
-    fields = [f"COALESCE({name}, '')" for name in INTERFACE_FIELDS]
-    fields.append("COALESCE(cap_description, '')")
+    # Each COALESCE is parenthesised: DaCHS 2.7's ADQL parser (the GAVO
+    # registry's software) rejects a bare COALESCE(...) as an operand of ||
+    # ('Expected "FROM", found ...'); "(COALESCE(...))" parses everywhere.
+    fields = [f"(COALESCE({name}, ''))" for name in INTERFACE_FIELDS]
+    fields.append("(COALESCE(cap_description, ''))")
     joined = f" || '{FIELD_SEPARATOR}' || ".join(fields)
     return f"ivo_string_agg({joined}, '{INTERFACE_SEPARATOR}') AS interfaces"
 
