@@ -72,8 +72,9 @@ async def test_ticker_keeps_its_pace_while_large_answers_are_parsed(
     offloaded, _ = await lag_while_parsing(server, workers=2)
     inline, _ = await lag_while_parsing(server, workers=0)
     p99 = offloaded[int(len(offloaded) * 0.99)]
-    # Off the loop: the ticker barely notices (FIELD-NOTES: ~6 ms p99 with a pool of 2).
-    assert p99 < 0.05, f"p99 lag {p99 * 1000:.1f} ms"
-    assert offloaded[-1] < 0.25, f"max lag {offloaded[-1] * 1000:.1f} ms"
+    # Off the loop: the ticker barely notices (FIELD-NOTES: ~6 ms p99 with a pool of 2;
+    # the bounds leave room for a machine busy with other work).
+    assert p99 < 0.1, f"p99 lag {p99 * 1000:.1f} ms"
+    assert offloaded[-1] < 0.5, f"max lag {offloaded[-1] * 1000:.1f} ms"
     # The same work inline stalls the loop for a whole parse: the pool is what helps.
     assert inline[-1] > 4 * p99
