@@ -72,7 +72,16 @@ class HostStats:
 class HostLimiter:
     """Rate, concurrency and pause for one host."""
 
-    __slots__ = ("_clock", "_interval", "_next", "_paused_until", "_places", "policy", "stats")
+    __slots__ = (
+        "_clock",
+        "_interval",
+        "_last",
+        "_next",
+        "_paused_until",
+        "_places",
+        "policy",
+        "stats",
+    )
 
     def __init__(self, policy: HostPolicy, clock: Clock) -> None:
         self.policy = policy
@@ -80,6 +89,7 @@ class HostLimiter:
         self._clock = clock
         self._interval = 0.0 if math.isinf(policy.rate) else 1.0 / policy.rate
         self._next = -math.inf
+        self._last = -math.inf  # when the last request really started
         self._paused_until = -math.inf
         self._places = asyncio.Semaphore(policy.concurrency)
 
@@ -102,7 +112,12 @@ class HostLimiter:
             self._next = start + self._interval
             if start > now:
                 await self._clock.sleep(start - now)
-            if self._clock.now() >= self._paused_until:
+            # A late wake-up (a busy event loop) must not send missed slots out together.
+            while (early := self._last + self._interval - self._clock.now()) > 0:
+                await self._clock.sleep(early)
+            now = self._clock.now()
+            if now >= self._paused_until:
+                self._last = now
                 return
 
     @asynccontextmanager
