@@ -1,0 +1,163 @@
+"""A harvest over several positions from services found in DaCHS's registry.
+
+SIA v1 (two hosts, one with a FORMAT preset), SIA v1 UV and the site-wide SIA
+v2 service, around five positions (one where there is nothing): every file
+comes, is a FITS whose WCS holds its target, is journaled, and a second run
+fetches nothing again. Then the README's command line, against DaCHS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+from astropy.coordinates import SkyCoord
+
+from tests.integration.conftest import Dachs
+from tests.integration.dachs.make_fits import TARGETS
+from tests.integration.test_sia import assert_fits_covers
+from voharvest import harvest
+from voharvest.client import VOClient
+from voharvest.harvesting.manifest import status
+
+LABELS = ("M51", "M101", "M87", "M31")
+NOWHERE = (0.0, -60.0)
+#: FITS files expected per service for the targets above (size 0.2 degrees):
+#: SDSS-like images exist for M51, M101, M87 (g and r); UVOT-like for M51,
+#: M101, M31; the SIA v2 service has both collections.
+EXPECTED_FILES = {
+    "VOH SDSS": {"M51": 2, "M101": 2, "M87": 2},
+    "VOH SDSS mir": {"M51": 2, "M101": 2, "M87": 2},
+    "VOH UVOT": {"M51": 1, "M101": 1, "M31": 1},
+    "VOH SIAv2": {"M51": 3, "M101": 3, "M87": 2, "M31": 1},
+}
+#: Different files among them: the mirror and the SIA v2 service lead to the
+#: same getproduct URLs as the two SIA v1 services (6 SDSS-like, 3 UVOT-like).
+UNIQUE_FILES = 9
+
+
+def targets() -> list[object]:
+    labelled: list[object] = [(*TARGETS[label], label) for label in LABELS]
+    return [*labelled, SkyCoord(*NOWHERE, unit="deg")]
+
+
+async def services(client: VOClient) -> list[object]:
+    optical = await client.regsearch(servicetype="sia", waveband="optical", keywords=["sloan"])
+    uv = await client.regsearch(servicetype="sia", waveband="uv", keywords=["swift"])
+    site = await client.regsearch(servicetype="sia2", keywords=["swift"])
+    found = [*optical, *uv, *site]
+    assert sorted(r.short_name for r in found) == sorted(EXPECTED_FILES)
+    return found
+
+
+async def test_harvest_several_positions_with_its_journal(client: VOClient, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    chosen = await services(client)
+    items = [
+        item
+        async for item in harvest(
+            client, chosen, targets(), size=0.2, format="image/fits", download_to=out
+        )
+    ]
+    failed = [item for item in items if not item.ok]
+    assert failed == []
+    searches = [item for item in items if item.kind == "search"]
+    downloads = [item for item in items if item.kind == "download"]
+    assert len(searches) == len(EXPECTED_FILES) * (len(LABELS) + 1)
+
+    found: dict[str, dict[str, int]] = {}
+    for item in searches:
+        if item.records:
+            found.setdefault(item.service, {})[item.target] = item.records
+    assert found == EXPECTED_FILES
+    # Services of one site find the same files: each is fetched once.
+    assert len(downloads) == len({item.url for item in downloads}) == UNIQUE_FILES
+
+    for item in downloads:
+        assert item.path is not None and item.path.is_file()
+        assert out in item.path.parents
+        assert item.bytes == item.path.stat().st_size > 0
+        header = assert_fits_covers(item.path, SkyCoord(*TARGETS[item.target], unit="deg"))
+        assert header["OBJECT"] == item.target
+
+    summary = await asyncio.to_thread(status, out)
+    total = summary.total
+    assert summary.complete
+    assert total.searches_done == len(searches) and total.searches_failed == 0
+    assert total.records_done == len(downloads)
+    assert total.records_pending == total.records_failed == 0
+    assert total.bytes == sum(item.bytes for item in downloads)
+    assert summary.errors == []
+
+    # Run it again: everything is in the journal, nothing is asked or fetched.
+    before = sum(one.requests for one in client.stats.values())
+    again = [
+        item
+        async for item in harvest(
+            client, chosen, targets(), size=0.2, format="image/fits", download_to=out
+        )
+    ]
+    assert [item for item in again if not item.ok] == []
+    assert [item for item in again if item.kind == "download" and not item.skipped] == []
+    assert sum(one.requests for one in client.stats.values()) == before
+    assert (await asyncio.to_thread(status, out)).total.records_done == len(downloads)
+
+
+def voharvest_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voharvest", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_readme_command_against_dachs(dachs: Dachs, tmp_path: Path) -> None:
+    out = tmp_path / "m51"
+    ra, dec = TARGETS["M51"]
+    harvested = voharvest_cli(
+        "harvest",
+        "--target",
+        f"{ra} {dec} M51",
+        "--servicetype",
+        "sia",
+        "--waveband",
+        "optical",
+        "--keywords",
+        "sloan",
+        "--size",
+        "0.2",
+        "--format",
+        "image/fits",
+        "--out",
+        str(out),
+        "--registry",
+        dachs.tap,
+        "--sesame",
+        "http://127.0.0.1:9/sesame",
+        "--no-progress",
+    )
+    assert harvested.returncode == 0, harvested.stderr
+    # Both "sloan" services (two hosts) found the g and r images of M51: the
+    # same two files, fetched once; the manifest lists all four sightings.
+    files = sorted(out.rglob("*.fits"))
+    assert [path.name[: len("VOH_SDSS_M51_g")] for path in files] == [
+        "VOH_SDSS_M51_g",
+        "VOH_SDSS_M51_r",
+    ]
+    for path in files:
+        assert_fits_covers(path, SkyCoord(ra, dec, unit="deg"))
+    with (out / "manifest.csv").open(encoding="utf-8", newline="") as handle:
+        sightings = list(csv.DictReader(handle))
+    assert len(sightings) == 4
+    assert {row["state"] for row in sightings} == {"done"}
+    assert len({row["service"] for row in sightings}) == 2
+
+    shown = voharvest_cli("status", str(out))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "total: searches 2 done, 0 failed; files 2 done, 0 pending, 0 failed" in shown.stdout
+    assert shown.stdout.rstrip().endswith("complete")
