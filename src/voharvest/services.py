@@ -188,14 +188,17 @@ class TAPService:
         transport = self.client.transport
         clock = transport.clock
         pause = 0.25
-        started = False
+        # The first look is without WAIT: some servers (DaCHS) ignore PHASE=RUN at
+        # creation and make WAIT block on a PENDING job for the whole wait.
+        first = True
         while True:
             before = clock.now()
-            answer = await transport.request("GET", f"{job_url}?WAIT={wait}")
+            url = job_url if first else f"{job_url}?WAIT={wait}"
+            answer = await transport.request("GET", url)
             job = tap.parse_job(answer.body, url=job_url)
             if job.is_final:
                 return job
-            if job.phase == "PENDING" and not started:
+            if job.phase == "PENDING" and first:
                 # PHASE=RUN at creation was ignored: start it explicitly, once.
                 await transport.request(
                     "POST",
@@ -204,10 +207,10 @@ class TAPService:
                     allow_redirects=False,
                     ok=(200, 204, 303),
                 )
-                started = True
-            if clock.now() - before < pause:
+            if not first and clock.now() - before < pause:
                 await clock.sleep(pause)
-            pause = min(pause * 2, 5.0)
+                pause = min(pause * 2, 5.0)
+            first = False
 
     async def _error_message(self, job: tap.Job, job_url: str) -> str:
         if job.error_summary and job.error_summary.message:

@@ -580,7 +580,9 @@ async def test_run_async_creates_polls_fetches_and_deletes_without_following_the
     assert create["PHASE"] == ["RUN"]
     assert create["QUERY"] == [query]
     assert create["MAXREC"] == ["100"]
-    assert all(hit.query == {"WAIT": "1"} for hit in requests(server, "GET", uws.JOB))
+    polls = requests(server, "GET", uws.JOB)
+    # A first look without WAIT (a PENDING job would block it), then long polls.
+    assert [hit.query for hit in polls] == [{}, {"WAIT": "1"}, {"WAIT": "1"}]
 
 
 async def test_a_job_left_pending_is_started_once(server, client):
@@ -592,6 +594,8 @@ async def test_a_job_left_pending_is_started_once(server, client):
 
     assert len(results) == 10  # a relative result href is taken relative to the job
     assert uws.phase_posts() == ["RUN"]
+    # The job was started right after the first look, not after a whole WAIT.
+    assert requests(server, "GET", uws.JOB)[0].query == {}
     assert uws.sequence()[-1] == ("DELETE", "/tap/async/job1")
 
 

@@ -25,9 +25,9 @@ COUNT_BY_COLLECTION = (
 EXPECTED_COUNTS = [("VOH SDSS", 12), ("VOH UVOT", 8)]
 #: DaCHS's own wording for a table that isn't there.
 NO_TABLE = "Could not locate table 'public.nowhere'"
-#: Polls of a job block at most this long: DaCHS leaves a job PENDING until it
-#: is started (see test_dachs_ignores_phase_run_at_creation), so the first
-#: WAIT poll always lasts the whole WAIT before run_async starts the job.
+#: Polls of a job block at most this long. DaCHS leaves a job PENDING until it
+#: is started (see test_dachs_ignores_phase_run_at_creation): run_async's first
+#: look at a job is without WAIT, so it starts such a job at once.
 WAIT = 1
 
 
