@@ -176,11 +176,6 @@ async def test_a_name_with_control_characters_is_refused_unsent(
 # --- size: a download that inflates far past what was announced ----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="voharvest bug: a download reads and writes a gzip body however far it inflates "
-    "past its Content-Length before it notices (see docs/reliability.md)",
-)
 async def test_a_gzip_bomb_download_writes_no_more_than_announced(
     server: LocalServer, tmp_path: Path
 ):

@@ -44,6 +44,7 @@ from ._exceptions import (
     QueryError,
     ServiceError,
     StorageError,
+    TooLargeError,
     TransportError,
     UnsupportedConstraintError,
     VOHarvestError,
@@ -467,6 +468,20 @@ class VOClient:
                 async for chunk in stream.chunks(chunk_bytes):
                     buffer += chunk
                     received += len(chunk)
+                    if total is not None and offset + received > total:
+                        # More than announced (a body gzipped against our wish, a
+                        # bomb): stop now, and keep nothing of it.
+                        await self._remove(part, meta)
+                        raise PayloadError(
+                            f"the body runs past the {total} bytes announced", url=url
+                        )
+                    if total is None and offset + received > self.config.max_fetch_bytes:
+                        await self._remove(part, meta)
+                        raise TooLargeError(
+                            f"a download without a length passed max_fetch_bytes "
+                            f"({self.config.max_fetch_bytes})",
+                            url=url,
+                        )
                     if len(buffer) >= chunk_bytes:
                         await handle.write(bytes(buffer))
                         buffer.clear()
