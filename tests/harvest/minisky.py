@@ -75,7 +75,7 @@ class MiniSky:
             table.array[i] = (
                 self.server.url(f"/img/{name}"),
                 "image/fits",
-                f"Field {name}",
+                self.title.format(name=name),
                 ra,
                 dec,
             )

@@ -249,3 +249,44 @@ async def test_a_run_stopped_by_bad_input_is_not_complete(server: LocalServer, t
         with pytest.raises(ParameterError, match=r"targets\.txt:2"):
             await harvest(client, [server.url("/sia")], listing, download_to=out).run()
     assert not status(out).complete
+
+
+async def test_the_manifest_lists_every_sighting_in_csv_and_votable(
+    server: LocalServer, tmp_path: Path
+):
+    import csv
+
+    from astropy.io.votable import parse_single_table
+
+    from voharvest.harvesting.manifest import write_manifest
+
+    sky = MiniSky(server, per_search=1, shared=True)
+    sky.title = "Odd <title> & co {name}"
+    async with VOClient(CONFIG) as client:
+        await harvest(
+            client, [server.url("/sia")], TARGETS, format="image/fits", download_to=tmp_path
+        ).run()
+    csv_path, vot_path = write_manifest(tmp_path)
+    with csv_path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    # One file, seen by three searches: three sightings, one path.
+    assert len(rows) == 3 and len({r["path"] for r in rows}) == 1
+    assert {r["target"] for r in rows} == {
+        "10.00000 +20.00000",
+        "11.00000 +21.00000",
+        "12.00000 +22.00000",
+    }
+    table = parse_single_table(vot_path).to_table()
+    assert len(table) == 3
+    assert list(table["state"]) == ["done"] * 3
+    assert table["bytes"][0] == (tmp_path / rows[0]["path"]).stat().st_size
+    assert table["title"][0].startswith("Odd <title> & co")
+    assert table["ra"].unit == "deg"
+
+
+def test_manifest_cells_are_always_well_formed_xml():
+    from voharvest.harvesting.manifest import _cell
+
+    assert _cell("title", "a\x07b<c>&") == "<TD>a\ufffdb&lt;c&gt;&amp;</TD>"
+    assert _cell("bytes", None) == "<TD/>"
+    assert _cell("ra", 1.5) == "<TD>1.5</TD>"

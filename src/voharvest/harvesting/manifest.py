@@ -7,10 +7,15 @@ outside the event loop (the CLI does) or through ``asyncio.to_thread``.
 from __future__ import annotations
 
 import csv
+import io
+import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
+import numpy as np
 from astropy.table import MaskedColumn, Table
 
 from ._journal import open_readonly
@@ -108,17 +113,56 @@ def status(directory: str | Path, *, max_errors: int = 20) -> HarvestStatus:
         db.close()
 
 
-def manifest_rows(db: sqlite3.Connection) -> list[tuple[object, ...]]:
-    """Every sighting of a record: (service, target, url, ..., error), in journal order."""
-    return list(
-        db.execute(
-            "SELECT s.service, coalesce(q.target_label, s.target), r.url, r.title, r.format,"
-            " r.ra, r.dec, r.announced_size, r.state, r.path, r.bytes, r.error"
-            " FROM sightings AS s JOIN records AS r ON r.url = s.url"
-            " LEFT JOIN searches AS q ON q.service = s.service AND q.target = s.target"
-            " ORDER BY r.id, s.service, s.target"
-        )
-    )
+_MANIFEST_QUERY = (
+    "SELECT s.service, coalesce(q.target_label, s.target), r.url, r.title, r.format,"
+    " r.ra, r.dec, r.announced_size, r.state, r.path, r.bytes, r.error"
+    " FROM sightings AS s JOIN records AS r ON r.url = s.url"
+    " LEFT JOIN searches AS q ON q.service = s.service AND q.target = s.target"
+    " ORDER BY r.id, s.service, s.target"
+)
+_FLOATS = ("ra", "dec")
+# Characters XML 1.0 can't hold (a server's title may carry them): shown as U+FFFD.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_INTEGERS = ("announced_size", "bytes")
+
+
+def manifest_rows(db: sqlite3.Connection) -> Iterator[tuple[object, ...]]:
+    """Every sighting of a record: (service, target, url, ..., error), in journal order.
+
+    Rows come from a cursor one at a time: a manifest of millions of files
+    takes no more memory than one of ten.
+    """
+    yield from db.execute(_MANIFEST_QUERY)
+
+
+def _votable_frame() -> tuple[str, str]:
+    """The VOTable document around the rows, written by astropy (for one stand-in row)."""
+    table = Table()
+    for name in MANIFEST_COLUMNS:
+        if name in _FLOATS:
+            table[name] = MaskedColumn([0.0], dtype=float, unit="deg")
+        elif name in _INTEGERS:
+            table[name] = MaskedColumn([0], dtype="int64", unit="byte")
+        else:
+            table[name] = MaskedColumn(np.array(["x"], dtype=object))  # arraysize="*"
+    buffer = io.BytesIO()
+    table.write(buffer, format="votable", tabledata_format="tabledata")
+    text = buffer.getvalue().decode("utf-8")
+    head, found, rest = text.partition("<TABLEDATA>")
+    _, found_end, tail = rest.partition("</TABLEDATA>")
+    if not (found and found_end):
+        raise RuntimeError("astropy wrote no TABLEDATA for the manifest frame")
+    return head + "<TABLEDATA>\n", "</TABLEDATA>" + tail
+
+
+def _cell(name: str, value: object) -> str:
+    if value is None:
+        return "<TD/>"  # VOTable 1.3: an empty cell is null, for every datatype
+    if name in _FLOATS:
+        return f"<TD>{float(value)!r}</TD>"  # type: ignore[arg-type]
+    if name in _INTEGERS:
+        return f"<TD>{int(value)}</TD>"  # type: ignore[call-overload]
+    return f"<TD>{xml_escape(_NOT_XML.sub(chr(0xFFFD), str(value)))}</TD>"
 
 
 def write_manifest(
@@ -127,53 +171,35 @@ def write_manifest(
     csv_path: str | Path | None = None,
     votable_path: str | Path | None = None,
 ) -> list[Path]:
-    """Write the manifest of the harvest in ``directory`` as CSV and/or VOTable.
+    """Write the manifest of the harvest in ``directory`` as CSV and VOTable.
 
-    Defaults: ``manifest.csv`` and ``manifest.xml`` in the directory. Each is
-    written to a temporary name and renamed, so a reader never sees half of one.
+    Defaults: ``manifest.csv`` and ``manifest.xml`` in the directory. Rows are
+    streamed from the journal (constant memory); the VOTable's metadata comes
+    from astropy. Each file is written under a temporary name and renamed, so a
+    reader never sees half of one.
     """
     folder = Path(directory)
+    csv_target = Path(csv_path) if csv_path is not None else folder / "manifest.csv"
+    vot_target = Path(votable_path) if votable_path is not None else folder / "manifest.xml"
+    head, tail = _votable_frame()
+    csv_partial = csv_target.with_name(csv_target.name + ".part")
+    vot_partial = vot_target.with_name(vot_target.name + ".part")
     db = open_readonly(folder)
     try:
-        rows = manifest_rows(db)
+        with (
+            csv_partial.open("w", newline="", encoding="utf-8") as csv_handle,
+            vot_partial.open("w", encoding="utf-8") as vot_handle,
+        ):
+            writer = csv.writer(csv_handle)
+            writer.writerow(MANIFEST_COLUMNS)
+            vot_handle.write(head)
+            for row in manifest_rows(db):
+                writer.writerow(row)
+                cells = "".join(_cell(n, v) for n, v in zip(MANIFEST_COLUMNS, row, strict=True))
+                vot_handle.write(f"<TR>{cells}</TR>\n")
+            vot_handle.write(tail)
     finally:
         db.close()
-    written = []
-    csv_target = Path(csv_path) if csv_path is not None else folder / "manifest.csv"
-    partial = csv_target.with_name(csv_target.name + ".part")
-    with partial.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(MANIFEST_COLUMNS)
-        writer.writerows(rows)
-    partial.replace(csv_target)
-    written.append(csv_target)
-
-    vot_target = Path(votable_path) if votable_path is not None else folder / "manifest.xml"
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in MANIFEST_COLUMNS]
-    table = Table()
-    for name, values in zip(MANIFEST_COLUMNS, columns, strict=True):
-        if name in ("ra", "dec"):
-            table[name] = MaskedColumn(
-                [v if v is not None else 0.0 for v in values],
-                mask=[v is None for v in values],
-                dtype=float,
-                unit="deg",
-            )
-        elif name in ("announced_size", "bytes"):
-            table[name] = MaskedColumn(
-                [v if v is not None else 0 for v in values],
-                mask=[v is None for v in values],
-                dtype="int64",
-                unit="byte",
-            )
-        else:
-            table[name] = MaskedColumn(
-                ["" if v is None else str(v) for v in values],
-                mask=[v is None for v in values],
-                dtype=str,
-            )
-    partial = vot_target.with_name(vot_target.name + ".part")
-    table.write(partial, format="votable", overwrite=True)
-    partial.replace(vot_target)
-    written.append(vot_target)
-    return written
+    csv_partial.replace(csv_target)
+    vot_partial.replace(vot_target)
+    return [csv_target, vot_target]
