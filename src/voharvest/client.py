@@ -488,7 +488,8 @@ class VOClient:
                 if buffer:
                     await handle.write(bytes(buffer))
                 await handle.flush()
-                await loop.run_in_executor(self._files, os.fsync, handle.fileno())
+                if self.config.fsync:
+                    await loop.run_in_executor(self._files, os.fsync, handle.fileno())
         if total is not None and offset + received != total:
             raise PayloadError(
                 f"received {offset + received} bytes, {total} announced", url=url, retryable=True
