@@ -52,13 +52,17 @@ def test_fanout_smoke(tmp_path: Path) -> None:
     assert ours["farm"]["searches"] == 20
     assert ours["http_429"] == 0 and ours["retries"] == 0
 
+    control = figures["voharvest_transport_only"]
+    assert control["searches"] == control["ok"] == 20
+    assert control["farm"]["rate_violations"] == 0
+
     sequential = figures["pyvo_sequential"]
     assert sequential["searches"] == sequential["scaled_from"] == 5
     assert sequential["failures"] == 0
     threads = figures["pyvo_threads"]
     assert threads["searches"] == 20 and threads["threads"] == 8
     assert threads["ok"] + threads["failures"] == 20
-    for result in (ours, sequential, threads):
+    for result in (ours, control, sequential, threads):
         assert _positive(result["makespan_s"])
         assert _positive(result["makespan_over_bound"])
         assert result["throughput"] >= 0
