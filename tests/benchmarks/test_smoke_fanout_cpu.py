@@ -74,7 +74,7 @@ def test_fanout_smoke(tmp_path: Path) -> None:
 def test_cpu_smoke(tmp_path: Path) -> None:
     figures = cpu.main(
         ["--searches", "100", "--hosts", "4", "--sample", "10", "--profile-searches", "20",
-         "--out", str(tmp_path)]
+         "--probe-workers", "2", "--out", str(tmp_path)]
     )  # fmt: skip
     saved = _written(tmp_path, "cpu")
     assert saved["benchmark"] == "cpu"
@@ -92,3 +92,5 @@ def test_cpu_smoke(tmp_path: Path) -> None:
     assert lag["ticks"] > 0 and 0 <= lag["p50"] <= lag["p99"] <= lag["max"]
     assert figures["profile"]["searches"] == 20
     assert _positive(figures["profile"]["profiled_seconds"])
+    probe = figures["probe_fewer_workers"]
+    assert probe["harvest_workers"] == 2 and probe["searches"] == 20 and probe["failures"] == 0
