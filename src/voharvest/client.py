@@ -488,12 +488,22 @@ class VOClient:
                 if buffer:
                     await handle.write(bytes(buffer))
                 await handle.flush()
-                if self.config.fsync:
-                    await loop.run_in_executor(self._files, os.fsync, handle.fileno())
         if total is not None and offset + received != total:
             raise PayloadError(
                 f"received {offset + received} bytes, {total} announced", url=url, retryable=True
             )
+        if self.config.fsync:
+            # After the response: the host's connection slot is free while the disk works.
+            await loop.run_in_executor(self._files, _fsync, part)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a closed file's data to the disk (fsync works on any descriptor of it)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _resumable(exc: BaseException) -> bool:
