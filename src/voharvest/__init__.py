@@ -10,6 +10,7 @@ from ._config import ClientConfig, HostPolicy, RegistryEndpoint, RetryPolicy, Ti
 from ._exceptions import (
     ClientStateError,
     ConnectError,
+    DataLinkError,
     FormatError,
     HTTPStatusError,
     JobError,
@@ -31,6 +32,7 @@ from ._exceptions import (
 )
 from ._version import __version__
 from .protocol.regtap import RegistryFeatures
+from .protocol.soda import Cutout
 
 if TYPE_CHECKING:
     from ._limiter import HostStats
@@ -69,6 +71,8 @@ __all__ = [
     "ClientConfig",
     "ClientStateError",
     "ConnectError",
+    "Cutout",
+    "DataLinkError",
     "FormatError",
     "HTTPStatusError",
     "Harvest",

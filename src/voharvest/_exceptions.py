@@ -14,6 +14,7 @@ raw::
     │   ├── FormatError                        not a VOTable / UWS document, no table, ...
     │   ├── QueryError                         QUERY_STATUS=ERROR, with the server's message
     │   ├── JobError                           a UWS job ended but not COMPLETED
+    │   ├── DataLinkError                      a DataLink error row, or no dataset to take
     │   └── NameResolutionError                Sesame doesn't know the name
     └── TransportError                         HTTP failed (after the retries allowed)
         ├── ConnectError                       connection refused, reset, closed, DNS
@@ -35,6 +36,7 @@ from __future__ import annotations
 __all__ = [
     "ClientStateError",
     "ConnectError",
+    "DataLinkError",
     "FormatError",
     "HTTPStatusError",
     "JobError",
@@ -129,6 +131,19 @@ class JobError(ServiceError):
     def __init__(self, message: str, *, phase: str, url: str | None = None) -> None:
         super().__init__(message, url=url)
         self.phase = phase
+
+
+class DataLinkError(ServiceError):
+    """A DataLink document gave an error row for the dataset, or no link to take.
+
+    ``dataset_id`` is the ID of the dataset concerned (where the document says).
+    """
+
+    def __init__(
+        self, message: str, *, dataset_id: str | None = None, url: str | None = None
+    ) -> None:
+        super().__init__(message, url=url)
+        self.dataset_id = dataset_id
 
 
 class ClientStateError(VOHarvestError, RuntimeError):

@@ -17,7 +17,8 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.time import Time
 
-from .._exceptions import FormatError
+from .._exceptions import FormatError, ParameterError
+from ._descriptors import ServiceDescriptor, is_datalink_format
 from ._services import Resource, has_resource_columns, resource_from_row
 
 __all__ = [
@@ -109,8 +110,13 @@ class TableResults(Sequence["Record"]):
         overflow: bool = False,
         url: str | None = None,
         roles: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
+        descriptors: Sequence[ServiceDescriptor] = (),
+        field_ids: Mapping[str, str] | None = None,
     ) -> None:
         self._roles = roles or {}
+        #: Service descriptors of the answer (e.g. where each row's DataLink document is).
+        self.descriptors = tuple(descriptors)
+        self._field_ids = dict(field_ids or {})
         self.table = table
         self.overflow = overflow
         self.url = url
@@ -194,6 +200,21 @@ class TableResults(Sequence["Record"]):
                     return name
         return None
 
+    @property
+    def links_descriptor(self) -> ServiceDescriptor | None:
+        """The answer's DataLink ``links-1.0`` descriptor, if it has one."""
+        return next((d for d in self.descriptors if d.is_links and d.access_url), None)
+
+    def row_by_field_id(self, index: int) -> dict[str, Any]:
+        r"""Row ``index`` keyed by FIELD ID and by column name (for descriptor ``ref``\s)."""
+        row: dict[str, Any] = {}
+        for field_id, name in self._field_ids.items():
+            if name in self._keys:
+                row[field_id] = self._column(self._keys[name])[index]
+        for name in self.table.colnames:
+            row.setdefault(name, self._column(name)[index])
+        return row
+
     def role_value(self, role: str, index: int) -> Any:
         key = self.role_key(role)
         return None if key is None else self._column(key)[index]
@@ -248,6 +269,25 @@ class ImageRecord(Record):
     def getdataurl(self) -> str | None:
         """The URL to fetch the image (or, for some v2 services, its DataLink document)."""
         return self._text("access_url")
+
+    @property
+    def is_datalink(self) -> bool:
+        """Whether the access URL returns a DataLink document rather than the data."""
+        return is_datalink_format(self.format)
+
+    @property
+    def datalink_url(self) -> str | None:
+        """Where this record's DataLink document is: the access URL if it is one,
+        else the answer's DataLink service descriptor filled in for this row."""
+        if self.is_datalink:
+            return self.getdataurl()
+        descriptor = self._results.links_descriptor
+        if descriptor is None:
+            return None
+        try:
+            return descriptor.url(row=self._results.row_by_field_id(self._index))
+        except ParameterError:
+            return None
 
     @property
     def access_url(self) -> str | None:
@@ -321,10 +361,24 @@ class SIAResults(TableResults):
     """The answer of an SIA search; ``version`` is 1 or 2."""
 
     def __init__(
-        self, table: Table, *, version: int, overflow: bool = False, url: str | None = None
+        self,
+        table: Table,
+        *,
+        version: int,
+        overflow: bool = False,
+        url: str | None = None,
+        descriptors: Sequence[ServiceDescriptor] = (),
+        field_ids: Mapping[str, str] | None = None,
     ) -> None:
         roles = _SIA1_ROLES if version == 1 else _SIA2_ROLES
-        super().__init__(table, overflow=overflow, url=url, roles=roles)
+        super().__init__(
+            table,
+            overflow=overflow,
+            url=url,
+            roles=roles,
+            descriptors=descriptors,
+            field_ids=field_ids,
+        )
         self.version = version
 
     def _record(self, index: int) -> ImageRecord:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import io
 import re
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from astropy.io.votable import parse as _astropy_parse
@@ -26,6 +27,7 @@ from astropy.io.votable.tree import TableElement, VOTableFile
 from astropy.table import Table
 
 from .._exceptions import FormatError, OverflowWarning, QueryError
+from ._descriptors import ServiceDescriptor, descriptors_of
 from .records import RegistryResults, SIAResults, TableResults, sia_version
 
 __all__ = [
@@ -169,6 +171,10 @@ class Decoded:
     table: Table
     status: QueryStatus
     url: str | None = None
+    #: Service descriptors the document carries (DataLink, SODA, ...).
+    descriptors: tuple[ServiceDescriptor, ...] = ()
+    #: FIELD ID -> column name, for descriptor parameters that ``ref`` a column.
+    field_ids: Mapping[str, str] = field(default_factory=dict)
 
 
 def decode(data: bytes, *, url: str | None = None) -> Decoded:
@@ -182,7 +188,11 @@ def decode(data: bytes, *, url: str | None = None) -> Decoded:
         table = element.to_table(use_names_over_ids=True)
     except Exception as exc:  # astropy conversion of odd column metadata
         raise FormatError(f"unreadable results table: {exc}", url=url) from exc
-    return Decoded(table, status, url)
+    descriptors = descriptors_of(data, url=url)
+    field_ids = (
+        {str(f.ID): str(f.name or f.ID) for f in element.fields if f.ID} if descriptors else {}
+    )
+    return Decoded(table, status, url, descriptors, field_ids)
 
 
 def _warn_if_overflow(decoded: Decoded, stacklevel: int) -> bool:
@@ -199,7 +209,13 @@ def _warn_if_overflow(decoded: Decoded, stacklevel: int) -> bool:
 def table_results(decoded: Decoded, *, _stacklevel: int = 2) -> TableResults:
     """Generic table results of a decoded answer (warns on OVERFLOW)."""
     overflow = _warn_if_overflow(decoded, _stacklevel + 1)
-    return TableResults(decoded.table, overflow=overflow, url=decoded.url)
+    return TableResults(
+        decoded.table,
+        overflow=overflow,
+        url=decoded.url,
+        descriptors=decoded.descriptors,
+        field_ids=decoded.field_ids,
+    )
 
 
 def sia_results(decoded: Decoded, *, _stacklevel: int = 2) -> SIAResults:
@@ -212,7 +228,14 @@ def sia_results(decoded: Decoded, *, _stacklevel: int = 2) -> SIAResults:
             url=decoded.url,
         )
     overflow = _warn_if_overflow(decoded, _stacklevel + 1)
-    return SIAResults(decoded.table, version=version, overflow=overflow, url=decoded.url)
+    return SIAResults(
+        decoded.table,
+        version=version,
+        overflow=overflow,
+        url=decoded.url,
+        descriptors=decoded.descriptors,
+        field_ids=decoded.field_ids,
+    )
 
 
 def registry_results(decoded: Decoded, *, _stacklevel: int = 2) -> RegistryResults:
