@@ -10,6 +10,8 @@ def test_exported_members():
         "ClientConfig",
         "ClientStateError",
         "ConnectError",
+        "Cutout",
+        "DataLinkError",
         "FormatError",
         "HTTPStatusError",
         "Harvest",
