@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.dachs.make_fits import image_name
 from voharvest import ClientConfig, RegistryEndpoint, RegistryFeatures, RetryPolicy, Timeouts
 from voharvest.client import VOClient
 
@@ -37,6 +38,12 @@ DACHS_FEATURES = RegistryFeatures(union=True, ilike=True, moc=True, stc=True)
 
 #: Where nothing listens: a name resolution or a decoy service fails fast.
 NOWHERE = "http://127.0.0.1:9"
+
+#: DaCHS's standard dataset identifiers (pubDIDs) are ivo://<authority>/~?<accref>;
+#: the authority is DaCHS's default, which setup_dachs.sh leaves alone.
+PUBDID_PREFIX = "ivo://x-unregistred/~?"
+#: The DataLink/SODA collection (tests/integration/dachs/dlimg/q.rd).
+DLIMG = "/voharvest/dlimg/q"
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,33 @@ class Dachs:
 
     def sia1(self, collection: str) -> str:
         return f"{self.server_url}/voharvest/{collection}/q/i/siap.xml?"
+
+    # The DataLink/SODA collection: not in ivoa.obscore (so not found by
+    # ``sia2``) and not in the registry.
+
+    @property
+    def dlimg_sia1(self) -> str:
+        """SIA v1; access references are the FITS files (getproduct URLs)."""
+        return self.sia1("dlimg")
+
+    @property
+    def dlimg_sia2(self) -> str:
+        """SIA v2 over this collection alone; access_url is the DataLink document."""
+        return f"{self.server_url}{DLIMG}/sia2/siap2.xml"
+
+    @property
+    def dlimg_dlget(self) -> str:
+        """The SODA sync endpoint (ID=<pubDID>&CIRCLE=ra dec r, ...)."""
+        return f"{self.server_url}{DLIMG}/dl/dlget"
+
+    @staticmethod
+    def dlimg_pubdid(target: str, band: str) -> str:
+        """The pubDID of one image, e.g. ``dlimg_pubdid("M51", "J")``."""
+        return f"{PUBDID_PREFIX}voharvest/dlimg/data/{image_name('dlimg', target, band)}"
+
+    def dlmeta(self, pubdid: str) -> str:
+        """The DataLink document's URL, quoted as DaCHS writes it in access_url."""
+        return f"{self.server_url}{DLIMG}/dl/dlmeta?ID={urllib.parse.quote(pubdid)}"
 
     def config(
         self, features: RegistryFeatures = DACHS_FEATURES, **changes: object
@@ -104,7 +138,22 @@ def _probe(base: str) -> tuple[Dachs | None, str]:
         )
     start = answer.index("<TD>") + len("<TD>")
     server_url = answer[start : answer.index(marker, start)]
-    return Dachs(base=base, server_url=server_url), ""
+    dachs = Dachs(base=base, server_url=server_url)
+    # The DataLink collection: its SIA v2 service leads to DataLink documents.
+    search = urllib.parse.urlencode(
+        {"POS": "CIRCLE 202.47 47.2 0.05", "RESPONSEFORMAT": "votabletd", "MAXREC": "10"}
+    )
+    expected = f"<TD>{dachs.dlmeta(dachs.dlimg_pubdid('M51', 'J'))}</TD>"
+    try:
+        answer = _fetch(f"{base}{DLIMG}/sia2/siap2.xml?{search}", timeout=15.0)
+    except (OSError, urllib.error.URLError) as exc:
+        answer = str(exc)
+    if expected not in answer:
+        return None, (
+            f"DaCHS at {base} answers, but without the DataLink image collection"
+            f" voharvest/dlimg ({DLIMG}/sia2/siap2.xml does not lead to {expected[4:-5]})"
+        )
+    return dachs, ""
 
 
 _SESSION_PROBE: dict[str, tuple[Dachs | None, str]] = {}

@@ -6,6 +6,12 @@
 #   - SIA v1 at /voharvest/sdss/q/i/siap.xml and /voharvest/uvot/q/i/siap.xml
 #     over synthetic FITS images (and their JPEG renderings)
 #   - the site-wide SIA v2 service at /__system__/siap2/sitewide/siap2.xml
+#   - an infrared collection served through DataLink and SODA, voharvest/dlimg
+#     (not in ivoa.obscore, not in the registry): DataLink documents at
+#     /voharvest/dlimg/q/dl/dlmeta?ID=<pubDID>, SODA cutouts at
+#     /voharvest/dlimg/q/dl/dlget, SIA v2 over it alone (access_url: the
+#     DataLink document) at /voharvest/dlimg/q/sia2/siap2.xml, SIA v1 at
+#     /voharvest/dlimg/q/i/siap.xml
 #
 # Idempotent: run it again at any time. It installs only what is missing,
 # starts PostgreSQL and DaCHS if they are down, rewrites the inputs only where
@@ -84,10 +90,11 @@ start_postgres
 # DaCHS's own python3 has astropy, numpy, Pillow and healpy (its dependencies);
 # it is used here so that nothing depends on the project's environment.
 py=/usr/bin/python3
-read -r inputs server_url bind port < <("$py" -c '
+read -r inputs server_url bind port authority < <("$py" -c '
 from gavo import base
 print(base.getConfig("inputsDir"), base.getConfig("web", "serverURL"),
-      base.getConfig("web", "bindAddress") or "127.0.0.1", base.getConfig("web", "serverPort"))')
+      base.getConfig("web", "bindAddress") or "127.0.0.1", base.getConfig("web", "serverPort"),
+      base.getConfig("ivoa", "authority"))')
 target="$inputs/voharvest"
 base="http://$bind:$port"
 say "inputs in $target; server URL $server_url; listening on $base"
@@ -99,7 +106,7 @@ install_file() {  # install_file SOURCE DEST: copy only if different
         changed=1
     fi
 }
-for rd in sdss uvot rr; do
+for rd in sdss uvot dlimg rr; do
     install_file "$source_dir/$rd/q.rd" "$target/$rd/q.rd"
 done
 as_root "$py" "$source_dir/make_fits.py" "$target" >/dev/null \
@@ -110,7 +117,9 @@ records="$(mktemp)"
 install_file "$records" "$target/rr/records.json"
 rm -f "$records"
 
-# What the imports were made from: RDs, records, the image generator, DaCHS.
+# What the imports were made from: RDs (the glob takes every collection's,
+# dlimg's too), records, the image generator (it writes the same bytes every
+# time), DaCHS's ObsCore.
 digest="$(cat "$target"/*/q.rd "$target/rr/records.json" "$source_dir/make_fits.py" \
     /usr/lib/python3/dist-packages/gavo/resources/inputs/__system__/obscore.rd \
     | sha256sum | cut -d' ' -f1)"
@@ -121,12 +130,32 @@ check() {  # check URL TEXT: the answer contains TEXT
     body="$(curl -fsS --max-time 10 "$1" 2>/dev/null)" || return 1
     grep -qF "$2" <<<"$body"
 }
+check_cutout() {  # check_cutout URL: a FITS image smaller than 1 MB (a cutout)
+    local file type ok=1
+    file="$(mktemp)"
+    if type="$(curl -fsS --max-time 10 -o "$file" -w '%{content_type}' "$1" 2>/dev/null)" \
+        && [ "$type" = "image/fits" ] \
+        && [ "$(head -c 30 "$file")" = "SIMPLE  =                    T" ] \
+        && [ "$(stat -c %s "$file")" -lt 1000000 ]; then
+        ok=0
+    fi
+    rm -f "$file"
+    return "$ok"
+}
+# The DataLink collection's M51 J image: its ID, and a 3' circle around M51.
+dl_id="ivo%3A//$authority/~%3Fvoharvest/dlimg/data/dlimg_m51_J.fits"
+dl_circle="CIRCLE=202.4696%2047.1952%200.05"
 all_answer() {
     check "$base/tap/availability" "available>true" \
     && check "$base/tap/sync?REQUEST=doQuery&LANG=ADQL&QUERY=SELECT%20COUNT(*)%20AS%20n%20FROM%20rr.resource%20NATURAL%20JOIN%20rr.capability" '"QUERY_STATUS" value="OK"' \
     && check "$base/voharvest/sdss/q/i/siap.xml?POS=202.47,47.2&SIZE=0.2&RESPONSEFORMAT=votabletd" "sdss_m51_g.fits" \
     && check "$base/voharvest/uvot/q/i/siap.xml?POS=202.47,47.2&SIZE=0.2&RESPONSEFORMAT=votabletd" "uvot_m51_uvw1.fits" \
-    && check "$base/__system__/siap2/sitewide/siap2.xml?POS=CIRCLE%20202.47%2047.2%200.1&RESPONSEFORMAT=votabletd" "sdss_m51_r.fits"
+    && check "$base/__system__/siap2/sitewide/siap2.xml?POS=CIRCLE%20202.47%2047.2%200.1&RESPONSEFORMAT=votabletd" "sdss_m51_r.fits" \
+    && check "$base/voharvest/dlimg/q/i/siap.xml?POS=202.47,47.2&SIZE=0.2&RESPONSEFORMAT=votabletd" "dlimg_m51_J.fits" \
+    && check "$base/voharvest/dlimg/q/sia2/siap2.xml?POS=CIRCLE%20202.47%2047.2%200.05&RESPONSEFORMAT=votabletd" \
+        "<TD>application/x-votable+xml;content=datalink</TD>" \
+    && check "$base/voharvest/dlimg/q/dl/dlmeta?ID=$dl_id" "ivo://ivoa.net/std/SODA#sync-1.0" \
+    && check_cutout "$base/voharvest/dlimg/q/dl/dlget?ID=$dl_id&$dl_circle"
 }
 
 server_up() { curl -fsS -o /dev/null --max-time 5 "$base/tap/availability" 2>/dev/null; }
@@ -166,9 +195,11 @@ import_rd() {
     rm -f "$log"
 }
 as_root rm -f "$stamp"
-# ObsCore first (the image RDs add their tables to it), then the site-wide
-# SIA v2 service, the image collections and the registry.
+# ObsCore first (the image RDs add their tables to it), the DataLink
+# collection (which doesn't), then the site-wide SIA v2 service, the other
+# image collections and the registry.
 import_rd //obscore
+import_rd voharvest/dlimg/q
 import_rd //siap2
 import_rd voharvest/sdss/q
 import_rd voharvest/uvot/q
@@ -189,4 +220,4 @@ if ! wait_for_services 60; then
     fail "DaCHS at $base does not answer as expected after 60 s"
 fi
 echo "$digest" | as_root tee "$stamp" >/dev/null
-say "DaCHS is up at $base (TAP with rr, SIA v1 sdss and uvot, SIA v2 site-wide)"
+say "DaCHS is up at $base (TAP with rr, SIA v1 sdss and uvot, SIA v2 site-wide, DataLink/SODA dlimg)"

@@ -6,6 +6,11 @@ publishes into ``ivoa.obscore`` (so the site-wide SIA v2 service finds them):
 - ``sdss``: an SDSS-like optical collection, bands g and r;
 - ``uvot``: a Swift UVOT-like ultraviolet collection, band uvw1.
 
+And a third, ``dlimg``, an infrared collection (bands J and Ks) served through
+DataLink and SODA: its images are larger (800 x 800 pixels of 1 arcsec, about
+2.5 MB each), so that a cutout of a few arcminutes is much smaller than the
+file, and have no JPEG renderings.
+
 Every image is a small float32 array with a valid celestial WCS (TAN), centred
 a little off its target so a "does the WCS cover the target" check means
 something, and carries OBJECT, DATE-OBS, FILTER, EXPTIME and its bandpass in
@@ -20,7 +25,8 @@ does):
     python3 make_fits.py <inputs-directory>
 
 which writes ``<inputs-directory>/sdss/data/*.fits`` and
-``<inputs-directory>/uvot/data/*.fits`` (and ``*.jpg``).
+``<inputs-directory>/uvot/data/*.fits`` (and ``*.jpg``), and
+``<inputs-directory>/dlimg/data/*.fits``.
 """
 
 from __future__ import annotations
@@ -66,6 +72,22 @@ COLLECTIONS = {
 #: The centre of every image is this far (degrees, in Dec) from its target.
 OFFSET = 0.03
 
+#: The DataLink/SODA collection (not in ``COLLECTIONS``: it has other sizes,
+#: no JPEGs and is not in ``ivoa.obscore``): telescope, instrument, bands,
+#: targets, like a ``COLLECTIONS`` entry.
+DLIMG = (
+    "VOH IR telescope (simulated)",
+    "VOH IR camera",
+    (
+        ("J", (1.08e-6, 1.25e-6, 1.41e-6), 7.8),
+        ("Ks", (1.99e-6, 2.15e-6, 2.31e-6), 7.8),
+    ),
+    ("M51", "M87", "NGC1068"),
+)
+#: Pixels per side and degrees per pixel of the DataLink images (1 arcsec).
+DLIMG_NAXIS = 800
+DLIMG_SCALE = 1.0 / 3600
+
 
 def image_name(collection: str, target: str, band: str) -> str:
     return f"{collection}_{target.lower()}_{band}.fits"
@@ -79,13 +101,27 @@ def expected_images() -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def _image(collection: str, target: str, band: tuple[str, tuple[float, float, float], float]):
+def dlimg_images() -> list[tuple[str, str]]:
+    """[(target, band), ...] of the DataLink collection, in the order written."""
+    _, _, bands, names = DLIMG
+    return [(target, band[0]) for target in names for band in bands]
+
+
+def _image(
+    collection: str,
+    target: str,
+    band: tuple[str, tuple[float, float, float], float],
+    naxis: int = NAXIS,
+    scale: float = SCALE,
+    month: str = "2004-03",
+    sigma: float = 6.0,
+):
     import numpy as np
     from astropy.io import fits
     from astropy.time import Time
     from astropy.wcs import WCS
 
-    telescope, instrument, _, _ = COLLECTIONS[collection]
+    telescope, instrument, _, _ = DLIMG if collection == "dlimg" else COLLECTIONS[collection]
     filter_name, (low, ref, high), exptime = band
     ra, dec = TARGETS[target]
     seed = int.from_bytes(
@@ -96,22 +132,22 @@ def _image(collection: str, target: str, band: tuple[str, tuple[float, float, fl
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     wcs.wcs.crval = [ra, dec + OFFSET]
-    wcs.wcs.crpix = [(NAXIS + 1) / 2, (NAXIS + 1) / 2]
-    wcs.wcs.cdelt = [-SCALE, SCALE]
+    wcs.wcs.crpix = [(naxis + 1) / 2, (naxis + 1) / 2]
+    wcs.wcs.cdelt = [-scale, scale]
     wcs.wcs.cunit = ["deg", "deg"]
     wcs.wcs.radesys = "ICRS"
     wcs.wcs.equinox = 2000.0
 
-    # A smooth "galaxy" at the target's pixel, on a noisy sky.
-    x, y = np.meshgrid(np.arange(NAXIS), np.arange(NAXIS))
+    # A smooth "galaxy" at the target's pixel (sigma in pixels), on a noisy sky.
+    x, y = np.meshgrid(np.arange(naxis), np.arange(naxis))
     tx, ty = wcs.wcs_world2pix([[ra, dec]], 0)[0]
     r2 = (x - tx) ** 2 + (y - ty) ** 2
-    data = 100.0 * np.exp(-r2 / (2 * 6.0**2)) + rng.normal(10.0, 1.0, (NAXIS, NAXIS))
+    data = 100.0 * np.exp(-r2 / (2 * sigma**2)) + rng.normal(10.0, 1.0, (naxis, naxis))
 
     header = wcs.to_header()
     header["OBJECT"] = (target, "target of the observation")
     day = 10 + sorted(TARGETS).index(target)
-    start = Time(f"2004-03-{day:02d}T04:{len(filter_name) * 7:02d}:00", scale="utc")
+    start = Time(f"{month}-{day:02d}T04:{len(filter_name) * 7:02d}:00", scale="utc")
     header["DATE-OBS"] = (start.isot, "UTC start")
     header["MJD-OBS"] = (start.mjd, "[d] UTC start as MJD")
     header["FILTER"] = (filter_name, "filter")
@@ -149,8 +185,8 @@ def _write(path: Path, content: bytes) -> None:
 
 
 def write_all(inputs: Path) -> list[Path]:
-    """Write every image (FITS and JPEG) under ``inputs/<collection>/data``;
-    return the FITS paths."""
+    """Write every image (FITS, and JPEG but for dlimg) under
+    ``inputs/<collection>/data``; return the FITS paths."""
     written = []
     for collection, (_, _, bands, targets) in COLLECTIONS.items():
         folder = inputs / collection / "data"
@@ -164,6 +200,18 @@ def write_all(inputs: Path) -> list[Path]:
                 _write(path, buffer.getvalue())
                 _write(path.with_suffix(".jpg"), _jpeg(hdu))
                 written.append(path)
+    folder = inputs / "dlimg" / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    dlimg_bands = {band[0]: band for band in DLIMG[2]}
+    for target, band_name in dlimg_images():
+        path = folder / image_name("dlimg", target, band_name)
+        hdu = _image(
+            "dlimg", target, dlimg_bands[band_name], DLIMG_NAXIS, DLIMG_SCALE, "2010-11", 20.0
+        )
+        buffer = io.BytesIO()
+        hdu.writeto(buffer)
+        _write(path, buffer.getvalue())
+        written.append(path)
     return written
 
 
