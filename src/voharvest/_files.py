@@ -56,10 +56,15 @@ def filename_from_url(url: str) -> str:
     segment = unquote(PurePosixPath(parts.path).name)
     name = safe_filename(segment)
     if parts.query:
-        digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        digest = url_digest(url)
         stem, dot, ext = name.rpartition(".")
         name = f"{stem}-{digest}.{ext}" if dot and stem else f"{name}-{digest}"
     return name
+
+
+def url_digest(url: str, length: int = 12) -> str:
+    """A short, stable hash of a URL (to keep names of different URLs apart)."""
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
 def inside(directory: Path, name: str) -> Path:

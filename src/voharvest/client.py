@@ -24,10 +24,10 @@ import json
 import logging
 import multiprocessing
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiofiles
 import aiofiles.os
@@ -36,6 +36,7 @@ from astropy.coordinates import SkyCoord
 from ._config import ClientConfig
 from ._exceptions import (
     ClientStateError,
+    DataLinkError,
     FormatError,
     HTTPStatusError,
     NameResolutionError,
@@ -51,19 +52,36 @@ from ._exceptions import (
 )
 from ._files import filename_from_url, inside, matches, safe_filename, sniff_kind
 from ._limiter import Clock, HostStats
-from .protocol import regtap, sesame, tap, votable
+from .protocol import datalink, regtap, sesame, tap, votable
+from .protocol._encoding import position_degrees
 from .protocol.records import TableResults
+from .protocol.soda import Cutout
 from .services import RegistryResource, SIA2Service, SIAService, TAPService
 from .transport import Answer, Transport, _Budget, check_url
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from .protocol.datalink import DataLinks
+
 __all__ = ["VOClient"]
 
 logger = logging.getLogger("voharvest.client")
 
 _UNOPENED, _OPEN, _CLOSED = "unopened", "open", "closed"
+T = TypeVar("T")
+
+#: The largest DataLink document taken (they are a few kB per dataset).
+_MAX_LINKS_BYTES = 16 * 1024 * 1024
+
+
+class _LinksInstead(Exception):
+    """A download's URL answered with a DataLink document (internal)."""
+
+    def __init__(self, body: bytes, url: str) -> None:
+        super().__init__(url)
+        self.body = body
+        self.url = url
 
 
 def source_url(source: Any) -> str:
@@ -172,16 +190,19 @@ class VOClient:
 
     async def decode(self, answer: Answer) -> votable.Decoded:
         """Parse and check a VOTable answer; large ones in a worker process."""
-        body, url = answer.body, answer.url
+        return await self._parse(votable.decode, answer.body, answer.url)
+
+    async def _parse(self, parse: Callable[..., T], body: bytes, url: str | None) -> T:
+        """``parse(body, url=url)``: on the loop if small, else in a worker process."""
         if len(body) <= self.config.offload_bytes:
-            return votable.decode(body, url=url)
+            return parse(body, url=url)
         if self.config.parse_workers and not self._pool_failed:
             try:
                 if self._parse_pool is None:
                     self._parse_pool = _parse_pool(self.config.parse_workers)
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(
-                    self._parse_pool, functools.partial(votable.decode, body, url=url)
+                    self._parse_pool, functools.partial(parse, body, url=url)
                 )
             except (BrokenProcessPool, ValueError, OSError) as exc:
                 # No forkserver here, or workers that can't start (a script without
@@ -191,7 +212,7 @@ class VOClient:
                 if self._parse_pool is not None:
                     self._parse_pool.shutdown(wait=False, cancel_futures=True)
                     self._parse_pool = None
-        return await asyncio.to_thread(votable.decode, body, url=url)
+        return await asyncio.to_thread(parse, body, url=url)
 
     # --- registry ---------------------------------------------------------------
 
@@ -308,20 +329,99 @@ class VOClient:
         try:
             answer = await self._transport.request(method, url, data=data)
         except HTTPStatusError as exc:
-            if "QUERY_STATUS" in exc.body:
-                try:
-                    votable.decode(exc.body.encode("utf-8"), url=url)
-                except QueryError as query_error:
-                    query_error.status = exc.status
-                    raise query_error from exc
-                except FormatError:
-                    pass
+            self._raise_dali_error(exc, url)
             raise
         return await self.decode(answer)
 
     async def query_table(self, method: str, url: str, data: Any = None) -> TableResults:
         """A DAL request whose answer is a VOTable, as table results."""
         return votable.table_results(await self.query(method, url, data))
+
+    # --- DataLink -------------------------------------------------------------------
+
+    async def datalinks(self, source: Any) -> DataLinks:
+        """The DataLink document of a record (or at a URL), parsed.
+
+        For a record, the document is at its access URL when its format says
+        DataLink, else where the answer's DataLink service descriptor points;
+        the parsed document is also kept on the record (``record.links``:
+        ``#this``, ``#preview``, ``#progenitor`` links and service descriptors).
+        A document that answers QUERY_STATUS=ERROR raises QueryError (also when
+        sent with an HTTP error status); one that isn't a links table,
+        FormatError.
+        """
+        self._check_open()
+        found = source if isinstance(source, str) else getattr(source, "datalink_url", None)
+        if not found:
+            raise DataLinkError(f"{source!r} has no DataLink document")
+        url = check_url(found)
+        body = await self._get_document(url)
+        links = await self._parse(datalink.parse_datalink, body, url)
+        keep = getattr(source, "keep_links", None)
+        if keep is not None:
+            keep(links)
+        return links
+
+    async def _get_document(self, url: str) -> bytes:
+        try:
+            answer = await self._transport.request("GET", url, max_bytes=_MAX_LINKS_BYTES)
+        except HTTPStatusError as exc:
+            self._raise_dali_error(exc, url)
+            raise
+        return answer.body
+
+    @staticmethod
+    def _raise_dali_error(exc: HTTPStatusError, url: str) -> None:
+        """QueryError with the service's message if an HTTP error carried a DALI error VOTable."""
+        if "QUERY_STATUS" not in exc.body:
+            return
+        try:
+            votable.decode(exc.body.encode("utf-8"), url=url)
+        except QueryError as query_error:
+            query_error.status = exc.status
+            raise query_error from exc
+        except FormatError:
+            pass
+
+    async def datasets(
+        self,
+        source: Any,
+        *,
+        format: str | None = None,
+        cutout: Any = None,
+        position: Any = None,
+        fallback: str = "full",
+    ) -> list[datalink.Dataset]:
+        """The files a record's DataLink document leads to (see ``plan_datasets``).
+
+        ``format`` picks among several ``#this`` links; ``cutout`` (a
+        :class:`~voharvest.Cutout`, a radius such as ``"3arcmin"`` or a
+        Quantity) asks the document's SODA service for a cutout around
+        ``position`` (default: the record's position).
+        """
+        shape = Cutout.parse(cutout) if cutout is not None else None
+        centre = await self._cutout_centre(source, position) if shape is not None else None
+        links = await self.datalinks(source)
+        did = getattr(source, "publisher_did", None) if not isinstance(source, str) else None
+        chosen = did if did and did in links.ids else None
+        return datalink.plan_datasets(
+            links,
+            format=_plain_format(format),
+            dataset_id=chosen,
+            cutout=shape,
+            position=centre,
+            fallback=fallback,
+        )
+
+    async def _cutout_centre(self, source: Any, position: Any) -> tuple[float, float]:
+        if position is None:
+            ra, dec = getattr(source, "ra", None), getattr(source, "dec", None)
+            if ra is None or dec is None:
+                raise ParameterError("a cutout needs a position (the record has none)")
+            position = (ra, dec)
+        return position_degrees(await self.position(position), "position")
+
+    # --- downloads --------------------------------------------------------------------
 
     async def download(
         self,
@@ -332,6 +432,8 @@ class VOClient:
         overwrite: bool = False,
         keep_partial: bool = False,
         expected_format: str | None = None,
+        cutout: Any = None,
+        position: Any = None,
     ) -> Path:
         """Stream a record's data (or a URL) into ``directory``; return the file's path.
 
@@ -347,11 +449,135 @@ class VOClient:
         the same URL resumes it with an HTTP Range request guarded by
         ``If-Range``; a server that ignores Range gets a fresh start, never an
         append.
+
+        DataLink: a record whose format says its access URL is a DataLink
+        document, or a URL that answers with one, is resolved: the dataset
+        itself (the ``#this`` link, of ``expected_format`` if given) is
+        downloaded, never the links document. With ``cutout`` the document's
+        SODA service cuts that region around ``position`` (default: the
+        record's position) and the cutout is downloaded. Where the document
+        leads to several files, use :meth:`download_all`.
         """
+        paths = await self._download(
+            source, directory, filename, overwrite, keep_partial, expected_format, cutout,
+            position, single=True,
+        )  # fmt: skip
+        return paths[0]
+
+    async def download_all(
+        self,
+        source: Any,
+        directory: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        keep_partial: bool = False,
+        expected_format: str | None = None,
+        cutout: Any = None,
+        position: Any = None,
+    ) -> list[Path]:
+        """Like :meth:`download`, for every file a DataLink document leads to
+        (several ``#this`` links, several datasets); a plain URL gives one."""
+        return await self._download(
+            source, directory, None, overwrite, keep_partial, expected_format, cutout, position,
+            single=False,
+        )  # fmt: skip
+
+    async def _download(
+        self,
+        source: Any,
+        directory: str | os.PathLike[str],
+        filename: str | None,
+        overwrite: bool,
+        keep_partial: bool,
+        expected_format: str | None,
+        cutout: Any,
+        position: Any,
+        *,
+        single: bool,
+    ) -> list[Path]:
         self._check_open()
         url = source_url(source)
-        if expected_format is None and not isinstance(source, str):
-            expected_format = getattr(source, "format", None)
+        record_format = None if isinstance(source, str) else getattr(source, "format", None)
+        wanted = _plain_format(expected_format)
+        linked = cutout is not None or datalink.is_datalink_format(record_format)
+        if linked and not datalink.is_datalink_format(expected_format):
+            planned = await self.datasets(
+                source, format=wanted, cutout=cutout, position=position, fallback="fail"
+            )
+            return await self._fetch_planned(
+                planned, directory, filename, overwrite, keep_partial, wanted, single
+            )
+        if expected_format is None:
+            expected_format = record_format
+        try:
+            return [
+                await self._download_file(
+                    url, directory, filename, overwrite, keep_partial, expected_format
+                )
+            ]
+        except _LinksInstead as found:
+            # The URL answered with a DataLink document: take what it points at.
+            links = await self._parse(datalink.parse_datalink, found.body, found.url)
+            keep = getattr(source, "keep_links", None)
+            if keep is not None:
+                keep(links)
+            planned = datalink.plan_datasets(links, format=wanted)
+            return await self._fetch_planned(
+                planned, directory, filename, overwrite, keep_partial, wanted, single
+            )
+
+    async def _fetch_planned(
+        self,
+        planned: list[datalink.Dataset],
+        directory: str | os.PathLike[str],
+        filename: str | None,
+        overwrite: bool,
+        keep_partial: bool,
+        wanted: str | None,
+        single: bool,
+    ) -> list[Path]:
+        if not planned:
+            raise DataLinkError("the DataLink document leads to no file to download")
+        if single and len(planned) > 1:
+            formats = ", ".join(sorted({d.format or "unknown type" for d in planned}))
+            raise ParameterError(
+                f"the DataLink document leads to {len(planned)} files ({formats}); "
+                "pass expected_format= to pick one, or use download_all()"
+            )
+        paths = []
+        for dataset in planned:
+            if datalink.is_datalink_format(dataset.format):
+                raise FormatError(
+                    "a DataLink document points at another DataLink document as its dataset",
+                    url=dataset.via,
+                )
+            name = filename if filename is not None and len(planned) == 1 else dataset.name
+            try:
+                path = await self._download_file(
+                    dataset.url,
+                    directory,
+                    name,
+                    overwrite,
+                    keep_partial,
+                    dataset.format or wanted,
+                )
+            except _LinksInstead as found:
+                raise FormatError(
+                    "a DataLink document points at another DataLink document as its dataset",
+                    url=found.url,
+                ) from None
+            paths.append(path)
+        return paths
+
+    async def _download_file(
+        self,
+        url: str,
+        directory: str | os.PathLike[str],
+        filename: str | None,
+        overwrite: bool,
+        keep_partial: bool,
+        expected_format: str | None,
+    ) -> Path:
         folder = Path(directory)
         name = safe_filename(filename) if filename is not None else filename_from_url(url)
         try:
@@ -365,10 +591,11 @@ class VOClient:
             # Complete already (renames are atomic); what a killed run left beside it is stale.
             await self._remove(part, meta)
             return final
+        links_welcome = not datalink.is_datalink_format(expected_format)
 
         async def attempt(budget: _Budget) -> None:
             budget.begin()
-            await self._download_once(url, part, meta, keep_partial)
+            await self._download_once(url, part, meta, keep_partial, links_welcome)
 
         try:
             try:
@@ -414,7 +641,9 @@ class VOClient:
             return 0, None
         return size, str(validator)
 
-    async def _download_once(self, url: str, part: Path, meta: Path, keep_partial: bool) -> None:
+    async def _download_once(
+        self, url: str, part: Path, meta: Path, keep_partial: bool, detect_links: bool
+    ) -> None:
         chunk_bytes = self.config.chunk_bytes
         loop = asyncio.get_running_loop()
         offset, validator = (0, None)
@@ -426,6 +655,12 @@ class VOClient:
             headers["If-Range"] = validator
         async with self._transport.stream(url, headers=headers, ok=(200, 206, 416)) as stream:
             total = stream.content_length
+            if (
+                detect_links
+                and stream.status == 200
+                and datalink.is_datalink_format(stream.headers.get("Content-Type"))
+            ):
+                raise _LinksInstead(await _read_capped(stream, url), url)
             if stream.status == 416:
                 # Nothing left to send: the .part may already hold the whole file.
                 length = _content_range_total(stream.headers.get("Content-Range"))
@@ -495,6 +730,24 @@ class VOClient:
         if self.config.fsync:
             # After the response: the host's connection slot is free while the disk works.
             await loop.run_in_executor(self._files, _fsync, part)
+
+
+async def _read_capped(stream: Any, url: str) -> bytes:
+    body = bytearray()
+    async for chunk in stream.chunks(256 * 1024):
+        body += chunk
+        if len(body) > _MAX_LINKS_BYTES:
+            raise TooLargeError(
+                f"a DataLink document over {_MAX_LINKS_BYTES} bytes", url=url, retryable=False
+            )
+    return bytes(body)
+
+
+def _plain_format(value: str | None) -> str | None:
+    """A format to pick links by: None for no choice or for DataLink itself."""
+    if not value or datalink.is_datalink_format(value):
+        return None
+    return value
 
 
 def _fsync(path: Path) -> None:

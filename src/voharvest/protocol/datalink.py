@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._exceptions import DataLinkError, FormatError, QueryError
+from .._exceptions import DataLinkError, FormatError, ParameterError, QueryError
+from .._files import filename_from_url, safe_filename, url_digest
 from ._descriptors import (
     DATALINK_LINKS,
     DATALINK_MIME,
@@ -36,6 +37,7 @@ from ._descriptors import (
     is_datalink_format,
     same_format,
 )
+from .soda import Cutout, soda_params
 from .votable import query_status, read_votable, results_table
 
 __all__ = [
@@ -44,12 +46,14 @@ __all__ = [
     "SODA_ASYNC",
     "SODA_SYNC",
     "DataLinks",
+    "Dataset",
     "InputParam",
     "Link",
     "ServiceDescriptor",
     "descriptors_of",
     "is_datalink_format",
     "parse_datalink",
+    "plan_datasets",
     "same_format",
 ]
 
@@ -298,3 +302,121 @@ def parse_datalink(data: bytes, *, url: str | None = None) -> DataLinks:
             )
         )
     return DataLinks(tuple(links), descriptors_of(data, url=url), url, status.is_overflow)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One file a DataLink document leads to: the dataset itself, or a cutout of it.
+
+    ``via`` is the DataLink document's URL; ``mode`` is ``full`` or
+    ``cutout`` (then ``region`` says what was cut, e.g. ``CIRCLE ra dec r``);
+    ``name`` a file name suggestion (safe, stable, distinct per URL).
+    """
+
+    url: str
+    format: str | None
+    via: str | None
+    id: str = ""
+    semantics: str = "#this"
+    mode: str = "full"
+    region: str | None = None
+    name: str = ""
+    previews: tuple[str, ...] = ()
+    progenitors: tuple[str, ...] = ()
+
+
+def _name_for(url: str, base_url: str | None, suffix: str) -> str:
+    name = filename_from_url(base_url or url)
+    if not suffix:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        stem, ext = name, ""
+    tag = url_digest(url)
+    return safe_filename(f"{stem}_{suffix}-{tag}" + (f".{ext}" if ext else ""))
+
+
+def plan_datasets(
+    links: DataLinks,
+    *,
+    format: str | None = None,
+    dataset_id: str | None = None,
+    cutout: Cutout | None = None,
+    position: tuple[float, float] | None = None,
+    fallback: str = "full",
+) -> list[Dataset]:
+    """The files to fetch for the datasets of a DataLink document.
+
+    Without ``cutout``: the ``#this`` links (of ``format`` if given; for
+    every dataset the document names unless ``dataset_id``). With
+    ``cutout`` (and the ``position`` to cut around): a synchronous SODA
+    request per dataset; where the document offers no SODA service,
+    ``fallback`` says what happens: ``full`` takes the ``#this`` links,
+    ``skip`` takes nothing for that dataset, ``fail`` raises DataLinkError.
+    An error row, or no ``#this`` link in ``format``, raises DataLinkError.
+    """
+    if fallback not in ("full", "skip", "fail"):
+        raise ParameterError(f"fallback: expected full, skip or fail, got {fallback!r}")
+    if cutout is not None and position is None:
+        raise ParameterError("a cutout needs the position to cut around")
+    ids = [dataset_id] if dataset_id is not None else links.ids
+    if not ids:
+        raise DataLinkError("the DataLink document has no links", url=links.url)
+    planned: list[Dataset] = []
+    for one in ids:
+        mine = links.for_id(one)
+        previews = tuple(lk.access_url for lk in mine.previews if lk.access_url)
+        progenitors = tuple(lk.access_url for lk in mine.progenitors if lk.access_url)
+        if cutout is not None and position is not None:
+            found = mine.soda_sync(one)
+            if found is not None:
+                descriptor, link = found
+                this = mine.this(format) or mine.this()
+                try:
+                    url = descriptor.url(soda_params(descriptor, *position, cutout))
+                except ParameterError as exc:
+                    raise DataLinkError(
+                        f"can't use the SODA service for {one}: {exc}",
+                        dataset_id=one,
+                        url=links.url,
+                    ) from exc
+                kind = (this[0].content_type if this else None) or link.content_type or format
+                base = this[0].access_url if this else None
+                planned.append(
+                    Dataset(
+                        url=url,
+                        format=kind,
+                        via=links.url,
+                        id=one,
+                        semantics=link.semantics,
+                        mode="cutout",
+                        region=cutout.describe(*position),
+                        name=_name_for(url, base, "cutout"),
+                        previews=previews,
+                        progenitors=progenitors,
+                    )
+                )
+                continue
+            if fallback == "skip":
+                continue
+            if fallback == "fail":
+                raise DataLinkError(
+                    f"the DataLink document offers no SODA service to cut {one}",
+                    dataset_id=one,
+                    url=links.url,
+                )
+        for link in mine.dataset(format, one):
+            assert link.access_url is not None
+            planned.append(
+                Dataset(
+                    url=link.access_url,
+                    format=link.content_type or format,
+                    via=links.url,
+                    id=one,
+                    semantics=link.semantics,
+                    name=_name_for(link.access_url, None, ""),
+                    previews=previews,
+                    progenitors=progenitors,
+                )
+            )
+    return planned

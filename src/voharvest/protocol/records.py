@@ -10,7 +10,7 @@ of the numpy arrays once, on first use, so iterating a large answer is cheap.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 from astropy.coordinates import SkyCoord
@@ -19,6 +19,10 @@ from astropy.time import Time
 
 from .._exceptions import FormatError, ParameterError
 from ._descriptors import ServiceDescriptor, is_datalink_format
+
+if TYPE_CHECKING:
+    from .datalink import DataLinks
+
 from ._services import Resource, has_resource_columns, resource_from_row
 
 __all__ = [
@@ -126,6 +130,7 @@ class TableResults(Sequence["Record"]):
             self._keys.setdefault(name.lower(), name)
         self._columns: dict[str, list[Any]] = {}
         self._role_keys: dict[str, str | None] = {}
+        self._links: dict[int, DataLinks] = {}
 
     @property
     def fieldnames(self) -> list[str]:
@@ -274,6 +279,16 @@ class ImageRecord(Record):
     def is_datalink(self) -> bool:
         """Whether the access URL returns a DataLink document rather than the data."""
         return is_datalink_format(self.format)
+
+    @property
+    def links(self) -> DataLinks | None:
+        """The record's DataLink document once fetched (``VOClient.datalinks`` or a
+        download of the record), with its ``#preview`` and ``#progenitor`` links."""
+        return self._results._links.get(self._index)
+
+    def keep_links(self, links: DataLinks) -> None:
+        """Remember the record's DataLink document (the client does this)."""
+        self._results._links[self._index] = links
 
     @property
     def datalink_url(self) -> str | None:

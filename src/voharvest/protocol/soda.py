@@ -19,8 +19,8 @@ from typing import Any
 from astropy import units as u
 
 from .._exceptions import ParameterError, UnsupportedConstraintError
+from ._descriptors import ServiceDescriptor
 from ._encoding import format_number, to_degrees
-from .datalink import ServiceDescriptor
 
 __all__ = ["Cutout", "soda_params"]
 
