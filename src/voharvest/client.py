@@ -655,6 +655,12 @@ class VOClient:
             headers["If-Range"] = validator
         async with self._transport.stream(url, headers=headers, ok=(200, 206, 416)) as stream:
             total = stream.content_length
+            if stream.status == 204:
+                raise FormatError(
+                    "the server answered 204 No Content: nothing to save "
+                    "(a SODA cutout outside the image, say)",
+                    url=url,
+                )
             if (
                 detect_links
                 and stream.status == 200

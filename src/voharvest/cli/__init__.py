@@ -167,6 +167,17 @@ def _parser() -> argparse.ArgumentParser:
         "--keep", action="append", help="MIME types of records to download (default: --format)"
     )
     what.add_argument("--max-records", type=int, help="at most N records per target and service")
+    what.add_argument(
+        "--cutout",
+        help="a SODA cutout around each target instead of the full frame: a radius "
+        "('3arcmin') or a box ('4arcmin x 2arcmin'); needs DataLink/SODA services",
+    )
+    what.add_argument(
+        "--cutout-fallback",
+        choices=("full", "skip"),
+        default="full",
+        help="for records that can't be cut: take the full frame (default) or nothing",
+    )
     what.add_argument("--out", type=Path, required=True, help="output directory (and journal)")
     what.add_argument("--searches", type=int, default=32, help="searches in flight (default 32)")
     what.add_argument("--downloads", type=int, default=16, help="downloads in flight (default 16)")

@@ -111,6 +111,8 @@ async def harvest(
         max_records=args.max_records,
         searches=args.searches,
         downloads=args.downloads,
+        cutout=args.cutout,
+        cutout_fallback=args.cutout_fallback,
     )
     async with VOClient(config) as client:
         services: list[Any] = list(args.service or [])
@@ -154,10 +156,15 @@ async def harvest(
     print(
         f"{total.searches_done} searches done, {total.searches_failed} failed; "
         f"{total.records_done} files ({format_bytes(total.bytes)}), "
-        f"{total.records_failed + total.records_pending} not fetched",
+        f"{total.records_failed + total.records_pending} not fetched"
+        + (f", {total.records_skipped} without a cutout skipped" if total.records_skipped else ""),
         file=sys.stderr,
     )
     return EXIT_OK if failed == 0 and summary.complete else EXIT_FAILED
+
+
+def _skipped(count: int) -> str:
+    return f", {count} skipped (no cutout)" if count else ""
 
 
 def status(directory: Path) -> int:
@@ -166,13 +173,15 @@ def status(directory: Path) -> int:
         _out(
             f"{key}\n    searches {one.searches_done} done, {one.searches_failed} failed; "
             f"files {one.records_done} done, {one.records_pending} pending, "
-            f"{one.records_failed} failed; {format_bytes(one.bytes)}"
+            f"{one.records_failed} failed{_skipped(one.records_skipped)}; "
+            f"{format_bytes(one.bytes)}"
         )
     total = summary.total
     _out(
         f"total: searches {total.searches_done} done, {total.searches_failed} failed; "
         f"files {total.records_done} done, {total.records_pending} pending, "
-        f"{total.records_failed} failed; {format_bytes(total.bytes)}"
+        f"{total.records_failed} failed{_skipped(total.records_skipped)}; "
+        f"{format_bytes(total.bytes)}"
     )
     for kind, what, error in summary.errors:
         _out(f"  failed {kind} {what}: {error}")

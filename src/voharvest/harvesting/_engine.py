@@ -22,12 +22,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import aiofiles.os
 
-from .._exceptions import ParameterError, VOHarvestError
+from .._exceptions import DataLinkError, ParameterError, VOHarvestError
 from .._files import inside
+from ..protocol.datalink import (
+    DATALINK_MIME,
+    DataLinks,
+    Dataset,
+    is_datalink_format,
+    plan_datasets,
+    same_format,
+)
 from ..protocol.records import ImageRecord, SIAResults
+from ..protocol.soda import Cutout
 from ..services import RegistryResource, SIA2Service, SIAService
 from ._journal import FoundRecord, Journal, PendingRecord
-from ._naming import record_filename, service_folder
+from ._naming import extension_for, record_filename, service_folder, url_hash
 from ._targets import Target, iter_targets
 
 if TYPE_CHECKING:
@@ -64,6 +73,16 @@ class HarvestOptions:
     - ``max_records``: at most this many records per (service, target).
     - ``searches`` / ``downloads``: workers in flight (hosts still get their
       own politeness limits from the client).
+    - ``cutout``: a :class:`~voharvest.Cutout` (or a radius: ``"3arcmin"``, a
+      Quantity, degrees) to cut around each target instead of taking full
+      frames, through the SODA service a record's DataLink document offers.
+    - ``cutout_fallback``: for records that offer no cutout (no DataLink
+      document, or one without a SODA service): ``full`` takes the full frame
+      (the manifest says so), ``skip`` takes nothing (the journal says why).
+
+    Records whose access URL is a DataLink document are resolved to their
+    dataset (the ``#this`` link; in a format of ``formats`` when given) or to
+    their cutout; the links document itself is never saved as the file.
     """
 
     size: float = 0.1
@@ -72,8 +91,16 @@ class HarvestOptions:
     max_records: int | None = None
     searches: int = 32
     downloads: int = 16
+    cutout: Cutout | None = None
+    cutout_fallback: str = "full"
 
     def __post_init__(self) -> None:
+        if self.cutout is not None:
+            object.__setattr__(self, "cutout", Cutout.parse(self.cutout))
+        if self.cutout_fallback not in ("full", "skip"):
+            raise ParameterError(
+                f"cutout_fallback: expected full or skip, got {self.cutout_fallback!r}"
+            )
         if isinstance(self.formats, str):
             object.__setattr__(self, "formats", (self.formats,))
         elif self.formats is not None:
@@ -107,12 +134,16 @@ class HarvestOptions:
 
     def journal_view(self) -> dict[str, Any]:
         """The options that decide what a harvest fetches (workers don't)."""
-        return {
+        view: dict[str, Any] = {
             "size": float(self.size),
             "format": self.format,
             "formats": sorted(set(self.kept_formats)) if self.kept_formats else None,
             "max_records": self.max_records,
         }
+        if self.cutout is not None:  # (journals of harvests without cutouts stay as they were)
+            view["cutout"] = self.cutout.journal_view()
+            view["cutout_fallback"] = self.cutout_fallback
+        return view
 
 
 @dataclass(frozen=True)
@@ -159,7 +190,12 @@ class _Service:
             ra, dec = position
             params: dict[str, Any] = {"pos": (ra, dec, options.size / 2)}
             if options.format:
-                params["format"] = options.format
+                # A FITS image behind a DataLink document is still a FITS image:
+                # ask for those rows too (FORMAT values are OR'ed in SIA 2.0).
+                wanted = [options.format]
+                if "/" in options.format and not is_datalink_format(options.format):
+                    wanted.append(DATALINK_MIME)
+                params["format"] = wanted
             return await self.endpoint.search(**params)
         return await self.endpoint.search(position, options.size, format=options.format)
 
@@ -393,23 +429,36 @@ class Harvest:
         formats = self.options.kept_formats
         chosen: list[FoundRecord] = []
         seen: set[str] = set()
+        cutout = self.options.cutout
         for record in results:
             url = record.getdataurl()
-            if not url or url in seen or not _keeps(record, formats):
+            links = record.datalink_url if record.is_datalink or cutout is not None else None
+            if links:
+                # Resolved by a download worker; a cutout depends on the target.
+                url = links if cutout is None else f"{links}{_TARGET_MARK}{target.key}"
+            elif not _keeps(record, formats):
+                continue
+            elif cutout is not None and self.options.cutout_fallback == "skip":
+                continue  # nothing to cut with, and full frames are not wanted
+            if not url or url in seen:
                 continue
             if not url.lower().startswith(("http://", "https://")):
                 continue
             seen.add(url)
-            name = record_filename(url, record.title, record.format)
+            name = record_filename(url, record.title, None if links else record.format)
+            if links:
+                name = name.rsplit("-", 1)[0]  # the stem of the files it leads to
             chosen.append(
                 FoundRecord(
                     url=url,
                     path=f"{service.folder}/{target.folder}/{name}",
                     title=record.title,
-                    format=record.format,
-                    announced_size=record.filesize,
+                    format=None if links else record.format,
+                    announced_size=None if links else record.filesize,
                     ra=record.ra,
                     dec=record.dec,
+                    kind="datalink" if links else "file",
+                    mode="full",
                 )
             )
             if self.options.max_records and len(chosen) >= self.options.max_records:
@@ -420,7 +469,78 @@ class Harvest:
         self, downloads: asyncio.Queue[Any], results: asyncio.Queue[Any]
     ) -> None:
         while (record := await downloads.get()) is not _STOP:
-            await results.put(await self._download(record))
+            if record.kind == "datalink":
+                for item in await self._resolve(record):
+                    await results.put(item)
+            else:
+                await results.put(await self._download(record))
+
+    async def _resolve(self, record: PendingRecord) -> list[HarvestItem]:
+        """A DataLink record: fetch its document, journal what it leads to, fetch that."""
+        assert self._journal is not None
+        service = self._by_key.get(record.service)
+        label = service.label if service else record.service
+        totals = self.totals.setdefault(label, HarvestTotals())
+        url = record.url.split(_TARGET_MARK, 1)[0]
+        try:
+            try:
+                links = await self.client.datalinks(url)
+                planned = self._plan(links, record)
+            except VOHarvestError:
+                raise
+            except Exception as exc:
+                logger.exception("unexpected error resolving %s", url)
+                raise UnexpectedError(f"{type(exc).__name__}: {exc}") from exc
+        except VOHarvestError as error:
+            totals.downloads_failed += 1
+            await self._journal.download_failed(record.id, str(error))
+            return [HarvestItem("download", label, record.target_label, url=url, error=error)]
+        folder = record.path.rsplit("/", 1)[0]
+        stem = record.path.rsplit("/", 1)[-1]
+        children = [
+            FoundRecord(
+                url=dataset.url,
+                path=f"{folder}/{_child_name(stem, dataset)}",
+                title=record.title,
+                format=dataset.format,
+                announced_size=None,
+                ra=None,
+                dec=None,
+                via=dataset.via,
+                mode=dataset.mode,
+                region=dataset.region,
+                preview=dataset.previews[0] if dataset.previews else None,
+            )
+            for dataset in planned
+        ]
+        note = None if children else "no cutout service for this dataset (cutout_fallback=skip)"
+        new = await self._journal.resolved(record, children, note)
+        if not children:
+            totals.skipped += 1
+            return [HarvestItem("download", label, record.target_label, url=url, skipped=True)]
+        return [await self._download(child) for child in new]
+
+    def _plan(self, links: DataLinks, record: PendingRecord) -> list[Dataset]:
+        options = self.options
+        planned = plan_datasets(
+            links,
+            cutout=options.cutout,
+            position=record.centre,
+            fallback=options.cutout_fallback,
+        )
+        formats = options.kept_formats
+        if formats is None:
+            return planned
+        kept = [
+            d for d in planned if d.format is None or any(same_format(d.format, f) for f in formats)
+        ]
+        if planned and not kept:
+            offered = ", ".join(sorted({d.format or "unknown type" for d in planned}))
+            raise DataLinkError(
+                f"the DataLink document offers {offered}, none of {', '.join(formats)}",
+                url=links.url,
+            )
+        return kept
 
     async def _download(self, record: PendingRecord) -> HarvestItem:
         assert self.out is not None and self._journal is not None
@@ -465,6 +585,19 @@ class Harvest:
         )
 
 
+# Marks a DataLink record's key as one target's (a cutout differs per target);
+# a fragment, so it never reaches a server.
+_TARGET_MARK = "#voharvest-target="
+
+
+def _child_name(stem: str, dataset: Dataset) -> str:
+    """The file name of a dataset a DataLink record led to: the record's stem,
+    ``_cutout`` for cutouts, a hash of the dataset's URL and its extension."""
+    tag = "_cutout" if dataset.mode == "cutout" else ""
+    extension = extension_for(dataset.format, dataset.url)
+    return f"{stem[:80]}{tag}-{url_hash(dataset.url)}{extension}"
+
+
 def _raise_engine_error(engine: asyncio.Task[None]) -> None:
     """Re-raise what stopped the engine; a lone error out of its task group unwrapped."""
     if not engine.done() or engine.cancelled():
@@ -488,6 +621,8 @@ def harvest(
     download_to: str | Path | None = None,
     searches: int = 32,
     downloads: int = 16,
+    cutout: Any = None,
+    cutout_fallback: str = "full",
 ) -> Harvest:
     """Search every service around every target, and download what is chosen.
 
@@ -497,6 +632,13 @@ def harvest(
     ``pathlib.Path`` of a file with one per line; read lazily. With
     ``download_to``, records are downloaded there and a journal makes the
     harvest resumable; without it, only the searches run.
+
+    Records whose access URL is a DataLink document are resolved to the
+    dataset itself; with ``cutout`` (a :class:`~voharvest.Cutout` or a radius
+    such as ``"3arcmin"``) a SODA cutout around each target is fetched instead
+    of the full frame, and ``cutout_fallback`` (``full``, ``skip``, ``fail``)
+    says what to do with records that can't be cut (``full`` or ``skip``; see
+    :class:`HarvestOptions`).
 
     ``async for item in harvest(...)`` yields a :class:`HarvestItem` per search
     and per download, in completion order.
@@ -508,5 +650,7 @@ def harvest(
         max_records=max_records,
         searches=searches,
         downloads=downloads,
+        cutout=cutout,
+        cutout_fallback=cutout_fallback,
     )
     return Harvest(client, services, targets, options, download_to=download_to)

@@ -6,6 +6,12 @@ Tables:
 - ``searches``: one row per (service, target) searched: done or failed.
 - ``records``: one row per distinct access URL chosen for download, with its
   path under the output directory and its state (pending, done, failed).
+  A record whose URL is a DataLink document (``kind`` = ``datalink``) is
+  resolved by a download worker: the files it leads to (the dataset, or a
+  cutout of it) become records of their own with ``parent`` pointing at it,
+  ``via`` the document's URL, ``mode`` full or cutout and ``region`` the
+  cutout's region, written in one transaction with the parent's change to
+  ``resolved`` (or ``skipped``, when there was nothing to take).
 - ``sightings``: every (record, service, target) pair, for the manifest.
 
 A search and the records it found are written in one transaction, so after a
@@ -69,7 +75,13 @@ CREATE TABLE IF NOT EXISTS records (
     state TEXT NOT NULL,
     bytes INTEGER,
     error TEXT,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'file',
+    parent INTEGER,
+    via TEXT,
+    mode TEXT,
+    region TEXT,
+    preview TEXT
 );
 CREATE INDEX IF NOT EXISTS records_state ON records (state, id);
 CREATE TABLE IF NOT EXISTS sightings (
@@ -81,13 +93,28 @@ CREATE TABLE IF NOT EXISTS sightings (
 """
 
 
+# Columns added after the first release: journals written before get them on opening.
+_ADDED_COLUMNS = (
+    ("kind", "TEXT NOT NULL DEFAULT 'file'"),
+    ("parent", "INTEGER"),
+    ("via", "TEXT"),
+    ("mode", "TEXT"),
+    ("region", "TEXT"),
+    ("preview", "TEXT"),
+)
+
+
 class JournalError(VOHarvestError):
     """The journal can't be opened or written (corrupt, in use by another harvest, disk full)."""
 
 
 @dataclass(frozen=True)
 class PendingRecord:
-    """A record chosen for download and not yet done."""
+    """A record chosen for download and not yet done.
+
+    ``kind`` is ``file`` or ``datalink`` (a document to resolve first);
+    ``centre`` the searched position (a cutout's centre), where known.
+    """
 
     id: int
     url: str
@@ -97,11 +124,14 @@ class PendingRecord:
     service: str
     target: str
     target_label: str
+    kind: str = "file"
+    title: str | None = None
+    centre: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
 class FoundRecord:
-    """A record a search chose, as the journal takes it."""
+    """A record a search chose (or a DataLink document led to), as the journal takes it."""
 
     url: str
     path: str
@@ -110,6 +140,11 @@ class FoundRecord:
     announced_size: int | None
     ra: float | None
     dec: float | None
+    kind: str = "file"
+    via: str | None = None
+    mode: str | None = None
+    region: str | None = None
+    preview: str | None = None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -130,6 +165,41 @@ def open_readonly(directory: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise JournalError(f"can't read the journal {path}: {exc}") from exc
     return connection
+
+
+def _insert(
+    db: sqlite3.Connection,
+    record: FoundRecord,
+    service: str,
+    target: str,
+    label: str,
+    parent: int | None,
+    now: float,
+) -> sqlite3.Cursor:
+    return db.execute(
+        "INSERT OR IGNORE INTO records (url, path, service, target, target_label, title,"
+        " format, announced_size, ra, dec, state, updated, kind, parent, via, mode, region,"
+        " preview) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.url,
+            record.path,
+            service,
+            target,
+            label,
+            record.title,
+            record.format,
+            record.announced_size,
+            record.ra,
+            record.dec,
+            now,
+            record.kind,
+            parent,
+            record.via,
+            record.mode,
+            record.region,
+            record.preview,
+        ),
+    )
 
 
 class Journal:
@@ -171,8 +241,17 @@ class Journal:
                 f"another harvest is running in {self.directory} (its journal is locked)"
             ) from exc
         self._lock = lock
-        self._db = _connect(self.path)
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = _connect(self.path)
+            self._db.executescript(_SCHEMA)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+            for name, declaration in _ADDED_COLUMNS:
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE records ADD COLUMN {name} {declaration}")
+            self._db.execute("CREATE INDEX IF NOT EXISTS records_parent ON records (parent)")
+        except BaseException:
+            self._close()
+            raise
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('finished', '0')")
         wanted = json.dumps(options, sort_keys=True)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'options'").fetchone()
@@ -261,24 +340,7 @@ class Journal:
         db.execute("BEGIN IMMEDIATE")
         try:
             for record in found:
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO records (url, path, service, target, target_label,"
-                    " title, format, announced_size, ra, dec, state, updated)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                    (
-                        record.url,
-                        record.path,
-                        service,
-                        target,
-                        label,
-                        record.title,
-                        record.format,
-                        record.announced_size,
-                        record.ra,
-                        record.dec,
-                        now,
-                    ),
-                )
+                cursor = _insert(db, record, service, target, label, None, now)
                 if cursor.rowcount:
                     new.append(
                         PendingRecord(
@@ -290,6 +352,9 @@ class Journal:
                             service,
                             target,
                             label,
+                            record.kind,
+                            record.title,
+                            position,
                         )
                     )
                 db.execute(
@@ -338,12 +403,90 @@ class Journal:
 
     def _unfinished(self, after: int, below: int, limit: int) -> list[PendingRecord]:
         rows = self.db.execute(
-            "SELECT id, url, path, format, announced_size, service, target,"
-            " coalesce(target_label, target) FROM records"
-            " WHERE state != 'done' AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+            "SELECT r.id, r.url, r.path, r.format, r.announced_size, r.service, r.target,"
+            " coalesce(r.target_label, r.target), r.kind, r.title, q.ra, q.dec FROM records r"
+            " LEFT JOIN searches q ON q.service = r.service AND q.target = r.target"
+            " WHERE r.state IN ('pending', 'failed') AND r.id > ? AND r.id <= ?"
+            " ORDER BY r.id LIMIT ?",
             (after, below, limit),
         )
-        return [PendingRecord(*row) for row in rows]
+        found = []
+        for row in rows:
+            ra, dec = row[10], row[11]
+            centre = (float(ra), float(dec)) if ra is not None and dec is not None else None
+            ident, url, path, file_format, size, service, target, label = row[:8]
+            found.append(
+                PendingRecord(
+                    ident,
+                    url,
+                    path,
+                    file_format,
+                    size,
+                    service,
+                    target,
+                    label,
+                    kind=row[8],
+                    title=row[9],
+                    centre=centre,
+                )
+            )
+        return found
+
+    async def resolved(
+        self, parent: PendingRecord, children: Sequence[FoundRecord], note: str | None = None
+    ) -> list[PendingRecord]:
+        """Journal what a DataLink record led to; return the files new to the harvest.
+
+        The children and the parent's new state (``resolved``, or ``skipped``
+        with ``note`` when there are none) are written in one transaction.
+        """
+        return await self._call(self._resolved, parent, list(children), note)
+
+    def _resolved(
+        self, parent: PendingRecord, children: list[FoundRecord], note: str | None
+    ) -> list[PendingRecord]:
+        now = time.time()
+        db = self.db
+        new: list[PendingRecord] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for child in children:
+                cursor = _insert(
+                    db, child, parent.service, parent.target, parent.target_label, parent.id, now
+                )
+                if cursor.rowcount:
+                    new.append(
+                        PendingRecord(
+                            int(cursor.lastrowid or 0),
+                            child.url,
+                            child.path,
+                            child.format,
+                            child.announced_size,
+                            parent.service,
+                            parent.target,
+                            parent.target_label,
+                            child.kind,
+                            child.title,
+                            parent.centre,
+                        )
+                    )
+                else:
+                    # Found before by another route: the parent's searches saw it too.
+                    db.execute(
+                        "INSERT OR IGNORE INTO sightings SELECT ?, service, target"
+                        " FROM sightings WHERE url = ?",
+                        (child.url, parent.url),
+                    )
+            state = "resolved" if children else "skipped"
+            db.execute(
+                "UPDATE records SET state = ?, error = ?, updated = ? WHERE id = ?",
+                (state, note, now, parent.id),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return new
 
     async def last_record_id(self) -> int:
         return await self._call(

@@ -35,6 +35,10 @@ MANIFEST_COLUMNS = (
     "path",
     "bytes",
     "error",
+    "mode",
+    "region",
+    "via",
+    "preview",
 )
 
 
@@ -45,6 +49,7 @@ class ServiceStatus:
     records_done: int = 0
     records_pending: int = 0
     records_failed: int = 0
+    records_skipped: int = 0
     bytes: int = 0
 
 
@@ -94,9 +99,10 @@ def status(directory: str | Path, *, max_errors: int = 20) -> HarvestStatus:
                 service(key).searches_done += count
             else:
                 service(key).searches_failed += count
+        # A DataLink record once resolved is counted through the files it led to.
         for key, state, count, size in db.execute(
             "SELECT service, state, count(*), coalesce(sum(bytes), 0) FROM records"
-            " GROUP BY service, state"
+            " WHERE state != 'resolved' GROUP BY service, state"
         ):
             one = service(key)
             setattr(one, f"records_{state}", getattr(one, f"records_{state}") + count)
@@ -113,12 +119,19 @@ def status(directory: str | Path, *, max_errors: int = 20) -> HarvestStatus:
         db.close()
 
 
+# One row per sighting of a record; a resolved DataLink record gives a row per
+# file it led to (c), the others their own row (c is NULL).
 _MANIFEST_QUERY = (
-    "SELECT s.service, coalesce(q.target_label, s.target), r.url, r.title, r.format,"
-    " r.ra, r.dec, r.announced_size, r.state, r.path, r.bytes, r.error"
+    "SELECT s.service, coalesce(q.target_label, s.target), coalesce(c.url, r.url),"
+    " coalesce(c.title, r.title), coalesce(c.format, r.format), r.ra, r.dec,"
+    " coalesce(c.announced_size, r.announced_size), coalesce(c.state, r.state),"
+    " coalesce(c.path, r.path), coalesce(c.bytes, r.bytes), coalesce(c.error, r.error),"
+    " coalesce(c.mode, r.mode, 'full'), coalesce(c.region, r.region),"
+    " coalesce(c.via, r.via), coalesce(c.preview, r.preview)"
     " FROM sightings AS s JOIN records AS r ON r.url = s.url"
+    " LEFT JOIN records AS c ON c.parent = r.id AND r.kind = 'datalink'"
     " LEFT JOIN searches AS q ON q.service = s.service AND q.target = s.target"
-    " ORDER BY r.id, s.service, s.target"
+    " ORDER BY r.id, c.id, s.service, s.target"
 )
 _FLOATS = ("ra", "dec")
 # Characters XML 1.0 can't hold (a server's title may carry them): shown as U+FFFD.
