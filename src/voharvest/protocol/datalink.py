@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .._exceptions import DataLinkError, FormatError, ParameterError, QueryError
 from .._files import filename_from_url, safe_filename, url_digest
@@ -326,14 +328,16 @@ class Dataset:
 
 
 def _name_for(url: str, base_url: str | None, suffix: str) -> str:
-    name = filename_from_url(base_url or url)
+    """A file name for ``url``; for a cutout, the dataset's name (from ``base_url``)
+    tagged with ``suffix`` and a hash of the cutout's URL."""
     if not suffix:
-        return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:
-        stem, ext = name, ""
-    tag = url_digest(url)
-    return safe_filename(f"{stem}_{suffix}-{tag}" + (f".{ext}" if ext else ""))
+        return filename_from_url(url)
+    segment = unquote(PurePosixPath(urlsplit(base_url or url).path).name)
+    stem, _, extension = segment.partition(".")
+    if len(extension) > 16 or not extension:
+        extension = ""
+    name = f"{stem or 'dataset'}_{suffix}-{url_digest(url)}"
+    return safe_filename(f"{name}.{extension}" if extension else name)
 
 
 def plan_datasets(

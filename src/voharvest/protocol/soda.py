@@ -27,12 +27,13 @@ __all__ = ["Cutout", "soda_params"]
 
 def _angle(value: Any, name: str) -> float:
     if isinstance(value, str):
+        text = value.strip()
         try:
-            value = u.Quantity(value.strip())
+            value = u.Quantity(text)
         except (TypeError, ValueError) as exc:
-            raise ParameterError(f"{name}: {value!r} is not an angle such as '3arcmin'") from exc
+            raise ParameterError(f"{name}: {text!r} is not an angle such as '3arcmin'") from exc
         if value.unit == u.dimensionless_unscaled:
-            raise ParameterError(f"{name}: {value!r} needs a unit, such as '3arcmin'")
+            raise ParameterError(f"{name}: {text!r} needs a unit, such as '3arcmin'")
     degrees = to_degrees(value, name)
     if not 0 < degrees <= 90:
         raise ParameterError(f"{name}: {degrees} deg is outside (0, 90]")
