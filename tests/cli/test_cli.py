@@ -179,3 +179,29 @@ async def test_preview_draws_a_contact_sheet(server: LocalServer, tmp_path: Path
     assert code == 0, err
     assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "1 images" in err
+
+
+async def test_harvest_cutouts_from_the_command_line(server: LocalServer, tmp_path: Path):
+    from tests.linksky import FIELDS, LinkSky
+
+    sky = LinkSky(server)
+    out = tmp_path / "out"
+    ra, dec = FIELDS["m101_r"]
+    args = ["harvest", "--sia2", server.url("/sia2"), "--target", f"{ra} {dec}",
+            "--size", "0.1", "--format", "image/fits", "--cutout", "1arcmin", "--out", out,
+            "--no-progress", *FAST]  # fmt: skip
+    code, _, err = await voharvest(*args)
+    assert code == 0, err
+    with (out / "manifest.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["state"], r["mode"]) for r in rows] == [("done", "cutout")]
+    assert rows[0]["region"].startswith(f"CIRCLE {ra} {dec} ")
+    assert (out / rows[0]["path"]).stat().st_size < sky.full_size("m101_r") / 4
+    # Other cutout options on the same --out: refused, exit 2.
+    changed = [a if a != "1arcmin" else "2arcmin" for a in args]
+    code, _, err = await voharvest(*changed)
+    assert code == 2 and "other options" in err
+    code, _, err = await voharvest(
+        *args[: -len(FAST) - 3], "--cutout", "3", "--out", tmp_path / "x"
+    )
+    assert code == 2 and "needs a unit" in err
