@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections import Counter
 from urllib.parse import quote
@@ -82,12 +83,15 @@ class LinkSky:
         soda: bool = True,
         two_this: bool = False,
         links_again: bool = False,
+        delay: float = 0.0,
     ) -> None:
         self.server = server
         self.descriptor = descriptor
         self.soda = soda
         self.two_this = two_this  # a FITS and a JPEG #this per dataset
         self.links_again = links_again  # #this points at another DataLink document
+        self.delay = delay  # seconds before each file or links answer (to kill a harvest in)
+        self.completed: Counter[str] = Counter()
         self.fetches: Counter[str] = Counter()
         self.cutouts: list[dict[str, str]] = []
         self._files = {name: field_fits(name) for name in FIELDS}
@@ -145,6 +149,7 @@ class LinkSky:
     async def links(self, request: web.Request) -> web.Response:
         did = request.query.get("ID", "")
         self.fetches["/dl"] += 1
+        await asyncio.sleep(self.delay)
         name = did.rsplit("?", 1)[-1]
         names = ("ID", "access_url", "service_def", "error_message", "description",
                  "semantics", "content_type")  # fmt: skip
@@ -224,11 +229,21 @@ class LinkSky:
     async def file(self, request: web.Request) -> web.Response:
         name = request.path.rsplit("/", 1)[-1]
         self.fetches[name] += 1
+        await asyncio.sleep(self.delay)
         stem, _, ext = name.rpartition(".")
         if stem not in FIELDS:
             return web.Response(status=404, text="no such file")
         if ext == "fits":
-            return web.Response(body=self._files[stem], content_type="image/fits")
+            response = web.StreamResponse(headers={"Content-Type": "image/fits"})
+            response.content_length = len(self._files[stem])
+            await response.prepare(request)
+            data = self._files[stem]
+            for start in range(0, len(data), 32 * 1024):
+                await response.write(data[start : start + 32 * 1024])
+                await asyncio.sleep(self.delay / 8)
+            await response.write_eof()
+            self.completed[name] += 1
+            return response
         if ext == "png":
             return web.Response(body=b"\x89PNG\r\n\x1a\n" + b"0" * 100, content_type="image/png")
         if ext == "jpg":

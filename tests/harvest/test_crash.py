@@ -98,3 +98,58 @@ async def test_killed_harvests_resume_with_nothing_lost_or_fetched_twice(
     leftovers = [p for p in out.rglob("*") if p.name.endswith((".part", ".part.json"))]
     assert leftovers == []
     assert not any(os.path.getsize(p) == 0 for p in on_disk.values())
+
+
+async def test_a_killed_datalink_harvest_resumes_without_refetching(
+    server: LocalServer, tmp_path: Path
+):
+    """SIGKILL while DataLink records are resolved and their files fetched."""
+    from tests.linksky import FIELDS, LinkSky, field_fits
+
+    sky = LinkSky(server, delay=0.08)
+    out = tmp_path / "out"
+    targets = tmp_path / "targets.txt"
+    targets.write_text("".join(f"{FIELDS[n][0]} {FIELDS[n][1]}\n" for n in ("m51_r", "m101_r")))
+
+    async def run() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voharvest", "harvest",
+            "--sia2", server.url("/sia2"), "--targets", str(targets),
+            "--size", "0.1", "--format", "image/fits", "--out", str(out),
+            "--rate", "0", "--downloads", "2", "--no-progress",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    def whole() -> dict[str, int]:
+        found = {}
+        for path in out.rglob("*.fits"):
+            name = next(n for n in FIELDS if n in path.name.lower())
+            assert path.read_bytes() == field_fits(name), path  # never a partial file
+            found[name] = sky.fetches[f"{name}.fits"]
+        return found
+
+    protected: dict[str, int] = {}
+    for point in (
+        lambda: sky.fetches["/dl"] >= 1,  # resolving
+        lambda: sum(sky.completed.values()) >= 1,  # one file whole, others in flight
+    ):
+        process = await run()
+        try:
+            await wait_for(lambda p=point, proc=process: p() or proc.returncode is not None)
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGKILL)
+            await process.wait()
+        for name, fetches in whole().items():
+            protected.setdefault(name, fetches)
+    process = await run()
+    _, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    assert set(whole()) == set(FIELDS)
+    for name, fetches in protected.items():
+        assert sky.fetches[f"{name}.fits"] == fetches, name  # complete then: not fetched again
+    with sqlite3.connect(out / JOURNAL_NAME) as db:
+        states = dict(
+            db.execute("SELECT kind, group_concat(DISTINCT state) FROM records GROUP BY kind")
+        )
+    assert states == {"datalink": "resolved", "file": "done"}
