@@ -84,6 +84,7 @@ class LinkSky:
         two_this: bool = False,
         links_again: bool = False,
         delay: float = 0.0,
+        unlabelled: bool = False,
     ) -> None:
         self.server = server
         self.descriptor = descriptor
@@ -92,6 +93,7 @@ class LinkSky:
         self.links_again = links_again  # #this points at another DataLink document
         self.delay = delay  # seconds before each file or links answer (to kill a harvest in)
         self.completed: Counter[str] = Counter()
+        self.unlabelled = unlabelled  # rows point at DataLink but say image/fits
         self.fetches: Counter[str] = Counter()
         self.cutouts: list[dict[str, str]] = []
         self._files = {name: field_fits(name) for name in FIELDS}
@@ -128,6 +130,8 @@ class LinkSky:
                 access, kind = self.url(f"/files/{name}.fits"), "image/fits"
             else:
                 access, kind = self.url("/dl?ID=" + quote(did, safe="")), DATALINK
+                if self.unlabelled:
+                    kind = "image/fits"
             size = len(self._files[name]) // 1000
             rows.append(_row(did, access, kind, f"LinkSky {name}", fra, fdec, size))
         table = f"<TABLE>{fields}<DATA><TABLEDATA>{''.join(rows)}</TABLEDATA></DATA></TABLE>"

@@ -203,3 +203,13 @@ async def test_a_journal_of_an_older_version_gains_the_new_columns(tmp_path: Pat
     columns = {row[1] for row in sqlite3.connect(tmp_path / JOURNAL_NAME).execute(
         "PRAGMA table_info(records)")}  # fmt: skip
     assert {"kind", "parent", "via", "mode", "region", "preview"} <= columns
+
+
+async def test_links_found_by_what_comes_back_are_followed(server: LocalServer, tmp_path: Path):
+    """Rows that say image/fits but whose URL answers with a DataLink document."""
+    sky = LinkSky(server, unlabelled=True)
+    items = await run(sky, tmp_path, [M101], format="image/fits")
+    assert [i for i in items if not i.ok] == []
+    (path,) = saved(tmp_path)
+    assert path.read_bytes()[:9] == b"SIMPLE  =" and path.stat().st_size == sky.full_size("m101_r")
+    assert sky.fetches["/dl"] == 1 and sky.fetches["m101_r.fits"] == 1
