@@ -42,6 +42,11 @@ async def search(client: VOClient, sky: LinkSky, ra: float = M51[0], dec: float 
     return await service.search(pos=(ra, dec, 0.05))
 
 
+async def m51(client: VOClient, sky: LinkSky, name: str = "m51_r"):
+    """The record of one of the M51 fields."""
+    return next(r for r in await search(client, sky) if name in (r.title or ""))
+
+
 def contains(path: Path, ra: float, dec: float) -> bool:
     with fits.open(path) as hdus:
         header = hdus[0].header
@@ -59,8 +64,7 @@ async def test_a_datalink_record_downloads_the_dataset_not_the_links(
 ):
     sky = LinkSky(server)
     async with VOClient(config()) as client:
-        results = await search(client, sky)
-        record = next(r for r in results if "m51_r" in (r.title or ""))
+        record = await m51(client, sky)
         assert record.is_datalink and record.links is None
         path = await client.download(record, tmp_path)
         links = record.links
@@ -79,8 +83,7 @@ async def test_a_cutout_is_smaller_and_holds_the_target(server: LocalServer, tmp
     sky = LinkSky(server)
     target = (M51[0] + 0.01, M51[1] - 0.005)
     async with VOClient(config()) as client:
-        results = await search(client, sky)
-        record = next(r for r in results if "m51_r" in (r.title or ""))
+        record = await m51(client, sky)
         path = await client.download(record, tmp_path, cutout="1arcmin", position=target)
         planned = await client.datasets(record, cutout=Cutout.circle(1 * u.arcmin), position=target)
     assert contains(path, *target)
@@ -98,8 +101,7 @@ async def test_a_cutout_is_smaller_and_holds_the_target(server: LocalServer, tmp
 async def test_a_box_cutout_goes_as_a_polygon(server: LocalServer, tmp_path: Path):
     sky = LinkSky(server)
     async with VOClient(config()) as client:
-        results = await search(client, sky)
-        record = next(r for r in results if "m51_g" in (r.title or ""))
+        record = await m51(client, sky, "m51_g")
         path = await client.download(record, tmp_path, cutout="2arcmin x 2arcmin")
     assert "POLYGON" in sky.cutouts[0] and "CIRCLE" not in sky.cutouts[0]
     assert contains(path, *M51)
@@ -135,8 +137,7 @@ async def test_an_error_row_is_a_typed_error_and_leaves_nothing(
 async def test_several_datasets_need_a_choice(server: LocalServer, tmp_path: Path):
     sky = LinkSky(server, two_this=True)
     async with VOClient(config()) as client:
-        results = await search(client, sky)
-        record = next(r for r in results if "m51_r" in (r.title or ""))
+        record = await m51(client, sky)
         with pytest.raises(ParameterError, match="2 files"):
             await client.download(record, tmp_path)
         both = await client.download_all(record, tmp_path / "all")
@@ -150,8 +151,7 @@ async def test_rows_pointing_at_files_find_links_through_the_descriptor(
 ):
     sky = LinkSky(server, descriptor=True)
     async with VOClient(config()) as client:
-        results = await search(client, sky)
-        record = next(r for r in results if "m51_r" in (r.title or ""))
+        record = await m51(client, sky)
         assert not record.is_datalink
         link = urlsplit(record.datalink_url or "")
         assert link.path == "/dl" and parse_qs(link.query) == {"ID": [sky.did("m51_r")]}
@@ -165,8 +165,7 @@ async def test_rows_pointing_at_files_find_links_through_the_descriptor(
 async def test_no_soda_service_means_no_cutout(server: LocalServer, tmp_path: Path):
     sky = LinkSky(server, soda=False)
     async with VOClient(config()) as client:
-        results = await search(client, sky)
-        record = next(r for r in results if "m51_r" in (r.title or ""))
+        record = await m51(client, sky)
         with pytest.raises(DataLinkError, match="no SODA service"):
             await client.download(record, tmp_path, cutout="1arcmin")
         full = await client.datasets(record, cutout="1arcmin", fallback="full")
@@ -178,8 +177,7 @@ async def test_no_soda_service_means_no_cutout(server: LocalServer, tmp_path: Pa
 async def test_links_pointing_at_links_are_refused(server: LocalServer, tmp_path: Path):
     sky = LinkSky(server, links_again=True)
     async with VOClient(config()) as client:
-        results = await search(client, sky)
-        record = next(r for r in results if "m51_r" in (r.title or ""))
+        record = await m51(client, sky)
         with pytest.raises(FormatError, match="another DataLink"):
             await client.download(record, tmp_path)
     assert leftovers(tmp_path) == []
@@ -188,8 +186,7 @@ async def test_links_pointing_at_links_are_refused(server: LocalServer, tmp_path
 async def test_a_soda_error_is_an_http_error_not_a_file(server: LocalServer, tmp_path: Path):
     sky = LinkSky(server)
     async with VOClient(config()) as client:
-        results = await search(client, sky)
-        record = next(r for r in results if "m51_r" in (r.title or ""))
+        record = await m51(client, sky)
         # Far away from the image: the service can't cut there.
         with pytest.raises(Exception) as caught:
             await client.download(record, tmp_path, cutout="1arcmin", position=(10.0, -40.0))

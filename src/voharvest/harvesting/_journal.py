@@ -174,9 +174,11 @@ def _insert(
     target: str,
     label: str,
     parent: int | None,
+    centre: tuple[float, float] | None,
     now: float,
-) -> sqlite3.Cursor:
-    return db.execute(
+) -> PendingRecord | None:
+    """Insert a record unless its URL is known; the new record as pending work, or None."""
+    cursor = db.execute(
         "INSERT OR IGNORE INTO records (url, path, service, target, target_label, title,"
         " format, announced_size, ra, dec, state, updated, kind, parent, via, mode, region,"
         " preview) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
@@ -200,6 +202,12 @@ def _insert(
             record.preview,
         ),
     )
+    if not cursor.rowcount:
+        return None
+    return PendingRecord(
+        int(cursor.lastrowid or 0), record.url, record.path, record.format,
+        record.announced_size, service, target, label, record.kind, record.title, centre,
+    )  # fmt: skip
 
 
 class Journal:
@@ -340,23 +348,9 @@ class Journal:
         db.execute("BEGIN IMMEDIATE")
         try:
             for record in found:
-                cursor = _insert(db, record, service, target, label, None, now)
-                if cursor.rowcount:
-                    new.append(
-                        PendingRecord(
-                            int(cursor.lastrowid or 0),
-                            record.url,
-                            record.path,
-                            record.format,
-                            record.announced_size,
-                            service,
-                            target,
-                            label,
-                            record.kind,
-                            record.title,
-                            position,
-                        )
-                    )
+                pending = _insert(db, record, service, target, label, None, position, now)
+                if pending is not None:
+                    new.append(pending)
                 db.execute(
                     "INSERT OR IGNORE INTO sightings VALUES (?, ?, ?)",
                     (record.url, service, target),
@@ -451,25 +445,12 @@ class Journal:
         db.execute("BEGIN IMMEDIATE")
         try:
             for child in children:
-                cursor = _insert(
-                    db, child, parent.service, parent.target, parent.target_label, parent.id, now
-                )
-                if cursor.rowcount:
-                    new.append(
-                        PendingRecord(
-                            int(cursor.lastrowid or 0),
-                            child.url,
-                            child.path,
-                            child.format,
-                            child.announced_size,
-                            parent.service,
-                            parent.target,
-                            parent.target_label,
-                            child.kind,
-                            child.title,
-                            parent.centre,
-                        )
-                    )
+                pending = _insert(
+                    db, child, parent.service, parent.target, parent.target_label, parent.id,
+                    parent.centre, now,
+                )  # fmt: skip
+                if pending is not None:
+                    new.append(pending)
                 else:
                     # Found before by another route: the parent's searches saw it too.
                     db.execute(
