@@ -64,8 +64,8 @@ class Dachs:
     def sia1(self, collection: str) -> str:
         return f"{self.server_url}/voharvest/{collection}/q/i/siap.xml?"
 
-    # The DataLink/SODA collection: not in ivoa.obscore (so not found by
-    # ``sia2``) and not in the registry.
+    # The DataLink/SODA collection: in ivoa.obscore (so ``sia2`` finds it too,
+    # with the DataLink documents as access_url), not in the registry.
 
     @property
     def dlimg_sia1(self) -> str:
@@ -152,6 +152,17 @@ def _probe(base: str) -> tuple[Dachs | None, str]:
         return None, (
             f"DaCHS at {base} answers, but without the DataLink image collection"
             f" voharvest/dlimg ({DLIMG}/sia2/siap2.xml does not lead to {expected[4:-5]})"
+        )
+    # ... and it is in ivoa.obscore: the site-wide SIA v2 service finds it.
+    try:
+        answer = _fetch(f"{base}/__system__/siap2/sitewide/siap2.xml?{search}", timeout=15.0)
+    except (OSError, urllib.error.URLError) as exc:
+        answer = str(exc)
+    if expected not in answer:
+        return None, (
+            f"DaCHS at {base} answers, but the DataLink image collection voharvest/dlimg"
+            " is not in ivoa.obscore (the site-wide SIA v2 service does not lead to"
+            f" {expected[4:-5]})"
         )
     return dachs, ""
 

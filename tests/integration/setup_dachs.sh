@@ -5,9 +5,11 @@
 #   - TAP at /tap, with the RegTAP tables (schema rr) of tests/integration/dachs/rr
 #   - SIA v1 at /voharvest/sdss/q/i/siap.xml and /voharvest/uvot/q/i/siap.xml
 #     over synthetic FITS images (and their JPEG renderings)
-#   - the site-wide SIA v2 service at /__system__/siap2/sitewide/siap2.xml
+#   - the site-wide SIA v2 service at /__system__/siap2/sitewide/siap2.xml,
+#     over ivoa.obscore: the sdss, uvot and dlimg collections
 #   - an infrared collection served through DataLink and SODA, voharvest/dlimg
-#     (not in ivoa.obscore, not in the registry): DataLink documents at
+#     (in ivoa.obscore with the DataLink documents as access_url; not in the
+#     registry): DataLink documents at
 #     /voharvest/dlimg/q/dl/dlmeta?ID=<pubDID>, SODA cutouts at
 #     /voharvest/dlimg/q/dl/dlget, SIA v2 over it alone (access_url: the
 #     DataLink document) at /voharvest/dlimg/q/sia2/siap2.xml, SIA v1 at
@@ -125,10 +127,13 @@ digest="$(cat "$target"/*/q.rd "$target/rr/records.json" "$source_dir/make_fits.
     | sha256sum | cut -d' ' -f1)"
 stamp="$target/.imported"
 
-check() {  # check URL TEXT: the answer contains TEXT
-    local body
+check() {  # check URL TEXT...: the answer contains every TEXT
+    local body text
     body="$(curl -fsS --max-time 10 "$1" 2>/dev/null)" || return 1
-    grep -qF "$2" <<<"$body"
+    shift
+    for text in "$@"; do
+        grep -qF "$text" <<<"$body" || return 1
+    done
 }
 check_cutout() {  # check_cutout URL: a FITS image smaller than 1 MB (a cutout)
     local file type ok=1
@@ -145,15 +150,19 @@ check_cutout() {  # check_cutout URL: a FITS image smaller than 1 MB (a cutout)
 # The DataLink collection's M51 J image: its ID, and a 3' circle around M51.
 dl_id="ivo%3A//$authority/~%3Fvoharvest/dlimg/data/dlimg_m51_J.fits"
 dl_circle="CIRCLE=202.4696%2047.1952%200.05"
+# Its DataLink document as DaCHS writes it in access_url (ObsCore, SIA v2).
+dl_links="$server_url/voharvest/dlimg/q/dl/dlmeta?ID=$dl_id"
 all_answer() {
     check "$base/tap/availability" "available>true" \
     && check "$base/tap/sync?REQUEST=doQuery&LANG=ADQL&QUERY=SELECT%20COUNT(*)%20AS%20n%20FROM%20rr.resource%20NATURAL%20JOIN%20rr.capability" '"QUERY_STATUS" value="OK"' \
     && check "$base/voharvest/sdss/q/i/siap.xml?POS=202.47,47.2&SIZE=0.2&RESPONSEFORMAT=votabletd" "sdss_m51_g.fits" \
     && check "$base/voharvest/uvot/q/i/siap.xml?POS=202.47,47.2&SIZE=0.2&RESPONSEFORMAT=votabletd" "uvot_m51_uvw1.fits" \
-    && check "$base/__system__/siap2/sitewide/siap2.xml?POS=CIRCLE%20202.47%2047.2%200.1&RESPONSEFORMAT=votabletd" "sdss_m51_r.fits" \
+    && check "$base/__system__/siap2/sitewide/siap2.xml?POS=CIRCLE%20202.47%2047.2%200.1&RESPONSEFORMAT=votabletd" \
+        "sdss_m51_r.fits" "uvot_m51_uvw1.fits" "<TD>$dl_links</TD>" \
+        "<TD>application/x-votable+xml;content=datalink</TD>" \
     && check "$base/voharvest/dlimg/q/i/siap.xml?POS=202.47,47.2&SIZE=0.2&RESPONSEFORMAT=votabletd" "dlimg_m51_J.fits" \
     && check "$base/voharvest/dlimg/q/sia2/siap2.xml?POS=CIRCLE%20202.47%2047.2%200.05&RESPONSEFORMAT=votabletd" \
-        "<TD>application/x-votable+xml;content=datalink</TD>" \
+        "<TD>$dl_links</TD>" "<TD>application/x-votable+xml;content=datalink</TD>" \
     && check "$base/voharvest/dlimg/q/dl/dlmeta?ID=$dl_id" "ivo://ivoa.net/std/SODA#sync-1.0" \
     && check_cutout "$base/voharvest/dlimg/q/dl/dlget?ID=$dl_id&$dl_circle"
 }
@@ -195,14 +204,19 @@ import_rd() {
     rm -f "$log"
 }
 as_root rm -f "$stamp"
-# ObsCore first (the image RDs add their tables to it), the DataLink
-# collection (which doesn't), then the site-wide SIA v2 service, the other
-# image collections and the registry.
+# ObsCore first: each image collection then adds its part to ivoa.obscore
+# (a row of ivoa._obscoresources, which importing //obscore keeps) and has
+# the view rebuilt, so the ObsCore tables must exist before them. Importing a
+# collection again drops its part (rebuilding ivoa.obscore without it) and
+# adds it back, leaving the others' alone: after the imports, ivoa.obscore
+# holds sdss, uvot and dlimg (dlimg through its ObsCore-shaped view and
+# //obscore#publishObscoreLike). Then the site-wide SIA v2 service over it
+# and the registry.
 import_rd //obscore
-import_rd voharvest/dlimg/q
-import_rd //siap2
 import_rd voharvest/sdss/q
 import_rd voharvest/uvot/q
+import_rd voharvest/dlimg/q
+import_rd //siap2
 import_rd voharvest/rr/q
 
 # --- 4. the server -----------------------------------------------------------
@@ -220,4 +234,4 @@ if ! wait_for_services 60; then
     fail "DaCHS at $base does not answer as expected after 60 s"
 fi
 echo "$digest" | as_root tee "$stamp" >/dev/null
-say "DaCHS is up at $base (TAP with rr, SIA v1 sdss and uvot, SIA v2 site-wide, DataLink/SODA dlimg)"
+say "DaCHS is up at $base (TAP with rr, SIA v1 sdss and uvot, SIA v2 site-wide with sdss, uvot and dlimg, DataLink/SODA dlimg)"

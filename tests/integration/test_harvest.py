@@ -1,7 +1,8 @@
 """A harvest over several positions from services found in DaCHS's registry.
 
 SIA v1 (two hosts, one with a FORMAT preset), SIA v1 UV and the site-wide SIA
-v2 service, around five positions (one where there is nothing): every file
+v2 service (whose infrared rows are DataLink documents, resolved to their
+FITS files), around five positions (one where there is nothing): every file
 comes, is a FITS whose WCS holds its target, is journaled, and a second run
 fetches nothing again. Then the README's command line, against DaCHS.
 """
@@ -13,6 +14,7 @@ import csv
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from astropy.coordinates import SkyCoord
 
@@ -27,16 +29,24 @@ LABELS = ("M51", "M101", "M87", "M31")
 NOWHERE = (0.0, -60.0)
 #: FITS files expected per service for the targets above (size 0.2 degrees):
 #: SDSS-like images exist for M51, M101, M87 (g and r); UVOT-like for M51,
-#: M101, M31; the SIA v2 service has both collections.
+#: M101, M31; DataLink infrared ones for M51 and M87 (J and Ks); the SIA v2
+#: service has all three collections (FORMAT=image/fits and DataLink's type).
 EXPECTED_FILES = {
     "VOH SDSS": {"M51": 2, "M101": 2, "M87": 2},
     "VOH SDSS mir": {"M51": 2, "M101": 2, "M87": 2},
     "VOH UVOT": {"M51": 1, "M101": 1, "M31": 1},
-    "VOH SIAv2": {"M51": 3, "M101": 3, "M87": 2, "M31": 1},
+    "VOH SIAv2": {"M51": 3 + 2, "M101": 3, "M87": 2 + 2, "M31": 1},
 }
 #: Different files among them: the mirror and the SIA v2 service lead to the
-#: same getproduct URLs as the two SIA v1 services (6 SDSS-like, 3 UVOT-like).
-UNIQUE_FILES = 9
+#: same getproduct URLs as the two SIA v1 services (6 SDSS-like, 3 UVOT-like),
+#: and the SIA v2 service's DataLink records to 4 infrared FITS files.
+UNIQUE_FILES = 6 + 3 + 4
+#: The infrared files, the #this links of the DataLink documents.
+DATALINK_FILES = sorted(
+    f"/getproduct/voharvest/dlimg/data/dlimg_{target}_{band}.fits"
+    for target in ("m51", "m87")
+    for band in ("J", "Ks")
+)
 
 
 def targets() -> list[object]:
@@ -75,6 +85,10 @@ async def test_harvest_several_positions_with_its_journal(client: VOClient, tmp_
     assert found == EXPECTED_FILES
     # Services of one site find the same files: each is fetched once.
     assert len(downloads) == len({item.url for item in downloads}) == UNIQUE_FILES
+    # DataLink records: their FITS files are fetched, never the documents.
+    linked = sorted(urlsplit(item.url).path for item in downloads if "/dlimg/" in item.url)
+    assert linked == DATALINK_FILES
+    assert all(item.service == "VOH SIAv2" for item in downloads if "/dlimg/" in item.url)
 
     for item in downloads:
         assert item.path is not None and item.path.is_file()

@@ -23,6 +23,7 @@ from tests.integration.conftest import Dachs
 from tests.integration.dachs.make_fits import NAXIS, TARGETS
 from voharvest import OverflowWarning, QueryError
 from voharvest.client import VOClient
+from voharvest.protocol.datalink import DATALINK_MIME
 
 M51 = SkyCoord(*TARGETS["M51"], unit="deg", frame="icrs")
 M101 = SkyCoord(*TARGETS["M101"], unit="deg", frame="icrs")
@@ -154,16 +155,26 @@ async def test_the_service_refusing_a_parameter_is_a_query_error(
 # --- SIA v2 ---------------------------------------------------------------------
 
 
-async def test_sia2_from_the_registry(client: VOClient, tmp_path: Path) -> None:
+async def test_sia2_from_the_registry(client: VOClient, dachs: Dachs, tmp_path: Path) -> None:
     (site,) = await client.regsearch(servicetype="sia2", keywords=["swift"])
     sia2 = site.service("sia2")
     results = await sia2.search(pos=(M51, 0.05 * u.deg))
     assert results.version == 2
     urls = {r.getdataurl() for r in results}
     assert urls == pyvo_sia2(sia2.access_url, pos=(M51, 0.05 * u.deg))
-    assert {r["obs_collection"] for r in results} == {"VOH SDSS", "VOH UVOT"}
-    assert sorted(r.format for r in results) == ["image/fits"] * 3 + ["image/jpeg"] * 3
+    assert {r["obs_collection"] for r in results} == {"VOH SDSS", "VOH UVOT", "VOH DLIMG"}
     assert all(r.dataproduct_type == "image" and r.calib_level == 2 for r in results)
+    # SDSS-like g and r and UVOT-like uvw1: each a FITS and a JPEG.
+    files = [r for r in results if r["obs_collection"] in ("VOH SDSS", "VOH UVOT")]
+    assert sorted(r.format for r in files) == ["image/fits"] * 3 + ["image/jpeg"] * 3
+    assert not any(r.is_datalink for r in files)
+    # The DataLink collection's J and Ks: their access_url is the DataLink document.
+    linked = [r for r in results if r["obs_collection"] == "VOH DLIMG"]
+    assert [r.format for r in linked] == [DATALINK_MIME] * 2
+    assert all(r.is_datalink for r in linked)
+    assert sorted(r.getdataurl() for r in linked) == sorted(
+        dachs.dlmeta(dachs.dlimg_pubdid("M51", band)) for band in ("J", "Ks")
+    )
 
     fits_record = next(
         r for r in results if r["obs_collection"] == "VOH UVOT" and r.format == "image/fits"
@@ -199,12 +210,45 @@ async def test_sia2_constraints_match_pyvo(client: VOClient, dachs: Dachs) -> No
     later = await sia2.search(pos=circle, time=(54000.0, 54100.0))
     assert len(later) == 0
 
+    # Around M51 the DataLink collection answers too: FORMAT and COLLECTION
+    # tell it apart (its access_format is DataLink's, not FITS).
+    m51 = (*TARGETS["M51"], 0.05)
+    fits_only = await sia2.search(pos=m51, format="image/fits")
+    assert {r.getdataurl() for r in fits_only} == pyvo_sia2(
+        dachs.sia2, pos=m51, format="image/fits"
+    )
+    assert sorted(r.title for r in fits_only) == [
+        "VOH SDSS M51 g",
+        "VOH SDSS M51 r",
+        "VOH UVOT M51 uvw1",
+    ]
+    for selected in (
+        await sia2.search(pos=m51, collection="VOH DLIMG"),
+        await sia2.search(pos=m51, format=DATALINK_MIME),
+    ):
+        assert sorted(r.title for r in selected) == ["VOH DLIMG M51 J", "VOH DLIMG M51 Ks"]
+        assert all(r.is_datalink for r in selected)
+    assert {
+        r.getdataurl() for r in await sia2.search(pos=m51, collection="VOH DLIMG")
+    } == pyvo_sia2(dachs.sia2, pos=m51, collection="VOH DLIMG")
+    # In infrared only (J: 1.08-1.41 um, Ks: 1.99-2.31 um), the two bands apart.
+    ks_only = await sia2.search(pos=m51, band=(2.0 * u.um, 2.2 * u.um))
+    assert [r.title for r in ks_only] == ["VOH DLIMG M51 Ks"]
+    # Their dates (November 2010) are the DataLink collection's own.
+    in_2010 = await sia2.search(pos=m51, time=(55500.0, 55530.0))
+    assert sorted(r["obs_collection"] for r in in_2010) == ["VOH DLIMG"] * 2
+
 
 async def test_sia2_truncated_answer_warns(client: VOClient, dachs: Dachs) -> None:
+    """Around M51: 8 records (SDSS-like g, r and UVOT-like uvw1 as FITS and
+    JPEG, and the DataLink collection's J and Ks)."""
     sia2 = client.sia_service(dachs.sia2, version=2)
     with pytest.warns(OverflowWarning, match="QUERY_STATUS=OVERFLOW"):
         results = await sia2.search(pos=(M51, 0.05), maxrec=2)
     assert len(results) == 2
+    with pytest.warns(OverflowWarning, match="QUERY_STATUS=OVERFLOW"):
+        results = await sia2.search(pos=(M51, 0.05), maxrec=7)
+    assert len(results) == 7
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert len(await sia2.search(pos=(M51, 0.05), maxrec=6)) == 6
+        assert len(await sia2.search(pos=(M51, 0.05), maxrec=8)) == 8

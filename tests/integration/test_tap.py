@@ -14,6 +14,7 @@ import pytest
 from pyvo.dal import TAPService as PyvoTAP
 
 from tests.integration.conftest import Dachs
+from tests.integration.dachs.make_fits import dlimg_images
 from voharvest import JobError, OverflowWarning, QueryError, RequestTimeoutError
 from voharvest.client import VOClient
 from voharvest.protocol import tap
@@ -22,7 +23,11 @@ COUNT_BY_COLLECTION = (
     "SELECT obs_collection, COUNT(*) AS n FROM ivoa.obscore"
     " GROUP BY obs_collection ORDER BY obs_collection"
 )
-EXPECTED_COUNTS = [("VOH SDSS", 12), ("VOH UVOT", 8)]
+#: ivoa.obscore: the SDSS-like and UVOT-like collections (every FITS file and
+#: its JPEG: 6 and 4 images) and the DataLink collection (6 images, one row
+#: each, whose access_url is the DataLink document).
+EXPECTED_COUNTS = [("VOH DLIMG", 6), ("VOH SDSS", 12), ("VOH UVOT", 8)]
+OBSCORE_ROWS = sum(n for _, n in EXPECTED_COUNTS)
 #: DaCHS's own wording for a table that isn't there.
 NO_TABLE = "Could not locate table 'public.nowhere'"
 #: Polls of a job block at most this long. DaCHS leaves a job PENDING until it
@@ -64,7 +69,17 @@ async def test_sync_overflow_warns(client: VOClient, dachs: Dachs) -> None:
     assert len(results) == 3
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert len(await service.run_sync("SELECT access_url FROM ivoa.obscore")) == 20
+        everything = await service.run_sync("SELECT access_url FROM ivoa.obscore")
+    urls = [str(record["access_url"]) for record in everything]
+    assert len(urls) == OBSCORE_ROWS == 26
+    # The files of sdss and uvot (FITS and JPEG), and dlimg's DataLink documents.
+    products = [url for url in urls if url.startswith(f"{dachs.server_url}/getproduct/voharvest/")]
+    documents = [url for url in urls if url.startswith(dachs.dlmeta(""))]
+    assert len(products) == len(set(products)) == 20
+    assert {url.rsplit(".", 1)[-1] for url in products} == {"fits", "jpg"}
+    assert sorted(documents) == sorted(
+        dachs.dlmeta(dachs.dlimg_pubdid(target, band)) for target, band in dlimg_images()
+    )
 
 
 async def test_sync_error_is_a_query_error_in_the_servers_words(

@@ -9,7 +9,8 @@ publishes into ``ivoa.obscore`` (so the site-wide SIA v2 service finds them):
 And a third, ``dlimg``, an infrared collection (bands J and Ks) served through
 DataLink and SODA: its images are larger (800 x 800 pixels of 1 arcsec, about
 2.5 MB each), so that a cutout of a few arcminutes is much smaller than the
-file, and have no JPEG renderings.
+file, and have no JPEG renderings. It is in ``ivoa.obscore`` too, one row
+per image whose access URL is its DataLink document.
 
 Every image is a small float32 array with a valid celestial WCS (TAN), centred
 a little off its target so a "does the WCS cover the target" check means
@@ -73,8 +74,8 @@ COLLECTIONS = {
 OFFSET = 0.03
 
 #: The DataLink/SODA collection (not in ``COLLECTIONS``: it has other sizes,
-#: no JPEGs and is not in ``ivoa.obscore``): telescope, instrument, bands,
-#: targets, like a ``COLLECTIONS`` entry.
+#: no JPEGs, and its ObsCore rows lead to DataLink documents): telescope,
+#: instrument, bands, targets, like a ``COLLECTIONS`` entry.
 DLIMG = (
     "VOH IR telescope (simulated)",
     "VOH IR camera",

@@ -15,13 +15,13 @@ through DataLink and SODA:
 The pubDIDs are DaCHS's standard ones, ivo://<authority>/~?<accref>, e.g.
 ivo://x-unregistred/~?voharvest/dlimg/data/dlimg_m51_J.fits.
 
-This collection is deliberately NOT in ivoa.obscore: the site-wide SIA 2.0
-service and TAP would then find it, and the tests of the other collections
-count what those find (tests/integration/test_tap.py, test_sia.py). Adding
-mixin="//obscore#publishObscoreLike" to the "obscore" table (and importing
-//obscore and this RD again) would publish it there. Not in our registry
-(rr) either. The images are synthetic; tests/integration/dachs/make_fits.py
-writes them. -->
+The "obscore" view mixes in //obscore#publishObscoreLike, so the rows
+are also in ivoa.obscore: the site-wide SIA 2.0 service
+(/__system__/siap2/sitewide/siap2.xml) and TAP find them, with the
+DataLink document as access_url. setup_dachs.sh imports //obscore first
+and this RD after it (a re-import of this RD drops and re-adds its part of
+ivoa.obscore). Not in our registry (rr). The images are synthetic;
+tests/integration/dachs/make_fits.py writes them. -->
 <resource schema="vh_dlimg" resdir=".">
   <meta name="creationDate">2024-06-01T12:00:00Z</meta>
   <meta name="title">VOH Infrared Images with Cutouts</meta>
@@ -61,9 +61,11 @@ writes them. -->
       tablehead="T.Exp" description="Exposure time" verbLevel="15"/>
   </table>
 
-  <!-- ObsCore-shaped view of main, for the SIA 2.0 service below; it is not
-    part of ivoa.obscore (see the comment at the top). -->
-  <table id="obscore" onDisk="True" adql="True">
+  <!-- ObsCore-shaped view of main, for the SIA 2.0 service below and, through
+    publishObscoreLike (whose parameters default to the columns of the same
+    names), a part of ivoa.obscore. -->
+  <table id="obscore" onDisk="True" adql="True"
+      mixin="//obscore#publishObscoreLike">
     <meta name="description">The infrared images as ObsCore records; the
       access URLs are DataLink documents.</meta>
     <meta name="_associatedDatalinkService">
