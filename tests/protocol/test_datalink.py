@@ -356,3 +356,14 @@ def test_links_document_is_a_value() -> None:
     one = links.for_id(links.ids[0])
     assert len(one) == len(links)
     assert len(links.for_id("nothing")) == 0
+
+
+@pytest.mark.parametrize("fallback", ["full", "skip", "fail"])
+def test_an_error_row_wins_over_the_cutout_fallback(fallback: str) -> None:
+    """A dataset the server doesn't know is its error, whatever the fallback says."""
+    from voharvest.protocol.datalink import plan_datasets
+
+    document = _with_error_row(recorded("datalink.xml"), "ivo://x/y?2", "NotFoundFault: gone")
+    links = parse_datalink(document)
+    with pytest.raises(DataLinkError, match="NotFoundFault: gone"):
+        plan_datasets(links, cutout=Cutout.circle(0.1), position=(1.0, 2.0), fallback=fallback)

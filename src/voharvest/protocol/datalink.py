@@ -401,6 +401,8 @@ def plan_datasets(
                     )
                 )
                 continue
+            if mine.errors and not mine.this():
+                mine.dataset(None, one)  # the server's own error for it, not "no SODA"
             if fallback == "skip":
                 continue
             if fallback == "fail":
