@@ -175,3 +175,75 @@ def test_the_readme_command_against_dachs(dachs: Dachs, tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "total: searches 2 done, 0 failed; files 2 done, 0 pending, 0 failed" in shown.stdout
     assert shown.stdout.rstrip().endswith("complete")
+
+
+async def test_a_cutout_harvest_on_dachs(client: VOClient, dachs: Dachs, tmp_path: Path) -> None:
+    """SIA v2 site-wide, cutouts of 1.5 arcmin around M51 and M87 through DaCHS's SODA.
+
+    With ``cutout_fallback="skip"`` only the DataLink (infrared) records are
+    taken, each as a cutout; with ``"full"`` the others come as full frames,
+    and the manifest says which is which. The bytes saved are printed (the
+    README and docs/datalink.md quote them).
+    """
+    sia2 = client.sia_service(dachs.sia2, version=2)
+    labelled = [(*TARGETS[label], label) for label in ("M51", "M87")]
+    out = tmp_path / "cut"
+    items = [
+        item
+        async for item in harvest(
+            client, [sia2], labelled, size=0.2, format="image/fits", download_to=out,
+            cutout="1.5arcmin", cutout_fallback="skip",
+        )
+    ]  # fmt: skip
+    assert [item for item in items if not item.ok] == []
+    files = [item for item in items if item.kind == "download" and item.path is not None]
+    assert len(files) == 4  # J and Ks at M51 and M87
+    with _manifest(out) as handle:
+        every = list(csv.DictReader(handle))
+    # The SDSS/UVOT rows lead to DaCHS's ObsCore DataLink documents, which offer
+    # no SODA service: skipped, and the manifest says why.
+    skipped = [row for row in every if row["state"] == "skipped"]
+    assert len(skipped) == 5 and all("no cutout service" in row["error"] for row in skipped)
+    rows = [row for row in every if row["state"] != "skipped"]
+    assert len(rows) == 4 and {row["mode"] for row in rows} == {"cutout"}
+    full_bytes = 0
+    for item in files:
+        assert item.path is not None and "_cutout" in item.path.name
+        header = assert_fits_covers(item.path, SkyCoord(*TARGETS[item.target], unit="deg"))
+        assert header["OBJECT"] == item.target
+        row = next(r for r in rows if r["path"] and out / r["path"] == item.path)
+        assert row["region"].startswith("CIRCLE ") and "/dl/dlmeta?ID=" in row["via"]
+        assert row["url"].startswith(f"{dachs.server_url}/voharvest/dlimg/q/dl/dlget?")
+        assert item.bytes < FULL_FRAME_BYTES / 10
+        full_bytes += FULL_FRAME_BYTES
+    cut_bytes = sum(item.bytes for item in files)
+    print(
+        f"\ncutout harvest on DaCHS: 4 cutouts of 1.5 arcmin, {cut_bytes} bytes "
+        f"instead of {full_bytes} for the full frames ({cut_bytes / full_bytes:.1%})"
+    )
+    summary = await asyncio.to_thread(status, out)
+    assert summary.complete and summary.total.records_skipped == 5
+
+    everything = tmp_path / "full"
+    more = [
+        item
+        async for item in harvest(
+            client, [sia2], labelled, size=0.2, format="image/fits", download_to=everything,
+            cutout="1.5arcmin",
+        )
+    ]  # fmt: skip
+    assert [item for item in more if not item.ok] == []
+    with _manifest(everything) as handle:
+        modes = sorted(row["mode"] for row in csv.DictReader(handle))
+    assert modes == ["cutout"] * 4 + ["full"] * 5
+
+
+#: The infrared full frames of the DataLink collection: 800 x 800 float32 and a header.
+FULL_FRAME_BYTES = 2_563_200
+
+
+def _manifest(out: Path):  # type: ignore[no-untyped-def]
+    from voharvest.harvesting.manifest import write_manifest
+
+    csv_path, _ = write_manifest(out)
+    return csv_path.open()
