@@ -18,10 +18,14 @@ from __future__ import annotations
 import fnmatch
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ._exceptions import ParameterError
 from .protocol.regtap import RegistryFeatures
+
+if TYPE_CHECKING:
+    from ._limiter import HostGate
 
 __all__ = [
     "ClientConfig",
@@ -180,6 +184,11 @@ class ClientConfig:
       throughput of many parallel downloads on this machine's disk).
     - ``verify_tls``: certificate verification (turning it off is explicit).
     - ``max_connections``: connections in the pool over all hosts.
+    - ``gate``: politeness shared with other processes (a
+      :class:`~voharvest._limiter.HostGate`, such as the one ``voharvest.dask``
+      gives each partition of a cluster harvest): every request also holds
+      the gate's place and start slot for its host. ``None`` (the default):
+      the limits hold for this client alone. Not compared, not shown.
     """
 
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -199,6 +208,7 @@ class ClientConfig:
     max_connections: int = 256
     max_redirects: int = 10
     user_agent: str | None = None
+    gate: HostGate | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("max_answer_bytes", "max_fetch_bytes", "chunk_bytes", "max_connections"):

@@ -7,6 +7,12 @@ burst. :meth:`HostLimiter.pause` (a 429 or 503 with Retry-After) holds every
 request bound for the host until the pause ends, including those that already
 had a slot.
 
+A :class:`HostGate` extends this beyond the process: when the client's
+configuration has one (``ClientConfig.gate``; ``voharvest.dask`` makes one per
+cluster), each request also holds the gate's place and start slot for its
+host, shared with every other process using the same gate, instead of the
+local start slot; pauses are passed on to the gate.
+
 Time comes from a :class:`Clock`, so tests can run it on a fake one.
 """
 
@@ -15,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ._config import HostPolicy
 
-__all__ = ["Clock", "HostLimiter", "HostStats", "LoopClock"]
+__all__ = ["Clock", "HostGate", "HostLimiter", "HostStats", "LoopClock"]
 
 
 class Clock(Protocol):
@@ -40,6 +46,23 @@ class LoopClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class HostGate(Protocol):
+    """Politeness shared with other processes: a host's places, start slots and pauses.
+
+    ``hold(origin, policy)`` is entered once per request, after the limiter's
+    own place was taken, and held for the request's lifetime: it waits for a
+    place among all the gate's users (at most ``policy.concurrency`` at once)
+    and for a start slot (``1 / policy.rate`` apart over all of them), and
+    honours pauses. ``pause(origin, seconds)`` must not block: it tells the
+    other users that the host asked to be left alone (Retry-After). A gate
+    that can't reach its peers raises a :class:`~voharvest.TransportError`.
+    """
+
+    def hold(self, origin: str, policy: HostPolicy) -> AbstractAsyncContextManager[None]: ...
+
+    def pause(self, origin: str, seconds: float) -> None: ...
 
 
 @dataclass
@@ -74,17 +97,28 @@ class HostLimiter:
 
     __slots__ = (
         "_clock",
+        "_gate",
         "_interval",
         "_last",
         "_next",
+        "_origin",
         "_paused_until",
         "_places",
         "policy",
         "stats",
     )
 
-    def __init__(self, policy: HostPolicy, clock: Clock) -> None:
+    def __init__(
+        self,
+        policy: HostPolicy,
+        clock: Clock,
+        *,
+        gate: HostGate | None = None,
+        origin: str = "",
+    ) -> None:
         self.policy = policy
+        self._gate = gate
+        self._origin = origin
         self.stats = HostStats()
         self._clock = clock
         self._interval = 0.0 if math.isinf(policy.rate) else 1.0 / policy.rate
@@ -104,6 +138,8 @@ class HostLimiter:
             self.stats.pauses += 1
             self.stats.paused_seconds += until - max(self._paused_until, self._clock.now())
             self._paused_until = until
+        if self._gate is not None:
+            self._gate.pause(self._origin, max(0.0, seconds))
 
     async def _start_slot(self) -> None:
         while True:
@@ -121,13 +157,28 @@ class HostLimiter:
                 return
 
     @asynccontextmanager
+    async def _local_slot(self) -> AsyncIterator[None]:
+        await self._start_slot()
+        yield
+
+    @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold a place and a start slot for one request, for the request's lifetime."""
         async with self._places:
-            await self._start_slot()
-            self.stats.in_flight += 1
-            self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
-            try:
-                yield
-            finally:
-                self.stats.in_flight -= 1
+            gated = self._gate is not None
+            start = (
+                self._gate.hold(self._origin, self.policy)
+                if self._gate is not None
+                else self._local_slot()
+            )
+            async with start:
+                if gated and self._clock.now() < self._paused_until:
+                    # The gate knows the pauses of every process; ours too, but a
+                    # Retry-After seen here may not have reached it yet.
+                    await self._clock.sleep(self._paused_until - self._clock.now())
+                self.stats.in_flight += 1
+                self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+                try:
+                    yield
+                finally:
+                    self.stats.in_flight -= 1

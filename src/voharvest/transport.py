@@ -227,7 +227,9 @@ class Transport:
         origin = origin_of(url)
         limiter = self._limiters.get(origin)
         if limiter is None:
-            limiter = HostLimiter(self.config.host_policy(origin), self._clock)
+            limiter = HostLimiter(
+                self.config.host_policy(origin), self._clock, gate=self.config.gate, origin=origin
+            )
             self._limiters[origin] = limiter
         return limiter
 

@@ -1,0 +1,322 @@
+"""Harvests on a LocalCluster of two worker processes against VOFarm (in its own process).
+
+Politeness is measured by the farm: its token buckets count every request
+that came sooner than its host's limit allows, whichever worker sent it. Each
+politeness test also runs a control without the cluster's gate, so it is seen
+to fail when the limit is kept per worker only. Files are compared byte for
+byte with what the farm serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.dask.farm import FarmProcess
+from tests.dask.tasks import requests_through_the_gate
+from voharvest import ClientConfig, HostPolicy, ParameterError
+from voharvest.dask import PLUGIN_NAME, Coordinator, harvest_on_dask
+from voharvest.testing import VOFarm, tile_by_id
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.slow
+
+IMAGE_BYTES = 16 * 1024
+SKY = VOFarm(hosts=1, seed=0).sky  # the farm's images, for checking files byte for byte
+
+
+def positions(count: int) -> list[tuple[float, float]]:
+    """Distinct positions far apart (a golden-angle spiral): one image each."""
+    out = []
+    for j in range(count):
+        z = -0.85 + 1.7 * (j + 0.5) / count
+        out.append((round((j * 137.50776405) % 360.0, 6), round(math.degrees(math.asin(z)), 6)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+@pytest.fixture
+def dc(dask_client: Any) -> Any:
+    dask_client.wait_for_workers(2, timeout=60)
+    return dask_client
+
+
+def manifest(root: Path) -> list[dict[str, str]]:
+    with (root / "manifest.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def expected_bytes(url: str, image_bytes: int = IMAGE_BYTES) -> bytes:
+    tile = tile_by_id(url.rsplit("/", 1)[-1].removesuffix(".fits"))
+    return bytes(SKY.fits(tile, image_bytes, 16).read())
+
+
+def verify(root: Path, rows: list[dict[str, str]], image_bytes: int = IMAGE_BYTES) -> int:
+    """Every manifest row's file is whole; how many files."""
+    for row in rows:
+        assert row["state"] == "done", row
+        assert (root / row["path"]).read_bytes() == expected_bytes(row["url"], image_bytes), row
+    return len(rows)
+
+
+def farm_paths(counters: dict[str, Any], key: str) -> dict[str, int]:
+    """host:path -> count, over every host."""
+    return {f"{host}:{path}": n for host, c in counters.items() for path, n in c[key].items()}
+
+
+def test_the_rate_per_host_holds_for_the_cluster_as_a_whole(dc: Any, tmp_path: Path) -> None:
+    config = ClientConfig(host=HostPolicy(rate=5, concurrency=4))
+    farm_config = {
+        "latency": 0.01,
+        "rate_limit": 5.0,
+        "images_per_search": 1,
+        "formats": ["image/fits"],
+        "image_bytes": IMAGE_BYTES,
+    }
+    targets = positions(12)
+    with FarmProcess(hosts=3, **farm_config) as farm:
+        urls = [host["sia1_url"] for host in farm.hosts]
+        run = harvest_on_dask(
+            dc, urls, targets, download_to=tmp_path / "out", size=0.05,
+            format="image/fits", config=config, partitions=4,
+        )  # fmt: skip
+        items = list(run)
+        gated = farm.counters()
+        # The control: the same harvest, each worker polite on its own only.
+        control = harvest_on_dask(
+            dc, urls, targets, download_to=tmp_path / "control", size=0.05,
+            format="image/fits", config=config, partitions=4, gate=False,
+        )  # fmt: skip
+        list(control)
+        after = farm.counters()
+
+    assert len({p.worker for p in run.partitions}) == 2, "both workers harvested"
+    assert [h["rate_violations"] for h in gated.values()] == [0, 0, 0]
+    assert all("429" not in h["statuses"] for h in gated.values())
+    assert run.complete and not run.failed
+    assert len(items) == 2 * 3 * 12 and all(item.ok for item in items)
+    for origin, report in run.ledger.items():
+        assert report["max_in_use"] <= 4, origin
+    per_host = [h["requests"] for h in gated.values()]
+    assert sorted(report["granted"] for report in run.ledger.values()) == sorted(per_host)
+    assert verify(tmp_path / "out", manifest(tmp_path / "out")) == 3 * 12
+
+    control_violations = sum(
+        after[h]["rate_violations"] - gated[h]["rate_violations"] for h in after
+    )
+    assert control_violations > 0, "per-worker limits alone should trip the farm"
+
+
+def finals(out: Path) -> set[Path]:
+    return set(out.glob("partitions/*/*/*/*.fits"))
+
+
+def test_a_killed_worker_and_a_rerun_end_complete_with_nothing_fetched_twice(
+    dc: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    image_bytes = 64 * 1024
+    farm_config = {
+        "latency": 0.01,
+        "rate_limit": 20.0,
+        "images_per_search": 1,
+        "formats": ["image/fits"],
+        "image_bytes": image_bytes,
+        "bandwidth": 128 * 1024,  # half a second per file
+    }
+    config = ClientConfig(host=HostPolicy(rate=20, concurrency=3))
+    targets = positions(16)
+    with FarmProcess(hosts=2, **farm_config) as farm:
+        hosts = farm.hosts
+        urls = [host["sia1_url"] for host in hosts]
+
+        def harvest() -> Any:
+            return harvest_on_dask(
+                dc, urls, targets, download_to=out, size=0.05, format="image/fits",
+                config=config, partitions=4,
+            )  # fmt: skip
+
+        first = harvest()
+        items: list[Any] = []
+        runner = threading.Thread(target=lambda: items.extend(first), daemon=True)
+        runner.start()
+        deadline = time.monotonic() + 60
+        while len(finals(out)) < 6 and time.monotonic() < deadline and runner.is_alive():
+            time.sleep(0.02)
+        busy = [w for w, keys in dc.processing().items() if keys]
+        assert busy, "no partition was running"
+        pid = dc.run(os.getpid, workers=[busy[0]])[busy[0]]
+        os.kill(pid, signal.SIGKILL)
+        on_disk_at_kill = finals(out)
+        at_kill = farm_paths(farm.counters(), "completed")
+        runner.join(120)
+        assert not runner.is_alive()
+        after_first = farm.counters()
+
+        dc.wait_for_workers(2, timeout=60)
+        second = harvest()
+        rerun_items = list(second)
+        after_second = farm.counters()
+
+    assert 0 < len(on_disk_at_kill) < 2 * 16, "the kill came mid-run"
+    assert second.complete and not second.failed
+    rows = manifest(out)
+    assert verify(out, rows, image_bytes) == 2 * 16
+    assert len({row["url"] for row in rows}) == 2 * 16
+
+    def key(url: str) -> str:
+        base, _, path = url.partition("/images/")
+        index = next(str(i) for i, h in enumerate(hosts) if h["base_url"] == base)
+        return f"{index}:/images/{path}"
+
+    # The re-run fetched nothing and searched nothing: the first run (its
+    # killed partition retried by Dask) had finished everything.
+    assert farm_paths(after_second, "fetches") == farm_paths(after_first, "fetches")
+    assert rerun_items == []
+    # No file that was complete on disk at the kill was fetched again.
+    completed = farm_paths(after_second, "completed")
+    by_path = {out / row["path"]: row["url"] for row in rows}
+    for path in on_disk_at_kill:
+        assert completed[key(by_path[path])] == at_kill[key(by_path[path])] == 1, path
+    assert not list(out.rglob("*.part"))
+    assert len(first.partitions) == 4
+
+
+class PauseServer:
+    """A host on 127.0.0.1 that logs when requests arrive and answers one with 429."""
+
+    def __init__(self, throttle_at: int, retry_after: float) -> None:
+        self.throttle_at = throttle_at
+        self.retry_after = retry_after
+        self.arrivals: list[float] = []
+        self.throttled_at: float | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.arrivals.append(time.time())
+        if len(self.arrivals) == self.throttle_at:
+            self.throttled_at = time.time()
+            return web.Response(status=429, headers={"Retry-After": str(self.retry_after)})
+        return web.Response(text="ok")
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/"
+
+    def __enter__(self) -> PauseServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._runner is not None
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def during_pause(self) -> int:
+        """Requests that arrived well inside the pause (none should)."""
+        assert self.throttled_at is not None
+        start, end = self.throttled_at + 0.3, self.throttled_at + self.retry_after - 0.1
+        return sum(start < t < end for t in self.arrivals)
+
+
+@pytest.mark.parametrize("gated", [True, False], ids=["gate", "control-without-gate"])
+def test_a_retry_after_seen_by_one_worker_pauses_the_host_for_all(dc: Any, gated: bool) -> None:
+    dc.register_plugin(Coordinator(), name=PLUGIN_NAME)
+    workers = sorted(dc.scheduler_info()["workers"])
+    with PauseServer(throttle_at=8, retry_after=2.0) as server:
+        futures = [
+            dc.submit(requests_through_the_gate, server.url, 12, 8.0, gated, workers=[w],
+                      pure=False, allow_other_workers=False)
+            for w in workers
+        ]  # fmt: skip
+        outcomes = dc.gather(futures)
+    assert server.throttled_at is not None
+    assert all(o == "ok" for one in outcomes for o in one), outcomes
+    if gated:
+        assert server.during_pause() == 0, server.arrivals
+    else:
+        assert server.during_pause() > 0, "the control should go on during the pause"
+
+
+def test_object_storage_through_fsspec_uploads_each_file_once(dc: Any, tmp_path: Path) -> None:
+    remote = tmp_path / "bucket"
+    staging = tmp_path / "staging"
+    farm_config = {"images_per_search": 1, "formats": ["image/fits"], "image_bytes": IMAGE_BYTES}
+    targets = positions(8)
+
+    def harvest(urls: list[str]) -> Any:
+        run = harvest_on_dask(
+            dc, urls, targets, download_to=f"file://{remote}", staging=staging,
+            size=0.05, format="image/fits", partitions=2,
+        )  # fmt: skip
+        list(run)
+        return run
+
+    with FarmProcess(hosts=1, **farm_config) as farm:
+        urls = [host["sia1_url"] for host in farm.hosts]
+        first = harvest(urls)
+        fetched = farm_paths(farm.counters(), "fetches")
+        second = harvest(urls)  # staging intact
+        shutil.rmtree(staging)  # as if every worker's machine were gone
+        third = harvest(urls)
+        assert farm_paths(farm.counters(), "fetches") == fetched
+
+    assert first.complete and second.complete and third.complete
+    assert sum(p.uploaded for p in first.partitions) == 8
+    assert sum(p.uploaded for p in second.partitions + third.partitions) == 0
+    assert sum(p.lost for p in third.partitions) == 0
+    assert verify(remote, manifest(remote)) == 8
+    assert not list(staging.rglob("*.fits")), "staging keeps nothing once uploaded"
+    assert not list(remote.rglob("*.part"))
+
+
+def test_a_rerun_must_keep_the_partition_count(dc: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run = harvest_on_dask(dc, ["http://127.0.0.1:9/sia"], [], download_to=out, partitions=3)
+    list(run)
+    assert run.complete and len(run.partitions) == 3
+    with pytest.raises(ParameterError, match="3 partitions"):
+        list(harvest_on_dask(dc, ["http://127.0.0.1:9/sia"], [], download_to=out, partitions=4))
+    with pytest.raises(ParameterError, match="other options"):
+        list(harvest_on_dask(dc, ["http://127.0.0.1:9/sia"], [], download_to=out, size=0.5))
