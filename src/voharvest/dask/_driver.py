@@ -202,6 +202,9 @@ class DaskHarvest:
                 Coordinator(lease_timeout=self.lease_timeout), name=PLUGIN_NAME
             )
         token = uuid.uuid4().hex[:8]
+        # Spread the partitions over the workers there are now (a hint: a partition
+        # whose worker is lost, or busy, may still run on another).
+        workers = sorted(self.client.scheduler_info().get("workers", {}))
         futures = []
         for index in range(count):
             task = PartitionTask(
@@ -215,7 +218,15 @@ class DaskHarvest:
                 keep_items=self.keep_items,
             )
             key = f"voharvest-partition-{index:04d}-{token}"
-            futures.append(self.client.submit(run_partition, task, key=key, pure=False))
+            placement: dict[str, Any] = {}
+            if workers:
+                placement = {
+                    "workers": [workers[index % len(workers)]],
+                    "allow_other_workers": True,
+                }
+            futures.append(
+                self.client.submit(run_partition, task, key=key, pure=False, **placement)
+            )
         try:
             for future in as_completed(futures):  # type: ignore[no-untyped-call]
                 index = futures.index(future)

@@ -8,8 +8,8 @@ partition holds a handful of connections to the scheduler, not one per request
 in flight. A Retry-After is passed on at once (in the background): the ledger
 moves every slot it has not handed out past the pause.
 
-A slot reached too late (a busy event loop woke the request more than half an
-interval after it) is not used: another is asked for, so requests of
+A slot reached too late (a busy event loop woke the request more than a
+quarter of an interval after it) is not used: another is asked for, so requests of
 different workers never bunch up.
 """
 
@@ -163,7 +163,7 @@ class ClusterGate:
         lease = grant["lease"]
         try:
             interval = 0.0 if math.isinf(policy.rate) else 1.0 / policy.rate
-            tolerance = min(interval / 2, 0.5)
+            tolerance = min(interval / 4, 0.25)
             while True:
                 start = float(grant["start"])
                 until = max(start, self._paused.get(origin, -math.inf))

@@ -89,10 +89,12 @@ def _services(client: VOClient, specs: tuple[ServiceSpec, ...]) -> list[Any]:
 def run_partition(task: PartitionTask) -> PartitionResult:
     """Run one partition to its end (a Dask task; also callable on its own, without a gate)."""
     worker: Any = None
-    if task.gate:
+    try:
         from distributed import get_worker
 
         worker = get_worker()
+    except (ImportError, ValueError):  # not in a Dask worker
+        worker = None
     return asyncio.run(_run(task, worker))
 
 

@@ -1,0 +1,427 @@
+"""Fan-out on Dask: the fan-out workload on a LocalCluster of 1, 2, ... worker processes.
+
+``python -m benchmarks.dask_fanout [--searches 2000 --hosts 20 --latency 0.05]
+[--workers 1,2,3,4] [--limited-rate 10] [--smoke] [--out DIR]``
+
+The workload of ``benchmarks/fanout.py``: ``searches / hosts`` distinct
+positions, each searched on every host of a VOFarm in its own process (50 ms
+latency). Each contender is one ``voharvest.dask.harvest_on_dask`` run, one
+partition per worker process (one thread each), searches only (the kept
+formats match no record, so nothing is downloaded; the journals are written).
+
+- **Scaling series**: the farm enforces no rate and the client's
+  ``HostPolicy(rate=inf, concurrency=8)``: per-host limits are not the
+  bottleneck. The same on 1, 2, ... workers gives the scaling ratio; more
+  workers than CPUs shows where it stops.
+- **Gate cost**: 2 workers without the cluster's politeness gate (each worker
+  polite on its own), and the single-machine ``voharvest.harvest`` in one
+  process without Dask.
+- **Limited series**: the farm enforces ``--limited-rate`` per host and the
+  client asks for the same, on 1, 2 and 3 workers: once the workers keep up,
+  the per-host limit is the bound (``searches / hosts / rate`` seconds) and
+  more workers cannot help.
+
+Workers are started and their imports warmed before the clock starts; the
+makespan runs from the call to the last partition's end (plan, target split,
+tasks, combined manifest). CPU: the machine's busy CPU seconds over the run
+(``/proc/stat``), the farm's share (``/proc/<pid>/stat``).
+
+Writes ``dask_fanout.json``, ``.md`` and ``.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import _report
+from benchmarks.fanout import FarmProcess, positions, system_busy_seconds
+
+SIZE_DEG = 0.2
+NOTHING = ("x-none/x-none",)  # kept formats that match no record: searches only
+
+SMOKE = {"searches": 40, "hosts": 4, "latency": 0.01, "workers": "1,2", "limited_rate": 10.0}
+#: Scaling "stops" where one more worker adds less than this share of throughput.
+STOP_GAIN = 1.10
+
+
+def _warm(client: Any) -> None:
+    """Import what a partition needs on every worker, before the clock starts."""
+
+    def load() -> bool:
+        import voharvest.dask._partition
+        import voharvest.protocol.votable  # noqa: F401
+
+        return True
+
+    client.run(load)
+
+
+def _dask_run(
+    farm: FarmProcess,
+    workers: int,
+    per_host: int,
+    *,
+    rate: float,
+    gate: bool,
+    out: Path,
+) -> dict[str, Any]:
+    from distributed import Client, LocalCluster
+
+    from voharvest import ClientConfig, HostPolicy
+    from voharvest.dask import harvest_on_dask
+
+    config = ClientConfig(host=HostPolicy(rate=rate, concurrency=8))
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        _warm(client)
+        busy0, farm0 = system_busy_seconds(), farm.cpu_seconds()
+        started = time.perf_counter()
+        run = harvest_on_dask(
+            client,
+            farm.sia1_urls,
+            positions(per_host),
+            download_to=out,
+            size=SIZE_DEG,
+            formats=NOTHING,
+            config=config,
+            partitions=workers,
+            sky_cell=None,
+            gate=gate,
+            keep_items=False,
+        )
+        list(run)
+        makespan = time.perf_counter() - started
+        busy1, farm1 = system_busy_seconds(), farm.cpu_seconds()
+    searches = sum(
+        t.searches + t.searches_failed for p in run.partitions for t in p.totals.values()
+    )
+    failed = sum(t.searches_failed for p in run.partitions for t in p.totals.values())
+    result: dict[str, Any] = {
+        "workers": workers,
+        "gate": gate,
+        "searches": searches,
+        "failures": failed + sum(1 for p in run.partitions if p.error is not None),
+        "makespan_s": makespan,
+        "throughput": (searches - failed) / makespan,
+        "partition_seconds": sorted(round(p.seconds, 2) for p in run.partitions),
+        "partition_workers": len({p.worker for p in run.partitions}),
+        "reslots": sum(p.gate.reslots for p in run.partitions if p.gate is not None),
+        "ledger_max_in_use": max((h["max_in_use"] for h in run.ledger.values()), default=None),
+    }
+    if busy0 is not None and busy1 is not None:
+        result["machine_busy"] = (busy1 - busy0) / ((os.cpu_count() or 1) * makespan)
+    if farm0 is not None and farm1 is not None:
+        result["farm_cpu_s"] = farm1 - farm0
+        if busy0 is not None and busy1 is not None:
+            result["client_side_cpu_s"] = (busy1 - busy0) - (farm1 - farm0)
+    return result
+
+
+def _single_machine(farm: FarmProcess, per_host: int, *, rate: float, out: Path) -> dict[str, Any]:
+    """The same harvest with ``voharvest.harvest`` in this process, no Dask."""
+    import voharvest
+    from voharvest import ClientConfig, HostPolicy, VOClient
+
+    async def main() -> tuple[int, int]:
+        config = ClientConfig(host=HostPolicy(rate=rate, concurrency=8))
+        ok = failed = 0
+        async with VOClient(config) as client:
+            run = voharvest.harvest(
+                client, farm.sia1_urls, positions(per_host), size=SIZE_DEG,
+                formats=NOTHING, download_to=out,
+            )  # fmt: skip
+            async for item in run:
+                ok += item.ok
+                failed += not item.ok
+        return ok, failed
+
+    busy0, farm0 = system_busy_seconds(), farm.cpu_seconds()
+    started = time.perf_counter()
+    ok, failed = asyncio.run(main())
+    makespan = time.perf_counter() - started
+    busy1, farm1 = system_busy_seconds(), farm.cpu_seconds()
+    result: dict[str, Any] = {
+        "workers": 0,
+        "gate": False,
+        "searches": ok + failed,
+        "failures": failed,
+        "makespan_s": makespan,
+        "throughput": ok / makespan,
+    }
+    if busy0 is not None and busy1 is not None:
+        result["machine_busy"] = (busy1 - busy0) / ((os.cpu_count() or 1) * makespan)
+    if farm0 is not None and farm1 is not None:
+        result["farm_cpu_s"] = farm1 - farm0
+    return result
+
+
+def _contender(farm_options: Sequence[str], run: Any) -> dict[str, Any]:
+    with FarmProcess(*farm_options) as farm:
+        result: dict[str, Any] = run(farm)
+    result["farm"] = farm.counters()
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.dask_fanout", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--searches", type=int, default=2000, help="searches in all (2000)")
+    parser.add_argument("--hosts", type=int, default=20, help="farm hosts (20)")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per answer (0.05)")
+    parser.add_argument(
+        "--workers", default="1,2,3,4", help="worker processes of the scaling series (1,2,3,4)"
+    )
+    parser.add_argument(
+        "--limited-rate", type=float, default=10.0, help="per-host rate of the limited series (10)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="a tiny run, to see it works")
+    parser.add_argument("--out", type=Path, default=_report.RESULTS, help="results directory")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = _parser().parse_args(argv)
+    if args.smoke:
+        for key, value in SMOKE.items():
+            setattr(args, key, value)
+    per_host = args.searches // args.hosts
+    total = per_host * args.hosts
+    counts = [int(x) for x in str(args.workers).split(",") if x.strip()]
+    free = ["--hosts", str(args.hosts), "--latency", str(args.latency)]
+    limited = [*free, "--rate", str(args.limited_rate)]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="voharvest-dask-bench-") as scratch:
+        root = Path(scratch)
+
+        def place(name: str) -> Path:
+            return root / name
+
+        for workers in counts:
+            result = _contender(
+                free,
+                lambda farm, w=workers: _dask_run(
+                    farm, w, per_host, rate=math.inf, gate=True, out=place(f"scale-{w}")
+                ),
+            )
+            rows.append({"series": "scaling", **result})
+        rows.append(
+            {
+                "series": "gate cost",
+                **_contender(
+                    free,
+                    lambda farm: _dask_run(
+                        farm, 2, per_host, rate=math.inf, gate=False, out=place("nogate")
+                    ),
+                ),
+            }
+        )
+        rows.append(
+            {
+                "series": "gate cost",
+                **_contender(
+                    free,
+                    lambda farm: _single_machine(farm, per_host, rate=math.inf, out=place("one")),
+                ),
+            }
+        )
+        for workers in [w for w in counts if w <= 3]:
+            result = _contender(
+                limited,
+                lambda farm, w=workers: _dask_run(
+                    farm, w, per_host, rate=args.limited_rate, gate=True, out=place(f"lim-{w}")
+                ),
+            )
+            rows.append({"series": "limited", **result})
+
+    figures: dict[str, Any] = {
+        "workload": {
+            "searches": total,
+            "hosts": args.hosts,
+            "searches_per_host": per_host,
+            "latency_s": args.latency,
+            "limited_rate": args.limited_rate,
+            "limited_bound_s": per_host / args.limited_rate,
+            "cpus": os.cpu_count(),
+        },
+        "rows": rows,
+    }
+    figures["summary"] = _summary(figures)
+    _write(figures, args.out)
+    return figures
+
+
+def _find(rows: Sequence[dict[str, Any]], series: str, workers: int, gate: bool = True) -> Any:
+    for row in rows:
+        if row["series"] == series and row["workers"] == workers and row["gate"] == gate:
+            return row
+    return None
+
+
+def _label(row: dict[str, Any]) -> str:
+    if row["workers"] == 0:
+        return "voharvest.harvest, one process, no Dask"
+    name = f"{row['workers']} worker{'s' if row['workers'] > 1 else ''}"
+    if row["series"] == "limited":
+        return f"{name}, hosts limited"
+    return name + ("" if row["gate"] else ", no gate")
+
+
+def _summary(figures: dict[str, Any]) -> str:
+    work = figures["workload"]
+    rows = figures["rows"]
+    one, two = _find(rows, "scaling", 1), _find(rows, "scaling", 2)
+    lim1, lim2 = _find(rows, "limited", 1), _find(rows, "limited", 2)
+    nogate = _find(rows, "gate cost", 2, gate=False)
+    single = _find(rows, "gate cost", 0, gate=False)
+    scaling = [r for r in rows if r["series"] == "scaling"]
+    best = max(scaling, key=lambda r: r["throughput"])
+    lines = [
+        f"Workload: {work['searches']:,} SIA v1 searches, {work['searches_per_host']} distinct "
+        f"positions on each of {work['hosts']} VOFarm hosts ({work['latency_s'] * 1000:g} ms "
+        "latency; the farm in its own process), searches only (no record kept), one partition "
+        "per worker process (1 thread each) on a LocalCluster whose workers were started and "
+        f"warmed before the clock; {work['cpus']} CPUs shared by the farm, the scheduler (in "
+        "the benchmark's process) and the workers. Scaling and gate-cost rows: no rate limit "
+        "anywhere, `HostPolicy(rate=inf, concurrency=8)` (the cluster's gate still grants "
+        "every request a place); limited rows: the farm enforces "
+        f"{work['limited_rate']:g} requests/s per host and the client asks for the same "
+        f"(bound {work['limited_bound_s']:g} s).",
+        "",
+    ]
+    if one and two:
+        lines.append(
+            f"**Scaling, 1 → 2 workers**: {two['throughput'] / one['throughput']:.2f} x the "
+            f"throughput ({one['throughput']:.0f} → {two['throughput']:.0f} searches/s). "
+            f"The best of the series was {best['workers']} workers at "
+            f"{best['throughput']:.0f} searches/s."
+        )
+    busy = {r["workers"]: r.get("machine_busy") for r in scaling}
+    stop = next(
+        (
+            b
+            for a, b in itertools.pairwise(scaling)
+            if b["throughput"] < STOP_GAIN * a["throughput"]
+        ),
+        None,
+    )
+    described = ", ".join(f"{w}: {b:.0%}" for w, b in busy.items() if b is not None)
+    if stop is not None:
+        lines.append(
+            f"**Where it stops**: {stop['workers']} workers added less than "
+            f"{STOP_GAIN - 1:.0%} over {stop['workers'] - 1} ({stop['throughput']:.0f} "
+            f"searches/s). Machine busy (all {work['cpus']} CPUs) per run: {described}. "
+            "A search costs CPU in the farm (building its answer), in the worker (parsing "
+            "it) and in the scheduler (the gate's two RPCs), all on these CPUs: once they are "
+            "busy, more workers only share them. One worker alone is bound by its one "
+            "event loop (one CPU at most), which is why a second worker helps even here; "
+            "on machines of their own, workers would add their CPUs, and the scheduler's "
+            "ledger becomes the shared cost (docs/dask.md)."
+        )
+    else:
+        lines.append(
+            f"**Where it stops**: not within {scaling[-1]['workers']} workers here. Machine "
+            f"busy (all {work['cpus']} CPUs) per run: {described}."
+        )
+    if nogate and two:
+        lines.append(
+            f"**Gate cost**: 2 workers without the gate made {nogate['throughput']:.0f} "
+            f"searches/s, with it {two['throughput']:.0f} "
+            f"({two['throughput'] / nogate['throughput']:.2f} x): two RPCs to the scheduler per "
+            "request (a place with its slot, and its release)."
+        )
+    if single and one:
+        lines.append(
+            f"One process without Dask (`voharvest.harvest`): {single['throughput']:.0f} "
+            f"searches/s; 1 Dask worker: {one['throughput']:.0f} "
+            f"({one['throughput'] / single['throughput']:.2f} x)."
+        )
+    limited_rows = [r for r in rows if r["series"] == "limited"]
+    if lim1 and lim2:
+        bound = work["limited_bound_s"]
+        each = ", ".join(
+            f"{r['workers']} worker{'s' if r['workers'] > 1 else ''} {r['makespan_s']:.1f} s "
+            f"({r['makespan_s'] / bound:.2f} of the bound, {r['reslots']} missed slots asked "
+            "again)"
+            for r in limited_rows
+        )
+        violations = sum(r["farm"]["rate_violations"] for r in limited_rows)
+        lines.append(
+            f"**Limited by the hosts** (bound {bound:g} s): {each}; rate violations in all "
+            f"{violations}. "
+            + (
+                "One worker can't keep up with the hosts' pace (its loop is busy parsing, so "
+                "slots pass while it is late, and a late slot is given up, not used); "
+                if lim1["makespan_s"] / bound > 1.2
+                else ""
+            )
+            + "where the per-host limit is the bound, more workers can't go faster: the "
+            "cluster as a whole keeps each host's rate."
+        )
+    return "\n\n".join(line for line in lines if line)
+
+
+def _write(figures: dict[str, Any], directory: Path) -> None:
+    rows = figures["rows"]
+    header = [
+        "contender",
+        "searches",
+        "makespan (s)",
+        "searches/s",
+        "failures",
+        "rate violations",
+        "machine busy",
+        "farm CPU (s)",
+        "partitions on workers",
+        "missed slots asked again",
+    ]
+    table = []
+    for row in rows:
+        table.append(
+            [
+                _label(row),
+                row["searches"],
+                row["makespan_s"],
+                row["throughput"],
+                row["failures"],
+                row["farm"]["rate_violations"],
+                f"{row['machine_busy']:.0%}" if "machine_busy" in row else "",
+                row.get("farm_cpu_s", ""),
+                row.get("partition_workers", ""),
+                row.get("reslots", ""),
+            ]
+        )
+    _report.write(
+        "dask_fanout",
+        title="Fan-out on Dask: 1 vs 2 (and more) worker processes",
+        summary=figures["summary"],
+        header=header,
+        rows=table,
+        data=figures,
+        plot=([_label(r) for r in rows], [r["throughput"] for r in rows], "searches/s"),
+        directory=directory,
+    )
+    print(_report.markdown_table(header, table))
+    print()
+    print(figures["summary"])
+
+
+if __name__ == "__main__":
+    main()
