@@ -158,6 +158,8 @@ class FarmProcess:
             "requests": totals.get("requests"),
             "searches": totals.get("searches"),
             "rate_violations": totals.get("rate_violations"),
+            "rate_violations_after_stall": totals.get("rate_violations_after_stall", 0),
+            "farm_max_loop_lag_s": self.stopped.get("loop", {}).get("max_lag"),
             "statuses": totals.get("statuses", {}),
             "max_in_flight_one_host": totals.get("max_in_flight"),
             "most_violations_one_host": max(

@@ -608,3 +608,46 @@ async def test_a_stall_shorter_than_the_read_timeout_still_delivers_the_file(ses
         assert counters.faults == {"stall": 1}
         assert counters.completed_image_fetches == {f"/images/{tile.id}.fits": 1}
         assert counters.bytes_sent == len(data)
+
+
+async def test_violations_after_the_farm_stalled_are_told_apart():
+    """A paced client; the farm's own loop blocked for 0.8 s: the requests that
+    queued meanwhile arrive together, and those violations are marked as the
+    farm's doing. A burst the client really sent is not."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    async with VOFarm(hosts=1, config=HostConfig(rate_limit=5, enforce=False)) as farm:
+        url = sia1_url(farm.hosts[0])
+        await asyncio.sleep(0.5)  # a full bucket
+
+        errors: list[Exception] = []
+        begin = time.monotonic() + 0.1
+
+        def one(slot: int) -> None:  # request ``slot`` leaves at its time, answered or not
+            time.sleep(max(0.0, begin + 0.2 * slot - time.monotonic()))
+            try:
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    answer.read()
+            except urllib.error.URLError as exc:  # pragma: no cover - shown if it happens
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one, args=(slot,)) for slot in range(8)]
+        for thread in threads:
+            thread.start()
+        await asyncio.sleep(0.25)
+        time.sleep(0.8)  # the farm's loop stalls (deliberately blocking)  # noqa: ASYNC251
+        for thread in threads:
+            await asyncio.to_thread(thread.join, 30)
+        assert errors == []
+        counters = farm.counters[0]
+        assert counters.requests == 8
+        assert farm.watch.max_lag >= 0.7 and farm.watch.stalls >= 1
+        assert counters.rate_violations >= 1
+        assert counters.rate_violations_after_stall == counters.rate_violations
+        await asyncio.sleep(1.5)  # the stall is more than a second ago
+        farm.reset_counters()
+        async with aiohttp.ClientSession() as session:
+            await asyncio.gather(*(get(session, url) for _ in range(6)))
+        assert counters.rate_violations >= 3 and counters.rate_violations_after_stall == 0

@@ -118,6 +118,7 @@ async def serve(args: argparse.Namespace) -> int:
             "event": "stopped",
             "totals": farm.totals().to_dict(),
             "hosts": {str(i): c.to_dict() for i, c in farm.counters.items()},
+            "loop": farm.watch.to_dict(),
         }
     )
     return 0

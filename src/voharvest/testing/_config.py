@@ -179,7 +179,10 @@ class FarmCounters:
       and TAP requests that passed the rate limit.
     - ``bytes_sent``: body bytes handed to the connection (headers not included).
     - ``faults``: injected faults per kind; ``rate_violations``: requests that
-      found the token bucket empty (refused with 429 or, without ``enforce``, served).
+      found the token bucket empty (refused with 429 or, without ``enforce``, served);
+      ``rate_violations_after_stall``: those of them that came within a second
+      after the farm's own event loop stalled for at least the host's interval
+      (a burst the stall may have made: see ``LoopWatch``).
     - ``in_flight`` / ``max_in_flight``: requests being handled now / at most at once.
     - ``image_fetches``: GET requests per image path (faulted ones included);
       ``completed_image_fetches``: those whose body was sent in full through
@@ -193,6 +196,7 @@ class FarmCounters:
     bytes_sent: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     rate_violations: int = 0
+    rate_violations_after_stall: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     searches: int = 0
@@ -216,6 +220,7 @@ class FarmCounters:
             "bytes_sent": self.bytes_sent,
             "faults": dict(self.faults),
             "rate_violations": self.rate_violations,
+            "rate_violations_after_stall": self.rate_violations_after_stall,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "searches": self.searches,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 
@@ -76,6 +78,58 @@ class FarmHost:
         return f"<FarmHost {self.index} {self.base_url}>"
 
 
+class LoopWatch:
+    """How late the farm's own event loop runs: a 10 ms ticker notes every stall.
+
+    A farm that shares its CPUs with the clients under test can itself be
+    late: requests then wait in the kernel and reach the handlers together
+    when the loop runs again, and the token bucket sees a burst the clients
+    never sent. Violations right after such a stall are counted apart
+    (``FarmCounters.rate_violations_after_stall``), so a benchmark can tell a
+    farm that was starved from a client that was impolite.
+    """
+
+    TICK = 0.01
+    STALL = 0.05  # a tick this late counts as a stall
+
+    def __init__(self) -> None:
+        self.max_lag = 0.0
+        self.stalls = 0
+        self._recent: deque[tuple[float, float]] = deque(maxlen=256)  # (ended, length)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self.TICK)
+            now = time.monotonic()
+            lag = now - before - self.TICK
+            self.max_lag = max(self.max_lag, lag)
+            if lag >= self.STALL:
+                self.stalls += 1
+                self._recent.append((now, lag))
+
+    def stalled_recently(self, now: float, *, at_least: float, window: float = 1.0) -> bool:
+        """Whether the loop stalled for ``at_least`` seconds within ``window`` before ``now``."""
+        return any(
+            now - window <= ended <= now + self.TICK and length >= at_least
+            for ended, length in self._recent
+        )
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"max_lag": round(self.max_lag, 4), "stalls": self.stalls}
+
+
 def _address(index: int) -> str:
     number = index + 2
     return f"127.0.{number // 256}.{number % 256}"
@@ -128,6 +182,8 @@ class VOFarm:
         ]
         self._servers = [HostServer(self, host) for host in self.hosts]
         self._closing: asyncio.Event | None = None
+        #: The farm's own loop lag (see :class:`LoopWatch`), watched while it runs.
+        self.watch = LoopWatch()
         self._started = False
 
     # --- life cycle -------------------------------------------------------------------
@@ -142,12 +198,14 @@ class VOFarm:
         except BaseException:
             await self.stop()
             raise
+        self.watch.start()
         return self
 
     async def stop(self) -> None:
         """Stop every host; requests still running are cut within a few seconds."""
         if self._closing is not None:
             self._closing.set()
+        await self.watch.stop()
         stopping = [asyncio.ensure_future(server.stop()) for server in self._servers]
         if not stopping:
             return
@@ -212,6 +270,7 @@ class VOFarm:
             total.bytes_sent += c.bytes_sent
             total.faults.update(c.faults)
             total.rate_violations += c.rate_violations
+            total.rate_violations_after_stall += c.rate_violations_after_stall
             total.in_flight += c.in_flight
             total.max_in_flight = max(total.max_in_flight, c.max_in_flight)
             total.searches += c.searches

@@ -130,6 +130,9 @@ class HostServer:
         try:
             if not self._take_token():
                 counters.rate_violations += 1
+                interval = 1.0 / self.config.rate_limit if self.config.rate_limit else 0.0
+                if self.farm.watch.stalled_recently(time.monotonic(), at_least=interval):
+                    counters.rate_violations_after_stall += 1
                 if self.config.enforce:
                     response = await self._send(
                         request, 429, b"rate limit exceeded\n", "text/plain", retry_after=True
