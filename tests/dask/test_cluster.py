@@ -1,5 +1,9 @@
 """Harvests on a LocalCluster of two worker processes against VOFarm (in its own process).
 
+A killed scheduler needs a scheduler in a process of its own: that test runs
+the first harvest on a cluster of plain processes (``tests/dask/processes.py``).
+Cutouts are harvested from LinkSky (SIA v2 + DataLink + SODA) in a thread.
+
 Politeness is measured by the farm: its token buckets count every request
 that came sooner than its host's limit allows, whichever worker sent it. Each
 politeness test also runs a control without the cluster's gate, so it is seen
@@ -10,11 +14,14 @@ byte with what the farm serves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import json
 import math
 import os
 import shutil
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -23,11 +30,24 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from astropy.io import fits
 
 from tests.dask.farm import FarmProcess
+from tests.dask.processes import ProcessCluster
 from tests.dask.tasks import requests_through_the_gate
-from voharvest import ClientConfig, HostPolicy, ParameterError
-from voharvest.dask import PLUGIN_NAME, Coordinator, harvest_on_dask
+from tests.linksky import FIELDS, PIXELS, LinkSky
+from tests.servers import LocalServer
+from voharvest import ClientConfig, Cutout, HostPolicy, ParameterError
+from voharvest.dask import (
+    PLUGIN_NAME,
+    Coordinator,
+    DaskHarvest,
+    PartitionError,
+    harvest_on_dask,
+)
+from voharvest.harvesting import HarvestOptions
+from voharvest.harvesting.manifest import MANIFEST_COLUMNS, status
+from voharvest.services import SIA2Service
 from voharvest.testing import VOFarm, tile_by_id
 
 distributed = pytest.importorskip("distributed")
@@ -136,6 +156,13 @@ def test_the_rate_per_host_holds_for_the_cluster_as_a_whole(dc: Any, tmp_path: P
     assert control_violations > 0, "per-worker limits alone should trip the farm"
 
 
+def farm_key(hosts: list[dict[str, Any]], url: str) -> str:
+    """The key of ``farm_paths`` for an image URL."""
+    base, _, path = url.partition("/images/")
+    index = next(str(i) for i, h in enumerate(hosts) if h["base_url"] == base)
+    return f"{index}:/images/{path}"
+
+
 def finals(out: Path) -> set[Path]:
     return set(out.glob("partitions/*/*/*/*.fits"))
 
@@ -177,7 +204,10 @@ def test_a_killed_worker_and_a_rerun_end_complete_with_nothing_fetched_twice(
         pid = dc.run(os.getpid, workers=[busy[0]])[busy[0]]
         os.kill(pid, signal.SIGKILL)
         on_disk_at_kill = finals(out)
-        at_kill = farm_paths(farm.counters(), "completed")
+        # GETs are counted as they arrive. (The farm counts a fetch "completed" only
+        # after its last pause and write_eof: a file the client already has on disk
+        # is not counted yet, and never is if its worker dies in that window.)
+        at_kill = farm_paths(farm.counters(), "fetches")
         runner.join(120)
         assert not runner.is_alive()
         after_first = farm.counters()
@@ -193,22 +223,103 @@ def test_a_killed_worker_and_a_rerun_end_complete_with_nothing_fetched_twice(
     assert verify(out, rows, image_bytes) == 2 * 16
     assert len({row["url"] for row in rows}) == 2 * 16
 
-    def key(url: str) -> str:
-        base, _, path = url.partition("/images/")
-        index = next(str(i) for i, h in enumerate(hosts) if h["base_url"] == base)
-        return f"{index}:/images/{path}"
-
     # The re-run fetched nothing and searched nothing: the first run (its
     # killed partition retried by Dask) had finished everything.
     assert farm_paths(after_second, "fetches") == farm_paths(after_first, "fetches")
     assert rerun_items == []
-    # No file that was complete on disk at the kill was fetched again.
-    completed = farm_paths(after_second, "completed")
+    # No file that was complete on disk at the kill was fetched again, nor any file
+    # sent in full twice.
+    fetched = farm_paths(after_second, "fetches")
     by_path = {out / row["path"]: row["url"] for row in rows}
     for path in on_disk_at_kill:
-        assert completed[key(by_path[path])] == at_kill[key(by_path[path])] == 1, path
+        key = farm_key(hosts, by_path[path])
+        assert fetched[key] == at_kill[key] >= 1, path
+    assert max(farm_paths(after_second, "completed").values()) == 1
     assert not list(out.rglob("*.part"))
     assert len(first.partitions) == 4
+
+
+def test_a_killed_scheduler_and_a_rerun_on_another_cluster_finish_only_what_remains(
+    dc: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    image_bytes = 64 * 1024
+    farm_config = {
+        "latency": 0.01,
+        "rate_limit": 20.0,
+        "images_per_search": 1,
+        "formats": ["image/fits"],
+        "image_bytes": image_bytes,
+        "bandwidth": 256 * 1024,  # a quarter of a second per file
+    }
+    config = ClientConfig(host=HostPolicy(rate=20, concurrency=3))
+    targets = positions(16)
+    with FarmProcess(hosts=2, **farm_config) as farm:
+        urls = [host["sia1_url"] for host in farm.hosts]
+
+        def harvest(client: Any) -> Any:
+            return harvest_on_dask(
+                client, urls, targets, download_to=out, size=0.05, format="image/fits",
+                config=config, partitions=4,
+            )  # fmt: skip
+
+        with ProcessCluster(tmp_path / "cluster", workers=2) as cluster:
+            first = harvest(cluster.client)
+            outcome: dict[str, Any] = {}
+
+            def drive() -> None:
+                try:
+                    outcome["items"] = list(first)
+                except BaseException as exc:  # the driver is the test's, not the harvest's
+                    outcome["error"] = exc
+
+            runner = threading.Thread(target=drive, daemon=True)
+            runner.start()
+            deadline = time.monotonic() + 60
+            while len(finals(out)) < 6 and time.monotonic() < deadline and runner.is_alive():
+                time.sleep(0.02)
+            assert runner.is_alive(), f"the first run ended before the kill: {outcome}"
+            cluster.kill_scheduler()
+            cluster.kill()  # the workers too: the whole cluster is lost
+            runner.join(60)
+            assert not runner.is_alive(), "the driver hung on the lost scheduler"
+        # Every process of that cluster is dead: nothing on disk moves any more.
+        at_kill = {path: path.read_bytes() for path in finals(out)}
+        fetched_at_kill = farm_paths(farm.counters(), "fetches")
+        journals_at_kill = sorted(out.glob("partitions/*/voharvest-journal.sqlite"))
+        killed_status = [status(journal.parent) for journal in journals_at_kill]
+
+        second = harvest(dc)
+        list(second)
+        fetched_after = farm_paths(farm.counters(), "fetches")
+
+    # The first run's driver ended (no exception) with the unfinished partitions failed.
+    assert "error" not in outcome, outcome
+    assert not first.complete and first.failed
+    for partition in first.failed:
+        assert isinstance(partition.error, PartitionError), partition
+        assert "scheduler" in str(partition.error), partition.error
+    assert 0 < len(at_kill) < 2 * 16, "the kill came mid-run"
+    # The journals of the partitions that had started open after the kill.
+    assert journals_at_kill and not all(s.complete for s in killed_status)
+
+    assert second.complete and not second.failed
+    rows = manifest(out)
+    assert verify(out, rows, image_bytes) == 2 * 16
+    assert len({row["url"] for row in rows}) == 2 * 16
+    assert {row["partition"] for row in rows} == {"0", "1", "2", "3"}
+    for partition in range(4):
+        assert status(out / "partitions" / f"{partition:04d}").complete
+    # What was under a final name at the kill was whole, and was not fetched again.
+    by_path = {out / row["path"]: row["url"] for row in rows}
+    for path, content in at_kill.items():
+        url = by_path[path]
+        assert content == expected_bytes(url, image_bytes), path
+        key = farm_key(farm.hosts, url)
+        assert fetched_after[key] == fetched_at_kill[key], path
+    # Files the kill interrupted, and those not begun, were fetched by the re-run.
+    assert sum(fetched_after.values()) > sum(fetched_at_kill.values())
+    assert not list(out.rglob("*.part"))
 
 
 class PauseServer:
@@ -320,3 +431,102 @@ def test_a_rerun_must_keep_the_partition_count(dc: Any, tmp_path: Path) -> None:
         list(harvest_on_dask(dc, ["http://127.0.0.1:9/sia"], [], download_to=out, partitions=4))
     with pytest.raises(ParameterError, match="other options"):
         list(harvest_on_dask(dc, ["http://127.0.0.1:9/sia"], [], download_to=out, size=0.5))
+
+
+class ServerThread:
+    """A ``tests.servers.LocalServer`` on 127.0.0.1 in a thread of its own (the test blocks)."""
+
+    def __init__(self) -> None:
+        self.server = LocalServer()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> LocalServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(10)
+        return self.server
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def test_cutouts_on_dask_reach_every_partition_and_the_combined_manifest(
+    dc: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    config = ClientConfig(host=HostPolicy(rate=50, concurrency=4))
+    targets = [FIELDS["m51_r"], FIELDS["m101_r"]]  # M51 holds two fields, M101 one
+
+    with ServerThread() as server:
+        sky = LinkSky(server)
+        service = SIA2Service(None, sky.url("/sia2"))  # type: ignore[arg-type]
+
+        def harvest(**options: Any) -> Any:
+            run = harvest_on_dask(
+                dc, [service], targets, download_to=out, size=0.1, format="image/fits",
+                config=config, partitions=2, sky_cell=None, **options,
+            )  # fmt: skip
+            return run, [item for item in run if not item.ok]
+
+        first, failed = harvest(cutout="1arcmin", cutout_fallback="skip")
+        fetched = dict(sky.fetches)
+        again, failed_again = harvest(cutout=Cutout.circle(1 / 60), cutout_fallback="skip")
+        for other in ({"cutout": "2arcmin", "cutout_fallback": "skip"}, {"cutout": "1arcmin"}, {}):
+            with pytest.raises(ParameterError, match="other options"):
+                harvest(**other)
+        assert dict(sky.fetches) == fetched, "the refused re-runs ran nothing"
+
+    assert failed == [] and failed_again == []
+    assert first.complete and again.complete
+    assert fetched["/soda"] == 3 and not any(name.endswith(".fits") for name in fetched)
+    assert sum(len(p.items) for p in again.partitions) == 0, "the re-run found it all done"
+
+    plan = json.loads((out / "voharvest-dask.json").read_text())
+    assert plan["options"]["cutout"]["radius"] == pytest.approx(1 / 60)
+    assert plan["options"]["cutout_fallback"] == "skip"
+    for partition in range(2):  # the options reached the workers' journals
+        journal = out / "partitions" / f"{partition:04d}" / "voharvest-journal.sqlite"
+        with contextlib.closing(sqlite3.connect(journal)) as db:
+            (options,) = db.execute("SELECT value FROM meta WHERE key = 'options'").fetchone()
+        assert json.loads(options) == plan["options"]
+
+    rows = manifest(out)
+    assert len(rows) == 3 and {row["partition"] for row in rows} <= {"0", "1"}
+    assert set(rows[0]) == {"partition", *MANIFEST_COLUMNS}
+    for row in rows:
+        assert row["state"] == "done" and row["mode"] == "cutout", row
+        shape, ra, dec, radius = row["region"].split()
+        assert shape == "CIRCLE" and float(radius) == pytest.approx(1 / 60), row
+        assert (float(ra), float(dec)) in targets
+        assert row["via"].startswith(sky.url("/dl?ID=")) and row["preview"].endswith(".png")
+        with fits.open(out / row["path"]) as hdus:
+            assert max(hdus[0].data.shape) < PIXELS, "a cutout, not the full frame"
+
+
+def test_the_combined_manifest_takes_columns_by_name(tmp_path: Path) -> None:
+    """A partition's manifest from before mode/region/via/preview still lines up."""
+    out = tmp_path / "out"
+    old = ["service", "target", "url", "title", "format", "ra", "dec", "announced_size",
+           "state", "path", "bytes", "error"]  # fmt: skip
+    new = list(reversed(MANIFEST_COLUMNS))  # any order
+    for partition, header in enumerate((old, new)):
+        folder = out / "partitions" / f"{partition:04d}"
+        folder.mkdir(parents=True)
+        values = {name: f"{name}-{partition}" for name in header}
+        with (folder / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([header, [values[name] for name in header]])
+    run = DaskHarvest(None, ["http://127.0.0.1:9/sia"], [], HarvestOptions(), download_to=out)
+
+    run._combine(3)  # partition 2 has no manifest (it never ended)
+
+    rows = manifest(out)
+    assert list(rows[0]) == ["partition", *MANIFEST_COLUMNS]
+    assert [row["partition"] for row in rows] == ["0", "1"]
+    assert rows[0]["url"] == "url-0" and rows[0]["path"] == "partitions/0000/path-0"
+    assert [rows[0][c] for c in ("mode", "region", "via", "preview")] == ["", "", "", ""]
+    for name in MANIFEST_COLUMNS:
+        expected = f"partitions/0001/{name}-1" if name == "path" else f"{name}-1"
+        assert rows[1][name] == expected

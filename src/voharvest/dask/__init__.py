@@ -71,6 +71,8 @@ def harvest_on_dask(
     staging: str | Path | None = None,
     storage_options: dict[str, Any] | None = None,
     keep_items: bool = True,
+    cutout: Any = None,
+    cutout_fallback: str = "full",
 ) -> DaskHarvest:
     """The harvest of :func:`voharvest.harvest`, run in partitions on a ``distributed.Client``.
 
@@ -88,6 +90,10 @@ def harvest_on_dask(
     - ``keep_items``: send every item back (``False``: none; the manifests
       still list everything).
     - ``searches``, ``downloads``: workers of each partition's harvest.
+    - ``cutout``, ``cutout_fallback``: a SODA cutout around each target instead
+      of full frames, and what to do with records that can't be cut, as in
+      :func:`voharvest.harvest` (docs/datalink.md). Like the search options,
+      they are part of the plan: a re-run with others is refused.
 
     Iterate the result for the items (per partition, as partitions end), or
     call ``.run()`` for the failed ones.
@@ -99,6 +105,8 @@ def harvest_on_dask(
         max_records=max_records,
         searches=searches,
         downloads=downloads,
+        cutout=cutout,
+        cutout_fallback=cutout_fallback,
     )
     return DaskHarvest(
         client,

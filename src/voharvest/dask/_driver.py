@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from voharvest.harvesting.manifest import MANIFEST_COLUMNS
 from voharvest.services import RegistryResource, SIA2Service, SIAService
 
 __all__ = ["DaskHarvest", "PartitionError", "partition_of"]
+
+logger = logging.getLogger("voharvest.dask")
 
 _PLAN_VERSION = 1
 
@@ -245,8 +248,19 @@ class DaskHarvest:
         finally:
             self.client.cancel([f for f in futures if not f.done()])
         if self.gate:
-            self.ledger = self.client.run_on_scheduler(_ledger_report)
+            self.ledger = self._ledger_report()
         self.manifest = self._combine(count)
+
+    def _ledger_report(self) -> dict[str, dict[str, Any]]:
+        """The ledger's counters; none if the scheduler is gone (the partitions say so)."""
+        if self.client.status != "running":
+            return {}
+        try:
+            report: dict[str, dict[str, Any]] = self.client.run_on_scheduler(_ledger_report)
+        except (OSError, concurrent.futures.CancelledError, TimeoutError) as exc:
+            logger.warning("voharvest: no ledger report from the scheduler: %s", exc)
+            return {}
+        return report
 
     def run(self) -> list[HarvestItem]:
         """Run to the end; the failed items (a failed partition raises nothing: see ``failed``)."""
@@ -281,8 +295,12 @@ class DaskHarvest:
                     continue
                 with store.fs.open(source, "r", encoding="utf-8", newline="") as handle:
                     reader = csv.reader(handle)
-                    next(reader, None)
-                    for row in reader:
+                    # By name: a partition's manifest from an older version has fewer
+                    # columns (no mode, region, via, preview); theirs stay empty.
+                    header = next(reader, None) or []
+                    at = [header.index(c) if c in header else None for c in MANIFEST_COLUMNS]
+                    for found in reader:
+                        row = [found[i] if i is not None and i < len(found) else "" for i in at]
                         if row[path_at]:
                             row[path_at] = f"partitions/{index:04d}/{row[path_at]}"
                         writer.writerow((index, *row))
