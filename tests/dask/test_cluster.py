@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from aiohttp import web
 from astropy.io import fits
@@ -91,8 +92,21 @@ def dc(dask_client: Any) -> Any:
 
 
 def manifest(root: Path) -> list[dict[str, str]]:
+    """The combined manifest's rows; its VOTable twin says the same."""
+    from astropy.io.votable import parse_single_table
+
     with (root / "manifest.csv").open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))
+    table = parse_single_table(root / "manifest.xml").to_table()
+    if rows:
+        assert table.colnames == list(rows[0])
+    assert len(table) == len(rows)
+    for row, twin in zip(rows, table, strict=True):
+        assert int(twin["partition"]) == int(row["partition"])
+        for name in ("url", "path", "state"):
+            value = twin[name]
+            assert ("" if value is None or value is np.ma.masked else str(value)) == row[name]
+    return rows
 
 
 def expected_bytes(url: str, image_bytes: int = IMAGE_BYTES) -> bytes:

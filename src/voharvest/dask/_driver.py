@@ -21,7 +21,7 @@ from voharvest.dask._coordinator import PLUGIN_NAME, Coordinator
 from voharvest.dask._partition import PartitionResult, PartitionTask, ServiceSpec, run_partition
 from voharvest.dask._storage import PLAN_NAME, Store, target_to_json
 from voharvest.harvesting import HarvestItem, HarvestOptions, Target, iter_targets
-from voharvest.harvesting.manifest import MANIFEST_COLUMNS
+from voharvest.harvesting.manifest import MANIFEST_COLUMNS, VOTableRows
 from voharvest.services import RegistryResource, SIA2Service, SIAService
 
 __all__ = ["DaskHarvest", "PartitionError", "partition_of"]
@@ -281,12 +281,19 @@ class DaskHarvest:
     # --- the combined manifest ------------------------------------------------
 
     def _combine(self, count: int) -> str:
-        """``<root>/manifest.csv``: every partition's manifest, paths relative to the root."""
+        """``<root>/manifest.csv`` and ``manifest.xml`` (VOTable): every partition's
+        manifest, a ``partition`` column first, paths relative to the root."""
         store = self.store
         path_at = MANIFEST_COLUMNS.index("path")
         target = store.path("manifest.csv")
         partial = target + ".part"
-        with store.fs.open(partial, "w", encoding="utf-8", newline="") as out:
+        vot_target = store.path("manifest.xml")
+        vot_partial = vot_target + ".part"
+        with (
+            store.fs.open(partial, "w", encoding="utf-8", newline="") as out,
+            store.fs.open(vot_partial, "w", encoding="utf-8") as vot_out,
+            VOTableRows(vot_out, ("partition", *MANIFEST_COLUMNS)) as votable,
+        ):
             writer = csv.writer(out)
             writer.writerow(("partition", *MANIFEST_COLUMNS))
             for index in range(count):
@@ -304,7 +311,9 @@ class DaskHarvest:
                         if row[path_at]:
                             row[path_at] = f"partitions/{index:04d}/{row[path_at]}"
                         writer.writerow((index, *row))
+                        votable.write((index, *row))
         store.fs.mv(partial, target)
+        store.fs.mv(vot_partial, vot_target)
         return target
 
 

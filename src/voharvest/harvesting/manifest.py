@@ -10,9 +10,10 @@ import csv
 import io
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
@@ -20,7 +21,14 @@ from astropy.table import MaskedColumn, Table
 
 from ._journal import open_readonly
 
-__all__ = ["MANIFEST_COLUMNS", "HarvestStatus", "manifest_rows", "status", "write_manifest"]
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "HarvestStatus",
+    "VOTableRows",
+    "manifest_rows",
+    "status",
+    "write_manifest",
+]
 
 MANIFEST_COLUMNS = (
     "service",
@@ -148,11 +156,13 @@ def manifest_rows(db: sqlite3.Connection) -> Iterator[tuple[object, ...]]:
     yield from db.execute(_MANIFEST_QUERY)
 
 
-def _votable_frame() -> tuple[str, str]:
+def _votable_frame(columns: tuple[str, ...] = MANIFEST_COLUMNS) -> tuple[str, str]:
     """The VOTable document around the rows, written by astropy (for one stand-in row)."""
     table = Table()
-    for name in MANIFEST_COLUMNS:
-        if name in _FLOATS:
+    for name in columns:
+        if name == "partition":
+            table[name] = MaskedColumn([0], dtype="int32")
+        elif name in _FLOATS:
             table[name] = MaskedColumn([0.0], dtype=float, unit="deg")
         elif name in _INTEGERS:
             table[name] = MaskedColumn([0], dtype="int64", unit="byte")
@@ -169,13 +179,42 @@ def _votable_frame() -> tuple[str, str]:
 
 
 def _cell(name: str, value: object) -> str:
-    if value is None:
+    if value is None or (value == "" and (name in _FLOATS or name in _INTEGERS)):
         return "<TD/>"  # VOTable 1.3: an empty cell is null, for every datatype
-    if name in _FLOATS:
-        return f"<TD>{float(value)!r}</TD>"  # type: ignore[arg-type]
-    if name in _INTEGERS:
-        return f"<TD>{int(value)}</TD>"  # type: ignore[call-overload]
+    try:
+        if name == "partition" or name in _INTEGERS:
+            return f"<TD>{int(value)}</TD>"  # type: ignore[call-overload]
+        if name in _FLOATS:
+            return f"<TD>{float(value)!r}</TD>"  # type: ignore[arg-type]
+    except ValueError:
+        return "<TD/>"  # a CSV cell that isn't a number (not one we wrote): null
     return f"<TD>{xml_escape(_NOT_XML.sub(chr(0xFFFD), str(value)))}</TD>"
+
+
+class VOTableRows:
+    """A manifest VOTable written a row at a time (constant memory).
+
+    ``columns``: MANIFEST_COLUMNS, optionally with ``partition`` first (the
+    combined manifest of a Dask harvest). Values may be the journal's (None
+    for null) or a CSV's text ('' for null).
+    """
+
+    def __init__(self, handle: Any, columns: tuple[str, ...] = MANIFEST_COLUMNS) -> None:
+        self.handle = handle
+        self.columns = columns
+        self._head, self._tail = _votable_frame(columns)
+
+    def __enter__(self) -> VOTableRows:
+        self.handle.write(self._head)
+        return self
+
+    def write(self, row: Sequence[object]) -> None:
+        cells = "".join(_cell(n, v) for n, v in zip(self.columns, row, strict=True))
+        self.handle.write(f"<TR>{cells}</TR>\n")
+
+    def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is None:
+            self.handle.write(self._tail)
 
 
 def write_manifest(
@@ -194,7 +233,6 @@ def write_manifest(
     folder = Path(directory)
     csv_target = Path(csv_path) if csv_path is not None else folder / "manifest.csv"
     vot_target = Path(votable_path) if votable_path is not None else folder / "manifest.xml"
-    head, tail = _votable_frame()
     csv_partial = csv_target.with_name(csv_target.name + ".part")
     vot_partial = vot_target.with_name(vot_target.name + ".part")
     db = open_readonly(folder)
@@ -205,12 +243,10 @@ def write_manifest(
         ):
             writer = csv.writer(csv_handle)
             writer.writerow(MANIFEST_COLUMNS)
-            vot_handle.write(head)
-            for row in manifest_rows(db):
-                writer.writerow(row)
-                cells = "".join(_cell(n, v) for n, v in zip(MANIFEST_COLUMNS, row, strict=True))
-                vot_handle.write(f"<TR>{cells}</TR>\n")
-            vot_handle.write(tail)
+            with VOTableRows(vot_handle) as votable:
+                for row in manifest_rows(db):
+                    writer.writerow(row)
+                    votable.write(row)
     finally:
         db.close()
     csv_partial.replace(csv_target)
