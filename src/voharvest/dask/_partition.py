@@ -111,10 +111,11 @@ async def _run(task: PartitionTask, worker: Any) -> PartitionResult:
     result = PartitionResult(task.index, worker=str(getattr(worker, "address", "")))
     uploads: UploadLog | None = None
     if staged:
-        uploads = await asyncio.to_thread(_prepare_staging, store, task.index, folder)
+        log, restored = await asyncio.to_thread(_prepare_staging, store, task.index, folder)
         result.uploaded, result.lost = await asyncio.to_thread(
-            _reconcile, store, task.index, folder, uploads
+            _reconcile, store, task.index, folder, log, restored
         )
+        uploads = log
     async with _gate(task, worker) as gate:
         config = dataclasses.replace(task.config, gate=gate, parse_workers=0)
         async with VOClient(config) as client:
@@ -200,39 +201,62 @@ def _upload_one(store: Store, local: Path, destination: str) -> int:
     return size
 
 
-def _prepare_staging(store: Store, index: int, folder: Path) -> UploadLog:
-    """Bring back the partition's journal from the store if this staging folder lost it."""
+def _prepare_staging(store: Store, index: int, folder: Path) -> tuple[UploadLog, bool]:
+    """Bring back the partition's journal from the store if this staging folder lost it;
+    (the upload log, whether the journal was restored)."""
     journal = folder / JOURNAL_NAME
+    restored = False
     if not journal.exists() and store.download(store.partition(index, JOURNAL_NAME), journal):
         logger.info("partition %d: journal restored from %s", index, store.url)
-    return UploadLog(folder)
+        restored = True
+    return UploadLog(folder), restored
 
 
-def _reconcile(store: Store, index: int, folder: Path, uploads: UploadLog) -> tuple[int, int]:
-    """Upload files that a killed run finished but did not upload; count the lost ones.
+def _reconcile(
+    store: Store, index: int, folder: Path, uploads: UploadLog, restored: bool
+) -> tuple[int, int]:
+    """Make the journal and the store agree before the partition's harvest runs.
 
-    Returns (uploaded now, lost): a file the journal calls done, not noted as
-    uploaded, and found neither here nor in the store, is lost (its staging
-    folder went with its machine); it stays done in the journal.
+    - A file the journal calls done, here but not uploaded (a run killed
+      between its rename and its upload): uploaded now.
+    - A file the journal calls done, neither here nor in the store (its
+      staging folder went with its machine): lost — set pending again, so the
+      harvest fetches it again.
+    - With a journal restored from the store's copy (older than the files
+      uploaded after it): a file it calls pending but the store holds under
+      its final name (uploads are atomic renames) is done; not fetched again.
+
+    Returns (uploaded now, lost and to be fetched again).
     """
     journal = folder / JOURNAL_NAME
     if not journal.exists():
         return 0, 0
-    from voharvest.harvesting._journal import open_readonly
+    from voharvest.harvesting._journal import mark_records, open_readonly
 
-    uploaded = lost = 0
+    uploaded = 0
     state_at = MANIFEST_COLUMNS.index("state")
     path_at = MANIFEST_COLUMNS.index("path")
     seen: set[str] = set()
+    found: dict[str, int] = {}
+    lost: list[str] = []
     db = open_readonly(folder)
     try:
         for row in manifest_rows(db):
             relative = str(row[path_at])
-            if row[state_at] != "done" or relative in seen or relative in uploads.done:
+            if not relative or relative in seen:
                 continue
             seen.add(relative)
-            local = folder / relative
             destination = store.partition(index, relative)
+            if row[state_at] != "done":
+                if restored and row[state_at] in ("pending", "failed"):
+                    size = store.size(destination)
+                    if size is not None:
+                        found[relative] = size
+                        uploads.add(relative, size)
+                continue
+            if relative in uploads.done:
+                continue
+            local = folder / relative
             if local.exists():
                 uploads.add(relative, _upload_one(store, local, destination))
                 local.unlink()
@@ -240,10 +264,12 @@ def _reconcile(store: Store, index: int, folder: Path, uploads: UploadLog) -> tu
             elif (size := store.size(destination)) is not None:
                 uploads.add(relative, size)
             else:
-                lost += 1
+                lost.append(relative)
     finally:
         db.close()
-    return uploaded, lost
+    if found or lost:
+        mark_records(folder, done=found, pending=lost)
+    return uploaded, len(lost)
 
 
 def _publish(store: Store, index: int, folder: Path) -> None:

@@ -32,14 +32,21 @@ import fcntl
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from .._exceptions import ParameterError, VOHarvestError
 
-__all__ = ["JOURNAL_NAME", "Journal", "JournalError", "PendingRecord", "open_readonly"]
+__all__ = [
+    "JOURNAL_NAME",
+    "Journal",
+    "JournalError",
+    "PendingRecord",
+    "mark_records",
+    "open_readonly",
+]
 
 JOURNAL_NAME = "voharvest-journal.sqlite"
 LOCK_NAME = "voharvest-journal.lock"
@@ -208,6 +215,58 @@ def _insert(
         int(cursor.lastrowid or 0), record.url, record.path, record.format,
         record.announced_size, service, target, label, record.kind, record.title, centre,
     )  # fmt: skip
+
+
+def mark_records(
+    directory: Path, *, done: Mapping[str, int] | None = None, pending: Iterable[str] = ()
+) -> int:
+    """Outside a running harvest, correct what the journal believes of files, by path.
+
+    ``done``: paths (relative to ``directory``) found complete elsewhere, with
+    their sizes; ``pending``: paths the journal calls done whose files are
+    gone, to be fetched again. For a harvest whose files leave the directory
+    (uploaded to object storage) and whose directory can be lost. Takes the
+    journal's lock (JournalError if a harvest runs there). Returns the rows changed.
+    """
+    try:
+        lock = (directory / LOCK_NAME).open("a")
+    except OSError as exc:
+        raise JournalError(f"can't use {directory}: {exc}") from exc
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise JournalError(f"a harvest is running in {directory}") from exc
+        db = _connect(directory / JOURNAL_NAME)
+        changed = 0
+        now = time.time()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for path, size in (done or {}).items():
+                changed += db.execute(
+                    "UPDATE records SET state = 'done', bytes = ?, error = NULL, updated = ?"
+                    " WHERE path = ? AND kind = 'file' AND state != 'done'",
+                    (size, now, path),
+                ).rowcount
+            for path in pending:
+                changed += db.execute(
+                    "UPDATE records SET state = 'pending', bytes = NULL, updated = ?"
+                    " WHERE path = ? AND kind = 'file' AND state = 'done'",
+                    (now, path),
+                ).rowcount
+            if changed:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('finished', '0')")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal in {directory}: {exc}") from exc
+    finally:
+        lock.close()
+    return changed
 
 
 class Journal:
