@@ -245,11 +245,14 @@ class VOClient:
 
     # --- services -----------------------------------------------------------------
 
-    def sia_service(self, access_url: str, *, version: int = 1) -> SIAService | SIA2Service:
-        """An SIA service from its access URL (``version`` 1 or 2)."""
+    def sia_service(
+        self, access_url: str, *, version: int = 1, cuts: bool = False
+    ) -> SIAService | SIA2Service:
+        """An SIA service from its access URL (``version`` 1 or 2; ``cuts``: an SIA 1.0
+        service of the Cutout type, whose images are cut to the region searched)."""
         check_url(access_url)
         if version == 1:
-            return SIAService(self, access_url)
+            return SIAService(self, access_url, cuts=cuts)
         if version == 2:
             return SIA2Service(self, access_url)
         raise ParameterError(f"SIA version must be 1 or 2, not {version!r}")

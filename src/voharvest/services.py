@@ -55,14 +55,22 @@ class RegistryResource(Resource):
 
 
 class SIAService:
-    """A Simple Image Access 1.0 service."""
+    """A Simple Image Access 1.0 service.
 
-    def __init__(self, client: VOClient, access_url: str) -> None:
+    ``cuts``: the service is of the SIA 1.0 *Cutout* (or *Mosaic*) type — its
+    images are cut to the region searched — so a harvest asking for cutouts
+    gets them by searching the cutout's size (the registry's
+    ``imageServiceType``; say so when you know it).
+    """
+
+    def __init__(self, client: VOClient, access_url: str, *, cuts: bool = False) -> None:
         self.client = client
         self.access_url = access_url
+        self.cuts = cuts
 
     def __repr__(self) -> str:
-        return f"SIAService({self.access_url!r})"
+        extra = ", cuts=True" if self.cuts else ""
+        return f"SIAService({self.access_url!r}{extra})"
 
     def search_url(self, pos: Any, size: Any, **params: Any) -> str:
         """The query URL of a search (``pos`` must already be a position)."""

@@ -215,3 +215,45 @@ async def test_links_found_by_what_comes_back_are_followed(server: LocalServer, 
     (path,) = saved(tmp_path)
     assert path.read_bytes()[:9] == b"SIMPLE  =" and path.stat().st_size == sky.full_size("m101_r")
     assert sky.fetches["/dl"] == 1 and sky.fetches["m101_r.fits"] == 1
+
+
+async def test_an_sia1_cutout_service_is_searched_at_the_cutout_size(
+    server: LocalServer, tmp_path: Path
+):
+    """SIA 1.0 services of the Cutout type cut their images to the search."""
+    from tests.harvest.minisky import MiniSky
+
+    MiniSky(server, per_search=1)
+    target = (30.0, 40.0)
+    async with VOClient(config()) as client:
+        cutting = client.sia_service(server.url("/sia"), cuts=True)
+        items = [
+            item
+            async for item in harvest(
+                client,
+                [cutting],
+                [target],
+                size=0.5,
+                format="image/fits",
+                download_to=tmp_path,
+                cutout="1arcmin",
+            )
+        ]
+        plain = [
+            item
+            async for item in harvest(
+                client, [server.url("/sia")], [target], size=0.5, format="image/fits",
+                download_to=tmp_path / "p", cutout="1arcmin", cutout_fallback="skip",
+            )
+        ]  # fmt: skip
+    assert [i for i in items if not i.ok] == []
+    sizes = [hit.query["SIZE"] for hit in server.hits_for("/sia")]
+    assert float(sizes[0]) == pytest.approx(2 / 60)  # the cutout's diameter, not 0.5
+    assert float(sizes[1]) == pytest.approx(0.5)  # an ordinary service: the search size
+    (row,) = manifest(tmp_path)
+    assert row["mode"] == "cutout" and row["state"] == "done"
+    shape, ra, dec, width, height = row["region"].split()
+    assert shape == "BOX" and (float(ra), float(dec)) == pytest.approx(target)
+    assert (float(width), float(height)) == pytest.approx((2 / 60, 2 / 60))
+    # An ordinary SIA 1.0 service without DataLink can't cut: skipped at the search.
+    assert [i for i in plain if i.kind == "download"] == []

@@ -159,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     services.add_argument("--service", action="append", help="SIA 1.0 access URL (repeatable)")
     services.add_argument("--sia2", action="append", help="SIA 2.0 access URL (repeatable)")
+    services.add_argument(
+        "--cutout-service",
+        action="append",
+        help="SIA 1.0 access URL of a Cutout-type service: its images are cut to the "
+        "search, so --cutout searches the cutout's size there (repeatable)",
+    )
     _add_constraints(harvest)
     what = harvest.add_argument_group("what to fetch")
     what.add_argument("--size", type=float, required=True, help="search size in degrees")

@@ -117,6 +117,7 @@ async def harvest(
     async with VOClient(config) as client:
         services: list[Any] = list(args.service or [])
         services += [client.sia_service(url, version=2) for url in args.sia2 or []]
+        services += [client.sia_service(url, cuts=True) for url in args.cutout_service or []]
         if constraints:
             found = await client.regsearch(**constraints)
             usable = [r for r in found if {"sia", "sia2"} & set(r.service_kinds)]
@@ -127,7 +128,8 @@ async def harvest(
             services += usable
         if not services:
             raise ParameterError(
-                "no services: give --service/--sia2 URLs or registry constraints that find some"
+                "no services: give --service/--sia2/--cutout-service URLs or registry constraints "
+                "that find some"
             )
         run = Harvest(client, services, targets, options, download_to=args.out)
         progress = None if args.no_progress else Progress()

@@ -197,7 +197,17 @@ class _Service:
                     wanted.append(DATALINK_MIME)
                 params["format"] = wanted
             return await self.endpoint.search(**params)
-        return await self.endpoint.search(position, options.size, format=options.format)
+        size: Any = options.size
+        if options.cutout is not None and self.cuts:
+            # The service cuts its images to the search: search the cutout's box.
+            width, height = options.cutout.extent
+            size = width if width == height else (width, height)
+        return await self.endpoint.search(position, size, format=options.format)
+
+    @property
+    def cuts(self) -> bool:
+        """An SIA 1.0 service of the Cutout type: its images are cut to the search."""
+        return isinstance(self.endpoint, SIAService) and self.endpoint.cuts
 
 
 def _service(client: VOClient, value: Any) -> _Service:
@@ -396,7 +406,7 @@ class Harvest:
                     coord = await self.client.resolve(target.name or "")
                     position = (float(coord.icrs.ra.deg), float(coord.icrs.dec.deg))
                 results = await service.search(position, self.options)
-                chosen = self._choose(service, target, results)
+                chosen = self._choose(service, target, results, position)
                 new: list[PendingRecord] = []
                 if self._journal is not None:
                     new = await self._journal.search_done(
@@ -425,7 +435,13 @@ class Harvest:
         )
         return item, new
 
-    def _choose(self, service: _Service, target: Target, results: SIAResults) -> list[FoundRecord]:
+    def _choose(
+        self,
+        service: _Service,
+        target: Target,
+        results: SIAResults,
+        position: tuple[float, float],
+    ) -> list[FoundRecord]:
         formats = self.options.kept_formats
         chosen: list[FoundRecord] = []
         seen: set[str] = set()
@@ -433,12 +449,15 @@ class Harvest:
         for record in results:
             url = record.getdataurl()
             links = record.datalink_url if record.is_datalink or cutout is not None else None
+            if cutout is not None and service.cuts and not record.is_datalink:
+                links = None  # the service cut it already: the file itself is the cutout
+            cut_here = cutout is not None and service.cuts and not links
             if links:
                 # Resolved by a download worker; a cutout depends on the target.
                 url = links if cutout is None else f"{links}{_TARGET_MARK}{target.key}"
             elif not _keeps(record, formats):
                 continue
-            elif cutout is not None and self.options.cutout_fallback == "skip":
+            elif cutout is not None and not service.cuts and self.options.cutout_fallback == "skip":
                 continue  # nothing to cut with, and full frames are not wanted
             if not url or url in seen:
                 continue
@@ -458,7 +477,11 @@ class Harvest:
                     ra=record.ra,
                     dec=record.dec,
                     kind="datalink" if links else "file",
-                    mode="full",
+                    mode="cutout" if cut_here else "full",
+                    region=f"BOX {position[0]!r} {position[1]!r} {cutout.extent[0]!r} "
+                    f"{cutout.extent[1]!r}"
+                    if cut_here and cutout
+                    else None,
                 )
             )
             if self.options.max_records and len(chosen) >= self.options.max_records:

@@ -141,6 +141,14 @@ class Cutout:
             text += f" BAND {format_number(self.band[0])} {format_number(self.band[1])}"
         return text
 
+    @property
+    def extent(self) -> tuple[float, float]:
+        """Width and height (degrees) of the box around the shape: an SIA 1.0 SIZE."""
+        if self.radius is not None:
+            return 2 * self.radius, 2 * self.radius
+        assert self.width is not None and self.height is not None
+        return self.width, self.height
+
     def journal_view(self) -> dict[str, Any]:
         return {"radius": self.radius, "width": self.width, "height": self.height,
                 "band": list(self.band) if self.band else None}  # fmt: skip
