@@ -107,3 +107,23 @@ async def test_marking_records_refuses_a_running_harvest(tmp_path: Path):
         await journal.close()
     assert mark_records(tmp_path, pending=["svc/t/0.fits"]) == 1
     assert states(tmp_path) == {"svc/t/0.fits": "pending"}
+
+
+def test_a_cutout_type_sia1_service_stays_one_on_the_workers():
+    """The Cutout-type flag of an SIA 1.0 service survives the trip to a worker."""
+    import pickle
+
+    from voharvest.dask._driver import _service_spec
+    from voharvest.dask._partition import _services
+    from voharvest.services import SIA2Service, SIAService
+
+    class Client:  # what _services asks of a VOClient
+        def sia_service(self, url: str, *, version: int = 1, cuts: bool = False) -> object:
+            return SIAService(self, url, cuts=cuts) if version == 1 else SIA2Service(self, url)
+
+    given = [SIAService(None, "http://a.test/sia", cuts=True), "http://b.test/sia",  # type: ignore[arg-type]
+             SIA2Service(None, "http://c.test/sia2")]  # type: ignore[arg-type]  # fmt: skip
+    specs = pickle.loads(pickle.dumps(tuple(_service_spec(s) for s in given)))
+    rebuilt = _services(Client(), specs)  # type: ignore[arg-type]
+    assert [type(s).__name__ for s in rebuilt] == ["SIAService", "SIAService", "SIA2Service"]
+    assert [getattr(s, "cuts", None) for s in rebuilt] == [True, False, None]

@@ -59,7 +59,7 @@ def _service_spec(value: Any) -> ServiceSpec:
     if isinstance(value, SIA2Service):
         return ("sia2", value.access_url)
     if isinstance(value, SIAService):
-        return ("sia1", value.access_url)
+        return ("sia1-cuts" if value.cuts else "sia1", value.access_url)
     if isinstance(value, str):
         return ("sia1", value)
     raise ParameterError(f"can't harvest from {value!r}: give SIA services or access URLs")

@@ -39,7 +39,8 @@ __all__ = ["PartitionResult", "PartitionTask", "ServiceSpec", "run_partition"]
 
 logger = logging.getLogger("voharvest.dask")
 
-#: ("resource", RegistryResource without its client) or ("sia1" | "sia2", access URL).
+#: ("resource", RegistryResource without its client) or ("sia1" | "sia1-cuts" | "sia2",
+#: access URL); "sia1-cuts" is an SIA 1.0 service of the Cutout type.
 ServiceSpec = tuple[str, Any]
 
 _UPLOADS_IN_FLIGHT = 8
@@ -82,7 +83,8 @@ def _services(client: VOClient, specs: tuple[ServiceSpec, ...]) -> list[Any]:
         if kind == "resource":
             services.append(RegistryResource.bind(value, client))
         else:
-            services.append(client.sia_service(value, version=2 if kind == "sia2" else 1))
+            version = 2 if kind == "sia2" else 1
+            services.append(client.sia_service(value, version=version, cuts=kind == "sia1-cuts"))
     return services
 
 
