@@ -659,9 +659,8 @@ def harvest(
     Records whose access URL is a DataLink document are resolved to the
     dataset itself; with ``cutout`` (a :class:`~voharvest.Cutout` or a radius
     such as ``"3arcmin"``) a SODA cutout around each target is fetched instead
-    of the full frame, and ``cutout_fallback`` (``full``, ``skip``, ``fail``)
-    says what to do with records that can't be cut (``full`` or ``skip``; see
-    :class:`HarvestOptions`).
+    of the full frame, and ``cutout_fallback`` (``full`` or ``skip``) says what
+    to do with records that can't be cut (see :class:`HarvestOptions`).
 
     ``async for item in harvest(...)`` yields a :class:`HarvestItem` per search
     and per download, in completion order.
