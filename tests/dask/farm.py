@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import subprocess
@@ -44,7 +45,8 @@ class FarmProcess:
         finally:
             for stream in (self.process.stdin, self.process.stdout):
                 if stream is not None:
-                    stream.close()
+                    with contextlib.suppress(OSError):  # a pipe the farm broke by dying
+                        stream.close()
 
     def _send(self, command: str) -> None:
         assert self.process is not None and self.process.stdin is not None

@@ -70,13 +70,19 @@ def positions(count: int) -> list[tuple[float, float]]:
 
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[Any]:
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-    )
+    import dask
+
+    # A worker that stops answering is restarted after 30 s, not Dask's default
+    # 5 minutes (a CI run once lost one for 9 minutes; its partition then ran
+    # again elsewhere, as it should, but the test waited all that time).
+    with dask.config.set({"distributed.scheduler.worker-ttl": "30s"}):
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
+        )
     client = distributed.Client(cluster)
     try:
         yield client

@@ -127,3 +127,12 @@ def test_a_cutout_type_sia1_service_stays_one_on_the_workers():
     rebuilt = _services(Client(), specs)  # type: ignore[arg-type]
     assert [type(s).__name__ for s in rebuilt] == ["SIAService", "SIAService", "SIA2Service"]
     assert [getattr(s, "cuts", None) for s in rebuilt] == [True, False, None]
+
+
+def test_a_journal_file_without_tables_is_no_journal(tmp_path: Path):
+    """A run killed right after creating its journal file leaves it empty: nothing to mend."""
+    folder = tmp_path / "staging" / "0000"
+    folder.mkdir(parents=True)
+    (folder / JOURNAL_NAME).write_bytes(b"")
+    store = Store(tmp_path / "store")
+    assert _reconcile(store, 0, folder, UploadLog(folder), True) == (0, 0)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -231,8 +232,8 @@ def _reconcile(
     Returns (uploaded now, lost and to be fetched again).
     """
     journal = folder / JOURNAL_NAME
-    if not journal.exists():
-        return 0, 0
+    if not journal.exists() or not _has_records(journal):
+        return 0, 0  # none, or one whose run died before writing its tables
     from voharvest.harvesting._journal import mark_records, open_readonly
 
     uploaded = 0
@@ -272,6 +273,18 @@ def _reconcile(
     if found or lost:
         mark_records(folder, done=found, pending=lost)
     return uploaded, len(lost)
+
+
+def _has_records(journal: Path) -> bool:
+    """Whether a journal file has its tables (a run killed at once leaves an empty file)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'"
+            ).fetchone()
+    except sqlite3.Error:
+        return False
+    return found is not None
 
 
 def _publish(store: Store, index: int, folder: Path) -> None:
