@@ -34,6 +34,17 @@ import aiofiles.os
 from astropy.coordinates import SkyCoord
 
 from ._config import ClientConfig
+from ._downloads import (
+    MAX_LINKS_BYTES,
+    LinksInstead,
+    check_content,
+    content_range,
+    content_range_total,
+    fsync_file,
+    plain_format,
+    read_capped,
+    resumable,
+)
 from ._exceptions import (
     ClientStateError,
     DataLinkError,
@@ -50,7 +61,7 @@ from ._exceptions import (
     UnsupportedConstraintError,
     VOHarvestError,
 )
-from ._files import filename_from_url, inside, matches, safe_filename, sniff_kind
+from ._files import filename_from_url, inside, safe_filename
 from ._limiter import Clock, HostStats
 from .protocol import datalink, regtap, sesame, tap, votable
 from .protocol._encoding import position_degrees
@@ -71,18 +82,6 @@ logger = logging.getLogger("voharvest.client")
 _UNOPENED, _OPEN, _CLOSED = "unopened", "open", "closed"
 T = TypeVar("T")
 
-#: The largest DataLink document taken (they are a few kB per dataset).
-_MAX_LINKS_BYTES = 16 * 1024 * 1024
-
-
-class _LinksInstead(Exception):
-    """A download's URL answered with a DataLink document (internal)."""
-
-    def __init__(self, body: bytes, url: str) -> None:
-        super().__init__(url)
-        self.body = body
-        self.url = url
-
 
 def source_url(source: Any) -> str:
     """The URL of a record (``getdataurl()``) or of a plain URL string."""
@@ -95,6 +94,13 @@ def source_url(source: Any) -> str:
     if not url:
         raise ParameterError(f"{source!r} has no data URL")
     return check_url(url)
+
+
+def _keep_links(source: Any, links: DataLinks) -> None:
+    """Leave a record's parsed DataLink document on it (``record.links``)."""
+    keep = getattr(source, "keep_links", None)
+    if keep is not None:
+        keep(links)
 
 
 def _parse_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -360,14 +366,12 @@ class VOClient:
         url = check_url(found)
         body = await self._get_document(url)
         links = await self._parse(datalink.parse_datalink, body, url)
-        keep = getattr(source, "keep_links", None)
-        if keep is not None:
-            keep(links)
+        _keep_links(source, links)
         return links
 
     async def _get_document(self, url: str) -> bytes:
         try:
-            answer = await self._transport.request("GET", url, max_bytes=_MAX_LINKS_BYTES)
+            answer = await self._transport.request("GET", url, max_bytes=MAX_LINKS_BYTES)
         except HTTPStatusError as exc:
             self._raise_dali_error(exc, url)
             raise
@@ -409,7 +413,7 @@ class VOClient:
         chosen = did if did and did in links.ids else None
         return datalink.plan_datasets(
             links,
-            format=_plain_format(format),
+            format=plain_format(format),
             dataset_id=chosen,
             cutout=shape,
             position=centre,
@@ -501,7 +505,7 @@ class VOClient:
         self._check_open()
         url = source_url(source)
         record_format = None if isinstance(source, str) else getattr(source, "format", None)
-        wanted = _plain_format(expected_format)
+        wanted = plain_format(expected_format)
         linked = cutout is not None or datalink.is_datalink_format(record_format)
         if linked and not datalink.is_datalink_format(expected_format):
             planned = await self.datasets(
@@ -518,12 +522,10 @@ class VOClient:
                     url, directory, filename, overwrite, keep_partial, expected_format
                 )
             ]
-        except _LinksInstead as found:
+        except LinksInstead as found:
             # The URL answered with a DataLink document: take what it points at.
             links = await self._parse(datalink.parse_datalink, found.body, found.url)
-            keep = getattr(source, "keep_links", None)
-            if keep is not None:
-                keep(links)
+            _keep_links(source, links)
             planned = datalink.plan_datasets(links, format=wanted)
             return await self._fetch_planned(
                 planned, directory, filename, overwrite, keep_partial, wanted, single
@@ -564,7 +566,7 @@ class VOClient:
                     keep_partial,
                     dataset.format or wanted,
                 )
-            except _LinksInstead as found:
+            except LinksInstead as found:
                 raise FormatError(
                     "a DataLink document points at another DataLink document as its dataset",
                     url=found.url,
@@ -603,13 +605,13 @@ class VOClient:
         try:
             try:
                 await self._transport.with_retries(url, attempt)
-                await _check_content(part, expected_format, url, self._files)
+                await check_content(part, expected_format, url, self._files)
                 await aiofiles.os.replace(part, final)
                 await self._remove(meta)
             except OSError as exc:
                 raise StorageError(f"can't write {final}: {exc}") from exc
         except BaseException as exc:
-            doomed = [] if keep_partial and _resumable(exc) else [part, meta]
+            doomed = [] if keep_partial and resumable(exc) else [part, meta]
             removal = asyncio.ensure_future(self._remove(*doomed))
             try:
                 await asyncio.shield(removal)
@@ -669,10 +671,10 @@ class VOClient:
                 and stream.status == 200
                 and datalink.is_datalink_format(stream.headers.get("Content-Type"))
             ):
-                raise _LinksInstead(await _read_capped(stream, url), url)
+                raise LinksInstead(await read_capped(stream, url), url)
             if stream.status == 416:
                 # Nothing left to send: the .part may already hold the whole file.
-                length = _content_range_total(stream.headers.get("Content-Range"))
+                length = content_range_total(stream.headers.get("Content-Range"))
                 if offset and length == offset:
                     return
                 await self._remove(part, meta)
@@ -682,7 +684,7 @@ class VOClient:
                     retryable=True,
                 )
             if stream.status == 206:
-                start, total = _content_range(stream.headers.get("Content-Range"))
+                start, total = content_range(stream.headers.get("Content-Range"))
                 if start != offset:
                     await self._remove(part, meta)
                     raise PayloadError(
@@ -738,72 +740,4 @@ class VOClient:
             )
         if self.config.fsync:
             # After the response: the host's connection slot is free while the disk works.
-            await loop.run_in_executor(self._files, _fsync, part)
-
-
-async def _read_capped(stream: Any, url: str) -> bytes:
-    body = bytearray()
-    async for chunk in stream.chunks(256 * 1024):
-        body += chunk
-        if len(body) > _MAX_LINKS_BYTES:
-            raise TooLargeError(
-                f"a DataLink document over {_MAX_LINKS_BYTES} bytes", url=url, retryable=False
-            )
-    return bytes(body)
-
-
-def _plain_format(value: str | None) -> str | None:
-    """A format to pick links by: None for no choice or for DataLink itself."""
-    if not value or datalink.is_datalink_format(value):
-        return None
-    return value
-
-
-def _fsync(path: Path) -> None:
-    """Flush a closed file's data to the disk (fsync works on any descriptor of it)."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _resumable(exc: BaseException) -> bool:
-    """Whether a ``.part`` is worth keeping after ``exc``: transport trouble or cancellation."""
-    return isinstance(exc, TransportError | asyncio.CancelledError)
-
-
-def _content_range_total(value: str | None) -> int | None:
-    """The complete length from ``Content-Range: bytes */n`` (a 416 answer), if given."""
-    if value and "/" in value:
-        length = value.rsplit("/", 1)[1].strip()
-        return int(length) if length.isdigit() else None
-    return None
-
-
-def _content_range(value: str | None) -> tuple[int, int | None]:
-    """(first byte, total length or None) of a ``Content-Range: bytes a-b/n`` header."""
-    if value:
-        unit, _, spec = value.strip().partition(" ")
-        span, _, length = spec.partition("/")
-        first, _, _ = span.partition("-")
-        if unit.lower() == "bytes" and first.isdigit():
-            return int(first), int(length) if length.isdigit() else None
-    raise PayloadError(f"a 206 answer with an unreadable Content-Range {value!r}")
-
-
-async def _check_content(
-    part: Path, mime: str | None, url: str, executor: concurrent.futures.Executor | None
-) -> None:
-    """FormatError if a file of a known type doesn't start as one (an error page, say)."""
-    kind = sniff_kind(mime)
-    if kind is None:
-        return
-    async with aiofiles.open(part, "rb", executor=executor) as handle:
-        head = await handle.read(2880)
-    if not matches(kind, head):
-        raise FormatError(
-            f"expected {mime}, but the file starts with {head[:60]!r}",
-            snippet=head[:200].decode("utf-8", errors="replace"),
-            url=url,
-        )
+            await loop.run_in_executor(self._files, fsync_file, part)

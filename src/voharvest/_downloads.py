@@ -1,0 +1,112 @@
+"""Downloads: the file-level helpers of ``VOClient.download`` (no aiohttp here).
+
+Content-Range parsing, the content check of a finished ``.part``, fsync, which
+failures leave a ``.part`` worth keeping, and the reading of a DataLink
+document that came where a file was due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+
+from ._exceptions import FormatError, PayloadError, TooLargeError, TransportError
+from ._files import matches, sniff_kind
+from .protocol import datalink
+
+__all__ = [
+    "MAX_LINKS_BYTES",
+    "LinksInstead",
+    "check_content",
+    "content_range",
+    "content_range_total",
+    "fsync_file",
+    "plain_format",
+    "read_capped",
+    "resumable",
+]
+
+#: The largest DataLink document taken (they are a few kB per dataset).
+MAX_LINKS_BYTES = 16 * 1024 * 1024
+
+
+class LinksInstead(Exception):
+    """A download's URL answered with a DataLink document (internal to the client)."""
+
+    def __init__(self, body: bytes, url: str) -> None:
+        super().__init__(url)
+        self.body = body
+        self.url = url
+
+
+async def read_capped(stream: Any, url: str) -> bytes:
+    body = bytearray()
+    async for chunk in stream.chunks(256 * 1024):
+        body += chunk
+        if len(body) > MAX_LINKS_BYTES:
+            raise TooLargeError(
+                f"a DataLink document over {MAX_LINKS_BYTES} bytes", url=url, retryable=False
+            )
+    return bytes(body)
+
+
+def plain_format(value: str | None) -> str | None:
+    """A format to pick links by: None for no choice or for DataLink itself."""
+    if not value or datalink.is_datalink_format(value):
+        return None
+    return value
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a closed file's data to the disk (fsync works on any descriptor of it)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def resumable(exc: BaseException) -> bool:
+    """Whether a ``.part`` is worth keeping after ``exc``: transport trouble or cancellation."""
+    return isinstance(exc, TransportError | asyncio.CancelledError)
+
+
+def content_range_total(value: str | None) -> int | None:
+    """The complete length from ``Content-Range: bytes */n`` (a 416 answer), if given."""
+    if value and "/" in value:
+        length = value.rsplit("/", 1)[1].strip()
+        return int(length) if length.isdigit() else None
+    return None
+
+
+def content_range(value: str | None) -> tuple[int, int | None]:
+    """(first byte, total length or None) of a ``Content-Range: bytes a-b/n`` header."""
+    if value:
+        unit, _, spec = value.strip().partition(" ")
+        span, _, length = spec.partition("/")
+        first, _, _ = span.partition("-")
+        if unit.lower() == "bytes" and first.isdigit():
+            return int(first), int(length) if length.isdigit() else None
+    raise PayloadError(f"a 206 answer with an unreadable Content-Range {value!r}")
+
+
+async def check_content(
+    part: Path, mime: str | None, url: str, executor: concurrent.futures.Executor | None
+) -> None:
+    """FormatError if a file of a known type doesn't start as one (an error page, say)."""
+    kind = sniff_kind(mime)
+    if kind is None:
+        return
+    async with aiofiles.open(part, "rb", executor=executor) as handle:
+        head = await handle.read(2880)
+    if not matches(kind, head):
+        raise FormatError(
+            f"expected {mime}, but the file starts with {head[:60]!r}",
+            snippet=head[:200].decode("utf-8", errors="replace"),
+            url=url,
+        )
