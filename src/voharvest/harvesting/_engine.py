@@ -498,12 +498,16 @@ class Harvest:
             else:
                 await results.put(await self._download(record))
 
+    def _counted_under(self, record: PendingRecord) -> tuple[str, HarvestTotals]:
+        """The label and live totals of the service a journaled record came from."""
+        service = self._by_key.get(record.service)
+        label = service.label if service else record.service
+        return label, self.totals.setdefault(label, HarvestTotals())
+
     async def _resolve(self, record: PendingRecord) -> list[HarvestItem]:
         """A DataLink record: fetch its document, journal what it leads to, fetch that."""
         assert self._journal is not None
-        service = self._by_key.get(record.service)
-        label = service.label if service else record.service
-        totals = self.totals.setdefault(label, HarvestTotals())
+        label, totals = self._counted_under(record)
         url = record.url.split(_TARGET_MARK, 1)[0]
         try:
             try:
@@ -567,9 +571,7 @@ class Harvest:
 
     async def _download(self, record: PendingRecord) -> HarvestItem:
         assert self.out is not None and self._journal is not None
-        service = self._by_key.get(record.service)
-        label = service.label if service else record.service
-        totals = self.totals.setdefault(label, HarvestTotals())
+        label, totals = self._counted_under(record)
         try:
             try:
                 relative = Path(record.path)
