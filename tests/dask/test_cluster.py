@@ -183,6 +183,18 @@ def farm_key(hosts: list[dict[str, Any]], url: str) -> str:
     return f"{index}:/images/{path}"
 
 
+def slow_files(image_bytes: int, seconds: float) -> dict[str, Any]:
+    """A farm serving one FITS per search, each taking ``seconds`` to send (time to kill)."""
+    return {
+        "latency": 0.01,
+        "rate_limit": 20.0,
+        "images_per_search": 1,
+        "formats": ["image/fits"],
+        "image_bytes": image_bytes,
+        "bandwidth": int(image_bytes / seconds),
+    }
+
+
 def finals(out: Path) -> set[Path]:
     return set(out.glob("partitions/*/*/*/*.fits"))
 
@@ -192,14 +204,7 @@ def test_a_killed_worker_and_a_rerun_end_complete_with_nothing_fetched_twice(
 ) -> None:
     out = tmp_path / "out"
     image_bytes = 64 * 1024
-    farm_config = {
-        "latency": 0.01,
-        "rate_limit": 20.0,
-        "images_per_search": 1,
-        "formats": ["image/fits"],
-        "image_bytes": image_bytes,
-        "bandwidth": 128 * 1024,  # half a second per file
-    }
+    farm_config = slow_files(image_bytes, seconds=0.5)
     config = ClientConfig(host=HostPolicy(rate=20, concurrency=3))
     targets = positions(16)
     with FarmProcess(hosts=2, **farm_config) as farm:
@@ -264,14 +269,7 @@ def test_a_killed_scheduler_and_a_rerun_on_another_cluster_finish_only_what_rema
 ) -> None:
     out = tmp_path / "out"
     image_bytes = 64 * 1024
-    farm_config = {
-        "latency": 0.01,
-        "rate_limit": 20.0,
-        "images_per_search": 1,
-        "formats": ["image/fits"],
-        "image_bytes": image_bytes,
-        "bandwidth": 256 * 1024,  # a quarter of a second per file
-    }
+    farm_config = slow_files(image_bytes, seconds=0.25)
     config = ClientConfig(host=HostPolicy(rate=20, concurrency=3))
     targets = positions(16)
     with FarmProcess(hosts=2, **farm_config) as farm:
