@@ -9,11 +9,10 @@ different URLs never share a name; nothing a server sends can climb out.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from .._files import safe_filename
+from .._files import safe_filename, url_digest
 
 __all__ = ["extension_for", "record_filename", "service_folder", "url_hash"]
 
@@ -36,7 +35,8 @@ _EXTENSIONS = {
 
 
 def url_hash(url: str, length: int = 10) -> str:
-    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+    """Harvest file names keep 10 hex digits of the URL's hash (6 for service folders)."""
+    return url_digest(url, length)
 
 
 def extension_for(format: str | None, url: str) -> str:
