@@ -3,8 +3,10 @@
 :class:`TableResults` wraps any DAL/TAP table; :class:`SIAResults` gives
 :class:`ImageRecord` rows for SIA v1 (fields found by UCD, then utype) and SIA
 v2 / ObsCore (fields found by ObsCore name, then utype); :class:`RegistryResults`
-gives :class:`~voharvest.protocol.regtap.Resource` objects. Columns are read out
-of the numpy arrays once, on first use, so iterating a large answer is cheap.
+gives :class:`~voharvest.protocol.regtap.Resource` objects. They are built on a
+:class:`~voharvest.protocol.votable.Decoded` answer, whose columns are plain
+Python values; ``to_table()`` (and a column the lean reader left to astropy)
+parses the document with astropy on first use.
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
-import numpy as np
-from astropy.coordinates import SkyCoord
-from astropy.table import Table
-from astropy.time import Time
-
 from .._exceptions import FormatError, ParameterError
 from ._descriptors import ServiceDescriptor, is_datalink_format
+from ._tabledata import Field
 
 if TYPE_CHECKING:
+    from astropy.coordinates import SkyCoord
+    from astropy.table import Table
+    from astropy.time import Time
+
     from .datalink import DataLinks
+    from .votable import Decoded
 
 from ._services import Resource, has_resource_columns, resource_from_row
 
@@ -79,22 +82,23 @@ _SIA2_ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def _python(value: Any) -> Any:
+def python_value(value: Any) -> Any:
+    """A cell of an astropy column as a plain Python value (arrays stay arrays)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.generic):
-        return value.item()
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "ndim", None) == 0:
+        return item()
     return value
 
 
-def sia_version(table: Table) -> int | None:
-    """1 or 2 from the columns of an SIA answer, None if it is neither."""
-    metas = [(name.lower(), table[name].meta) for name in table.colnames]
-    if any(str(m.get("ucd") or "").lower() == "vox:image_accessreference" for _, m in metas):
+def sia_version(fields: Sequence[Field]) -> int | None:
+    """1 or 2 from the fields of an SIA answer, None if it is neither."""
+    if any((f.ucd or "").lower() == "vox:image_accessreference" for f in fields):
         return 1
-    if any(name == "access_url" for name, _ in metas):
+    if any(f.name.lower() == "access_url" for f in fields):
         return 2
-    if any(str(m.get("utype") or "").lower() == "obscore:access.reference" for _, m in metas):
+    if any((f.utype or "").lower() == "obscore:access.reference" for f in fields):
         return 2
     return None
 
@@ -102,42 +106,50 @@ def sia_version(table: Table) -> int | None:
 class TableResults(Sequence["Record"]):
     """Rows of a VOTable answer: ``len()``, iteration, indexing, ``to_table()``.
 
-    Built on the astropy Table of the answer (column UCDs and utypes in each
-    column's ``meta``), which is what a worker process hands back after
-    parsing a large answer off the event loop.
+    Built on a decoded answer (plain columns and the fields' UCDs, utypes and
+    units), which is also what a worker process hands back after parsing a
+    large answer off the event loop.
     """
 
     def __init__(
         self,
-        table: Table,
+        decoded: Decoded,
         *,
         overflow: bool = False,
-        url: str | None = None,
         roles: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
-        descriptors: Sequence[ServiceDescriptor] = (),
-        field_ids: Mapping[str, str] | None = None,
     ) -> None:
+        self._decoded = decoded
         self._roles = roles or {}
         #: Service descriptors of the answer (e.g. where each row's DataLink document is).
-        self.descriptors = tuple(descriptors)
-        self._field_ids = dict(field_ids or {})
-        self.table = table
+        self.descriptors = tuple(decoded.descriptors)
+        self._field_ids = dict(decoded.field_ids)
         self.overflow = overflow
-        self.url = url
+        self.url = decoded.url
+        self._fields = {f.name: f for f in decoded.fields}
         self._keys: dict[str, str] = {}
-        for name in table.colnames:
+        for name in self._fields:
             self._keys.setdefault(name, name)
             self._keys.setdefault(name.lower(), name)
-        self._columns: dict[str, list[Any]] = {}
+        self._columns: dict[str, list[Any]] = {
+            f.name: values
+            for f, values in zip(decoded.fields, decoded.columns, strict=True)
+            if values is not None
+        }
         self._role_keys: dict[str, str | None] = {}
         self._links: dict[int, DataLinks] = {}
+        self._table: Table | None = None
 
     @property
     def fieldnames(self) -> list[str]:
-        return list(self.table.colnames)
+        return list(self._fields)
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        """The answer's FIELDs: name, datatype, unit, UCD, utype."""
+        return self._decoded.fields
 
     def __len__(self) -> int:
-        return len(self.table)
+        return self._decoded.rows
 
     @overload
     def __getitem__(self, index: int) -> Record: ...
@@ -159,11 +171,19 @@ class TableResults(Sequence["Record"]):
         return Record(self, index)
 
     def to_table(self) -> Table:
-        """The answer as an astropy Table (column names, units, masks, UCDs in ``meta``)."""
-        return self.table
+        """The answer as an astropy Table (column names, units, masks, UCDs in ``meta``),
+        parsed from the document with astropy on first use."""
+        if self._table is None:
+            self._table = self._decoded.to_table()
+        return self._table
+
+    @property
+    def table(self) -> Table:
+        """The answer as an astropy Table (as :meth:`to_table`)."""
+        return self.to_table()
 
     def column(self, name: str) -> list[Any]:
-        """The values of a column by name (case-insensitive), None where masked."""
+        """The values of a column by name (case-insensitive), None where null."""
         key = self._keys.get(name) or self._keys.get(name.lower())
         if key is None:
             raise KeyError(f"no column {name!r}; columns are {self.fieldnames}")
@@ -172,12 +192,10 @@ class TableResults(Sequence["Record"]):
     def _column(self, key: str) -> list[Any]:
         values = self._columns.get(key)
         if values is None:
-            column = self.table[key]
-            data = np.asarray(column)
-            mask = np.ma.getmaskarray(column)
-            if mask.ndim > 1:
-                mask = np.asarray(mask.all(axis=tuple(range(1, mask.ndim))))
-            values = [None if m else _python(v) for v, m in zip(data, mask, strict=True)]
+            # A column the lean reader left to astropy (numeric arrays and the like).
+            from .votable import _column_values
+
+            values = _column_values(self.to_table()[key])
             self._columns[key] = values
         return values
 
@@ -191,18 +209,16 @@ class TableResults(Sequence["Record"]):
         if role not in self._roles:
             return None
         labels, utypes = self._roles[role]
-        columns: list[tuple[str, Any]] = [
-            (str(name), self.table[name].meta) for name in self.table.colnames
-        ]
+        fields = self._decoded.fields
         for label in labels:
-            for name, meta in columns:
-                if str(meta.get("ucd") or "").lower() == label or name.lower() == label:
-                    return name
+            for f in fields:
+                if (f.ucd or "").lower() == label or f.name.lower() == label:
+                    return f.name
         for utype in utypes:
-            for name, meta in columns:
-                value = str(meta.get("utype") or "").lower()
+            for f in fields:
+                value = (f.utype or "").lower()
                 if value == utype or value.endswith(":" + utype):
-                    return name
+                    return f.name
         return None
 
     @property
@@ -216,7 +232,7 @@ class TableResults(Sequence["Record"]):
         for field_id, name in self._field_ids.items():
             if name in self._keys:
                 row[field_id] = self._column(self._keys[name])[index]
-        for name in self.table.colnames:
+        for name in self._fields:
             row.setdefault(name, self._column(name)[index])
         return row
 
@@ -228,8 +244,7 @@ class TableResults(Sequence["Record"]):
         key = self.role_key(role)
         if key is None:
             return ""
-        unit = self.table[key].unit
-        return str(unit) if unit is not None else ""
+        return self._fields[key].unit or ""
 
 
 class Record:
@@ -331,6 +346,8 @@ class ImageRecord(Record):
         ra, dec = self.ra, self.dec
         if ra is None or dec is None:
             return None
+        from astropy.coordinates import SkyCoord
+
         return SkyCoord(ra, dec, unit="deg", frame="icrs")
 
     @property
@@ -352,6 +369,8 @@ class ImageRecord(Record):
         value = self._role("dateobs")
         if value is None:
             return None
+        from astropy.time import Time
+
         return Time(float(value), format="mjd")
 
     @property
@@ -375,25 +394,9 @@ class ImageRecord(Record):
 class SIAResults(TableResults):
     """The answer of an SIA search; ``version`` is 1 or 2."""
 
-    def __init__(
-        self,
-        table: Table,
-        *,
-        version: int,
-        overflow: bool = False,
-        url: str | None = None,
-        descriptors: Sequence[ServiceDescriptor] = (),
-        field_ids: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, decoded: Decoded, *, version: int, overflow: bool = False) -> None:
         roles = _SIA1_ROLES if version == 1 else _SIA2_ROLES
-        super().__init__(
-            table,
-            overflow=overflow,
-            url=url,
-            roles=roles,
-            descriptors=descriptors,
-            field_ids=field_ids,
-        )
+        super().__init__(decoded, overflow=overflow, roles=roles)
         self.version = version
 
     def _record(self, index: int) -> ImageRecord:
@@ -413,10 +416,10 @@ class SIAResults(TableResults):
 class RegistryResults(Sequence[Resource]):
     """Registry resources from a RegTAP answer."""
 
-    def __init__(self, table: Table, *, overflow: bool = False, url: str | None = None) -> None:
-        self._rows = TableResults(table, overflow=overflow, url=url)
+    def __init__(self, decoded: Decoded, *, overflow: bool = False) -> None:
+        self._rows = TableResults(decoded, overflow=overflow)
         self.overflow = overflow
-        self.url = url
+        self.url = url = decoded.url
         if not has_resource_columns(self._rows.fieldnames):
             raise FormatError(
                 "not a registry answer: no ivoid and interface columns "

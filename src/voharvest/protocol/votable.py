@@ -19,16 +19,19 @@ import io
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
-from astropy.io.votable import parse as _astropy_parse
-from astropy.io.votable.tree import TableElement, VOTableFile
-from astropy.table import Table
+from lxml import etree
 
 from .._exceptions import FormatError, OverflowWarning, QueryError
 from ._descriptors import ServiceDescriptor, descriptors_of
-from .records import RegistryResults, SIAResults, TableResults, sia_version
+from ._tabledata import Field, read_lean
+from .records import RegistryResults, SIAResults, TableResults, python_value, sia_version
+
+if TYPE_CHECKING:
+    from astropy.io.votable.tree import TableElement, VOTableFile
+    from astropy.table import Table
 
 __all__ = [
     "Decoded",
@@ -110,6 +113,8 @@ def read_votable(data: bytes, *, url: str | None = None) -> VOTableFile:
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     _check_root(data, url)
+    from astropy.io.votable import parse as _astropy_parse
+
     try:
         # verify="ignore": astropy's spec warnings are about the service, not for our user.
         return _astropy_parse(io.BytesIO(data), verify="ignore", invalid="mask")
@@ -161,38 +166,131 @@ def results_table(votable: VOTableFile, *, url: str | None = None) -> TableEleme
 
 @dataclass(frozen=True)
 class Decoded:
-    """A checked answer: its results table as an astropy Table, and its status.
+    """A checked answer: its results table as plain columns, and its status.
 
     Picklable, so :func:`decode` can run in a worker process; turning it into
     results (:func:`table_results`, :func:`sia_results`, :func:`registry_results`)
-    is cheap and happens where the answer is used.
+    is cheap and happens where the answer is used. ``columns[i]`` holds the
+    values of ``fields[i]`` (None where null), or None where the lean reader
+    left the field to astropy: such a column, and :meth:`to_table`, are read
+    from astropy's table of ``source`` (the document) on demand.
     """
 
-    table: Table
+    fields: tuple[Field, ...]
+    columns: tuple[list[Any] | None, ...]
+    rows: int
     status: QueryStatus
     url: str | None = None
     #: Service descriptors the document carries (DataLink, SODA, ...).
     descriptors: tuple[ServiceDescriptor, ...] = ()
     #: FIELD ID -> column name, for descriptor parameters that ``ref`` a column.
     field_ids: Mapping[str, str] = field(default_factory=dict)
+    #: The document itself, for what is read with astropy on demand.
+    source: bytes | None = field(default=None, repr=False, compare=False)
+
+    def with_source(self, source: bytes) -> Decoded:
+        """This answer with its document attached (after decoding in a worker process)."""
+        return replace(self, source=source)
+
+    def to_table(self) -> Table:
+        """The results table as astropy reads it (column units, masks, UCDs in ``meta``)."""
+        if self.source is None:
+            raise FormatError("the answer's document was not kept", url=self.url)
+        votable = read_votable(self.source, url=self.url)
+        return _astropy_table(results_table(votable, url=self.url), self.url)
 
 
-def decode(data: bytes, *, url: str | None = None) -> Decoded:
-    """Parse and check an answer: QueryError on ERROR, FormatError if it has no table."""
+def _astropy_table(element: TableElement, url: str | None) -> Table:
+    try:
+        return element.to_table(use_names_over_ids=True)
+    except Exception as exc:  # astropy conversion of odd column metadata
+        raise FormatError(f"unreadable results table: {exc}", url=url) from exc
+
+
+def _field_ids(
+    fields: tuple[Field, ...], descriptors: tuple[ServiceDescriptor, ...]
+) -> dict[str, str]:
+    return {f.id: f.name for f in fields if f.id} if descriptors else {}
+
+
+def decode(data: bytes, *, url: str | None = None, keep_source: bool = True) -> Decoded:
+    """Parse and check an answer: QueryError on ERROR, FormatError if it has no table.
+
+    The lean reader (:mod:`._tabledata`) reads TABLEDATA answers; astropy
+    reads what it leaves (other serialisations, unusual layouts, malformed
+    documents, whose error messages are astropy's). ``keep_source=False``
+    leaves the document out of the result, for a worker process whose caller
+    has the bytes already (:meth:`Decoded.with_source`).
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    _check_root(data, url)
+    try:
+        lean = read_lean(data)
+    except (etree.LxmlError, ValueError):
+        lean = None  # astropy reads it again and says what is wrong
+    if lean is None:
+        return _decode_with_astropy(data, url, keep_source)
+    status = QueryStatus(lean.status, lean.message)
+    if status.is_error:
+        raise QueryError(status.message or "the service reported an error", url=url)
+    descriptors = descriptors_of(data, url=url)
+    return Decoded(
+        lean.fields,
+        lean.columns,
+        lean.rows,
+        status,
+        url,
+        descriptors,
+        _field_ids(lean.fields, descriptors),
+        data if keep_source else None,
+    )
+
+
+def _decode_with_astropy(data: bytes, url: str | None, keep_source: bool) -> Decoded:
     votable = read_votable(data, url=url)
     status = query_status(votable)
     if status.is_error:
         raise QueryError(status.message or "the service reported an error", url=url)
     element = results_table(votable, url=url)
-    try:
-        table = element.to_table(use_names_over_ids=True)
-    except Exception as exc:  # astropy conversion of odd column metadata
-        raise FormatError(f"unreadable results table: {exc}", url=url) from exc
-    descriptors = descriptors_of(data, url=url)
-    field_ids = (
-        {str(f.ID): str(f.name or f.ID) for f in element.fields if f.ID} if descriptors else {}
+    table = _astropy_table(element, url)
+    fields = tuple(
+        Field(
+            name=str(name),
+            id=str(f.ID) if f.ID else None,
+            datatype=str(f.datatype or "char"),
+            arraysize=str(f.arraysize) if f.arraysize else None,
+            unit=str(f.unit) if f.unit is not None else None,
+            ucd=str(f.ucd) if f.ucd else None,
+            utype=str(f.utype) if f.utype else None,
+            xtype=str(f.xtype) if f.xtype else None,
+        )
+        for name, f in zip(table.colnames, element.fields, strict=True)
     )
-    return Decoded(table, status, url, descriptors, field_ids)
+    columns = tuple(_column_values(table[name]) for name in table.colnames)
+    descriptors = descriptors_of(data, url=url)
+    return Decoded(
+        fields,
+        columns,
+        len(table),
+        status,
+        url,
+        descriptors,
+        _field_ids(fields, descriptors),
+        data if keep_source else None,
+    )
+
+
+def _column_values(column: Any) -> list[Any]:
+    """An astropy column as Python values, None where masked."""
+    import numpy as np
+
+    data = np.asarray(column)
+    mask = np.ma.getmaskarray(column)
+    if mask.ndim > 1:
+        mask = np.asarray(mask.all(axis=tuple(range(1, mask.ndim))))
+    return [None if m else python_value(v) for v, m in zip(data, mask, strict=True)]
 
 
 def _warn_if_overflow(decoded: Decoded, stacklevel: int) -> bool:
@@ -209,18 +307,12 @@ def _warn_if_overflow(decoded: Decoded, stacklevel: int) -> bool:
 def table_results(decoded: Decoded, *, _stacklevel: int = 2) -> TableResults:
     """Generic table results of a decoded answer (warns on OVERFLOW)."""
     overflow = _warn_if_overflow(decoded, _stacklevel + 1)
-    return TableResults(
-        decoded.table,
-        overflow=overflow,
-        url=decoded.url,
-        descriptors=decoded.descriptors,
-        field_ids=decoded.field_ids,
-    )
+    return TableResults(decoded, overflow=overflow)
 
 
 def sia_results(decoded: Decoded, *, _stacklevel: int = 2) -> SIAResults:
     """SIA results of a decoded answer, version told apart from its columns."""
-    version = sia_version(decoded.table)
+    version = sia_version(decoded.fields)
     if version is None:
         raise FormatError(
             "not an SIA answer: no access reference column "
@@ -228,20 +320,13 @@ def sia_results(decoded: Decoded, *, _stacklevel: int = 2) -> SIAResults:
             url=decoded.url,
         )
     overflow = _warn_if_overflow(decoded, _stacklevel + 1)
-    return SIAResults(
-        decoded.table,
-        version=version,
-        overflow=overflow,
-        url=decoded.url,
-        descriptors=decoded.descriptors,
-        field_ids=decoded.field_ids,
-    )
+    return SIAResults(decoded, version=version, overflow=overflow)
 
 
 def registry_results(decoded: Decoded, *, _stacklevel: int = 2) -> RegistryResults:
     """Registry resources of a decoded RegTAP answer."""
     overflow = _warn_if_overflow(decoded, _stacklevel + 1)
-    return RegistryResults(decoded.table, overflow=overflow, url=decoded.url)
+    return RegistryResults(decoded, overflow=overflow)
 
 
 def parse_table(data: bytes, *, url: str | None = None) -> TableResults:
