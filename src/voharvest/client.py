@@ -196,7 +196,10 @@ class VOClient:
 
     async def decode(self, answer: Answer) -> votable.Decoded:
         """Parse and check a VOTable answer; large ones in a worker process."""
-        return await self._parse(votable.decode, answer.body, answer.url)
+        # A worker process hands back the columns only; the document stays here.
+        decode = functools.partial(votable.decode, keep_source=False)
+        decoded = await self._parse(decode, answer.body, answer.url)
+        return decoded.with_source(answer.body)
 
     async def _parse(self, parse: Callable[..., T], body: bytes, url: str | None) -> T:
         """``parse(body, url=url)``: on the loop if small, else in a worker process."""

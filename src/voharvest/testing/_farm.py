@@ -41,6 +41,9 @@ class FarmHost:
         self.port = 0
         self.config = config
         self.counters = FarmCounters()
+        #: Answer rows already written, by (protocol, tile, format): a search
+        #: answer costs the farm little CPU, so a benchmark measures the client.
+        self.rows: dict[tuple[str, str, str], str] = {}
 
     @property
     def base_url(self) -> str:

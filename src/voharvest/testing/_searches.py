@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
@@ -20,6 +20,7 @@ from ._votables import (
     SIA1_FIELDS,
     SIA2_FIELDS,
     error_votable,
+    row_xml,
     table_votable,
 )
 
@@ -103,6 +104,45 @@ def _sia1_formats(values: list[str], offered: tuple[str, ...]) -> list[str]:
     return [mime for mime in offered if mime in wanted]
 
 
+_ROWS_KEPT = 100_000
+
+
+def _row(
+    host: FarmHost,
+    protocol: str,
+    tile: Tile,
+    mime: str,
+    make: Callable[[Tile, str], tuple[object, ...]],
+) -> str:
+    """A tile's answer row in one format, written once per host (up to ``_ROWS_KEPT``)."""
+    key = (protocol, tile.id, mime)
+    row = host.rows.get(key)
+    if row is None:
+        if len(host.rows) >= _ROWS_KEPT:
+            host.rows.clear()
+        row = host.rows[key] = row_xml(make(tile, mime))
+    return row
+
+
+def _sia1_row(farm: VOFarm, host: FarmHost, tile: Tile, mime: str) -> tuple[object, ...]:
+    size, naxis = _image_facts(farm.sky, host, tile, mime)
+    scale = TILE_DEG / max(naxis)
+    return (
+        f"VOFarm tile {tile.id} ({IMAGE_FORMATS[mime]})",
+        tile.ra,
+        tile.dec,
+        2,
+        naxis,
+        (scale, scale),
+        mime,
+        tile.mjd,
+        f"VOFarm host {host.index}",
+        host.config.waveband,
+        size,
+        host.image_url(tile, mime),
+    )
+
+
 def sia1_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) -> Answer:
     params = _multi(query)
     try:
@@ -124,27 +164,11 @@ def sia1_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) 
     except _BadRequest as exc:
         return 200, error_votable(str(exc))
     tiles = search_tiles(ra, dec, max(sizes) / 2, host.config.images_per_search)
-    rows = []
-    for tile in tiles:
-        for mime in _sia1_formats(formats, host.config.formats):
-            size, naxis = _image_facts(farm.sky, host, tile, mime)
-            scale = TILE_DEG / max(naxis)
-            rows.append(
-                (
-                    f"VOFarm tile {tile.id} ({IMAGE_FORMATS[mime]})",
-                    tile.ra,
-                    tile.dec,
-                    2,
-                    naxis,
-                    (scale, scale),
-                    mime,
-                    tile.mjd,
-                    f"VOFarm host {host.index}",
-                    host.config.waveband,
-                    size,
-                    host.image_url(tile, mime),
-                )
-            )
+    rows = [
+        _row(host, "sia1", tile, mime, lambda t, m: _sia1_row(farm, host, t, m))
+        for tile in tiles
+        for mime in _sia1_formats(formats, host.config.formats)
+    ]
     return 200, table_votable(SIA1_FIELDS, rows, description=host.title)
 
 
@@ -195,6 +219,43 @@ def _distance(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
     return math.degrees(math.acos(min(1.0, max(-1.0, cos))))
 
 
+def _sia2_row(farm: VOFarm, host: FarmHost, tile: Tile, mime: str) -> tuple[object, ...]:
+    em_min, em_max = _BANDS.get(host.config.waveband.lower(), _BANDS["optical"])
+    size, naxis = _image_facts(farm.sky, host, tile, mime)
+    half = TILE_DEG / 2
+    corners = [
+        (tile.ra - half, tile.dec - half),
+        (tile.ra + half, tile.dec - half),
+        (tile.ra + half, tile.dec + half),
+        (tile.ra - half, tile.dec + half),
+    ]
+    extension = IMAGE_FORMATS[mime]
+    return (
+        "image",
+        2,
+        "VOFarm",
+        tile.id,
+        f"VOFarm tile {tile.id} ({extension})",
+        f"{host.ivoid}?{tile.id}/{extension}",
+        host.image_url(tile, mime),
+        mime,
+        math.ceil(size / 1000),
+        f"tile {tile.id}",
+        tile.ra,
+        tile.dec,
+        TILE_DEG * math.sqrt(2),
+        "POLYGON ICRS " + " ".join(f"{r % 360.0!r} {d!r}" for r, d in corners),
+        TILE_DEG / max(naxis) * 3600.0,
+        tile.mjd,
+        tile.mjd + 0.01,
+        em_min,
+        em_max,
+        "phot.count",
+        "VOFarm",
+        f"host{host.index}",
+    )
+
+
 def sia2_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) -> Answer:
     params = _multi(query)
     limit = host.config.images_per_search
@@ -216,45 +277,11 @@ def sia2_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) 
             tiles.setdefault(tile.id, tile)
     wanted = {value.strip().lower() for value in params.get("FORMAT", [])}
     formats = [f for f in host.config.formats if not wanted or f in wanted]
-    em_min, em_max = _BANDS.get(host.config.waveband.lower(), _BANDS["optical"])
-    rows = []
-    for tile in list(tiles.values())[:limit]:
-        for mime in formats:
-            size, naxis = _image_facts(farm.sky, host, tile, mime)
-            half = TILE_DEG / 2
-            corners = [
-                (tile.ra - half, tile.dec - half),
-                (tile.ra + half, tile.dec - half),
-                (tile.ra + half, tile.dec + half),
-                (tile.ra - half, tile.dec + half),
-            ]
-            extension = IMAGE_FORMATS[mime]
-            rows.append(
-                (
-                    "image",
-                    2,
-                    "VOFarm",
-                    tile.id,
-                    f"VOFarm tile {tile.id} ({extension})",
-                    f"{host.ivoid}?{tile.id}/{extension}",
-                    host.image_url(tile, mime),
-                    mime,
-                    math.ceil(size / 1000),
-                    f"tile {tile.id}",
-                    tile.ra,
-                    tile.dec,
-                    TILE_DEG * math.sqrt(2),
-                    "POLYGON ICRS " + " ".join(f"{r % 360.0!r} {d!r}" for r, d in corners),
-                    TILE_DEG / max(naxis) * 3600.0,
-                    tile.mjd,
-                    tile.mjd + 0.01,
-                    em_min,
-                    em_max,
-                    "phot.count",
-                    "VOFarm",
-                    f"host{host.index}",
-                )
-            )
+    rows = [
+        _row(host, "sia2", tile, mime, lambda t, m: _sia2_row(farm, host, t, m))
+        for tile in list(tiles.values())[:limit]
+        for mime in formats
+    ]
     overflow = maxrec is not None and len(rows) > maxrec
     if maxrec is not None:
         rows = rows[:maxrec]

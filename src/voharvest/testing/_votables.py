@@ -8,6 +8,7 @@ OVERFLOW one after it, as DALI allows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
@@ -18,6 +19,7 @@ __all__ = [
     "SIA2_FIELDS",
     "Field",
     "error_votable",
+    "row_xml",
     "table_votable",
 ]
 
@@ -131,6 +133,16 @@ REGISTRY_FIELDS = tuple(
 )
 
 
+def row_xml(row: Sequence[object]) -> str:
+    """One TABLEDATA row as text."""
+    return "<TR>" + "".join(_cell(value) for value in row) + "</TR>\n"
+
+
+@functools.lru_cache(maxsize=64)
+def _fields_xml(fields: tuple[Field, ...]) -> str:
+    return "".join(field.xml() + "\n" for field in fields)
+
+
 def _cell(value: object) -> str:
     if value is None:
         return "<TD/>"
@@ -153,20 +165,23 @@ def _info(status: str, message: str = "") -> str:
 
 def table_votable(
     fields: Sequence[Field],
-    rows: Iterable[Sequence[object]],
+    rows: Iterable[Sequence[object] | str],
     *,
     overflow: bool = False,
     description: str = "",
 ) -> bytes:
-    """A results VOTable: QUERY_STATUS=OK, one TABLE, a trailing OVERFLOW if ``overflow``."""
+    """A results VOTable: QUERY_STATUS=OK, one TABLE, a trailing OVERFLOW if ``overflow``.
+
+    A row is a sequence of values, or a row already written by :func:`row_xml`.
+    """
     parts = [_HEAD, '<RESOURCE type="results">\n']
     if description:
         parts.append(f"<DESCRIPTION>{escape(description)}</DESCRIPTION>\n")
     parts += [_info("OK"), "<TABLE>\n"]
-    parts.extend(field.xml() + "\n" for field in fields)
+    parts.append(_fields_xml(tuple(fields)))
     parts.append("<DATA><TABLEDATA>\n")
     for row in rows:
-        parts.append("<TR>" + "".join(_cell(value) for value in row) + "</TR>\n")
+        parts.append(row if isinstance(row, str) else row_xml(row))
     parts.append("</TABLEDATA></DATA>\n</TABLE>\n")
     if overflow:
         parts.append(_info("OVERFLOW", "the answer was truncated at MAXREC"))
