@@ -75,7 +75,7 @@ async def test_ticker_keeps_its_pace_while_large_answers_are_parsed(
     # The same answers parsed on the loop itself (nothing counts as large).
     inline, _ = await lag_while_parsing(server, workers=0, offload_bytes=10**9)
     p99 = offloaded[int(len(offloaded) * 0.99)]
-    # Off the loop: the ticker barely notices (FIELD-NOTES: ~6 ms p99 with a pool of 2;
+    # Off the loop: the ticker barely notices (~6 ms p99 measured with a pool of 2;
     # the bounds leave room for a machine busy with other work).
     assert p99 < 0.1, f"p99 lag {p99 * 1000:.1f} ms"
     assert offloaded[-1] < 0.5, f"max lag {offloaded[-1] * 1000:.1f} ms"
