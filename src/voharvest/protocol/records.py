@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from .._exceptions import FormatError, ParameterError
 from ._descriptors import ServiceDescriptor, is_datalink_format
-from ._tabledata import Field
+from ._lean import Field
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord

@@ -26,7 +26,7 @@ from lxml import etree
 
 from .._exceptions import FormatError, OverflowWarning, QueryError
 from ._descriptors import ServiceDescriptor, descriptors_of
-from ._tabledata import Field, read_lean
+from ._lean import Field, read_lean
 from .records import RegistryResults, SIAResults, TableResults, python_value, sia_version
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ def _field_ids(
 def decode(data: bytes, *, url: str | None = None, keep_source: bool = True) -> Decoded:
     """Parse and check an answer: QueryError on ERROR, FormatError if it has no table.
 
-    The lean reader (:mod:`._tabledata`) reads TABLEDATA answers; astropy
+    The lean reader (:mod:`._lean`) reads TABLEDATA answers; astropy
     reads what it leaves (other serialisations, unusual layouts, malformed
     documents, whose error messages are astropy's). ``keep_source=False``
     leaves the document out of the result, for a worker process whose caller

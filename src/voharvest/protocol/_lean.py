@@ -3,9 +3,11 @@
 A harvest reads a few fields of each answer (the access URL, the format, a
 title, a position), so building astropy's whole object tree and an astropy
 Table for every answer is most of its CPU. This reader walks the document
-once with lxml and converts the TABLEDATA cells of scalar fields the way
-astropy does (``tests/protocol/test_lean_reader.py`` holds it to astropy on
-every recorded answer of real services in the pyvo wheel):
+once with lxml and converts the TABLEDATA cells, or the BINARY and BINARY2
+streams (base64 in the document, as DaCHS sends them), of scalar fields the
+way astropy does (``tests/protocol/test_lean_reader.py`` holds it to astropy
+on every recorded answer of real services in the pyvo wheel, and
+``tests/integration/test_lean_reader.py`` on DaCHS's answers). In TABLEDATA:
 
 - ``char``/``unicodeChar``: the text with surrounding white space removed, cut
   to a fixed ``arraysize``; an empty cell is ``""``.
@@ -19,12 +21,18 @@ every recorded answer of real services in the pyvo wheel):
 - ``boolean``: ``T``/``true``/``1`` and ``F``/``false``/``0``; ``?``, a space or
   an empty cell is None.
 
+In BINARY and BINARY2 the same rules hold for the values (text ends at the first
+NUL of a fixed-width field; integers and floats are null at the ``null`` value,
+floats at NaN where there is none), and BINARY2's null flags make any field
+but a character one None.
+
 What it does not convert (numeric and boolean arrays, ``bit``, complex
 numbers, multidimensional character arrays) is left to astropy: such a column
 is marked *deferred* and read from astropy's table of the same document the
-first time it is asked for. A document it can't take whole (BINARY, BINARY2
-or FITS serialisation, a FIELD without a name, two FIELDs of one name, rows of
-the wrong length, an integer out of its type's range, a cell it can't read,
+first time it is asked for. A document it can't take whole (a FITS
+serialisation, a stream by reference, in BINARY a ``bit`` field or a
+multidimensional variable-length array, a FIELD without a name, two FIELDs of
+one name, rows of the wrong length, an integer out of its type's range, a cell it can't read,
 a missing or unknown VOTable version) makes :func:`read_lean` return None,
 and the caller parses the document with astropy instead.
 
@@ -34,6 +42,8 @@ the network.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -277,24 +287,201 @@ def _fields(table: Any) -> tuple[list[Field], list[str | None]]:
     return fields, nulls
 
 
-def _cells(table: Any, width: int) -> list[list[str]] | None:
-    """The TABLEDATA cell texts row by row; None for another serialisation."""
-    data = next((child for child in table if _local(child) == "DATA"), None)
-    if data is None:
-        return []
+def _tabledata(element: Any, width: int) -> list[list[str]]:
+    """The TABLEDATA cell texts row by row."""
     rows: list[list[str]] = []
-    for serialisation in data:
-        name = _local(serialisation)
-        if name == "INFO":
-            continue
-        if name != "TABLEDATA":
-            return None
-        for tr in serialisation:
-            row = [td.text or "" for td in tr]
-            if len(row) != width:
-                raise _Unreadable("a row of the wrong length")
-            rows.append(row)
+    for tr in element:
+        row = [td.text or "" for td in tr]
+        if len(row) != width:
+            raise _Unreadable("a row of the wrong length")
+        rows.append(row)
     return rows
+
+
+def _tabledata_columns(
+    element: Any, fields: list[Field], nulls: list[str | None], version_1_3: bool
+) -> tuple[list[list[Any] | None], int]:
+    cells = _tabledata(element, len(fields))
+    by_column: Sequence[Sequence[str]] = list(zip(*cells, strict=True)) if cells else []
+    columns: list[list[Any] | None] = []
+    for index, (field, null) in enumerate(zip(fields, nulls, strict=True)):
+        convert = _converter(field, null, version_1_3)
+        if convert is None:
+            columns.append(None)
+        else:
+            columns.append(convert(list(by_column[index])) if cells else [])
+    return columns, len(cells)
+
+
+# --- BINARY and BINARY2 -------------------------------------------------------------
+
+_BYTES = {
+    "boolean": 1,
+    "unsignedbyte": 1,
+    "short": 2,
+    "int": 4,
+    "long": 8,
+    "char": 1,
+    "unicodechar": 2,
+    "float": 4,
+    "double": 8,
+    "floatcomplex": 8,
+    "doublecomplex": 16,
+}
+_STRUCT = {
+    "unsignedbyte": struct.Struct(">B"),
+    "short": struct.Struct(">h"),
+    "int": struct.Struct(">i"),
+    "long": struct.Struct(">q"),
+    "float": struct.Struct(">f"),
+    "double": struct.Struct(">d"),
+}
+_LENGTH = struct.Struct(">I")
+_BINARY_BOOLEAN = {
+    ord("T"): True,
+    ord("t"): True,
+    ord("1"): True,
+    ord("F"): False,
+    ord("f"): False,
+    ord("0"): False,
+    0: None,
+    ord(" "): None,
+    ord("?"): None,
+}
+
+#: Reads one value at an offset of the stream: (value, offset after it).
+_Reader = Callable[[bytes, int], tuple[Any, int]]
+
+
+def _digits(text: str) -> tuple[str, ...]:
+    return (text,) if text.isdigit() else ()
+
+
+def _skipper(datatype: str, arraysize: str | None) -> _Reader | None:
+    """Steps over a field left to astropy; None where its size is not plain to see."""
+    size = _BYTES.get(datatype)
+    if size is None:
+        return None  # bit: packed, astropy's
+    dims = (arraysize or "1").split("x")
+    if all(d.isdigit() for d in dims):
+        count = 1
+        for d in dims:
+            count *= int(d)
+        width = count * size
+        return lambda data, at: (None, at + width)
+    if len(dims) == 1 and dims[0].endswith("*") and dims[0][:-1] in ("", *_digits(dims[0][:-1])):
+
+        def skip(data: bytes, at: int) -> tuple[Any, int]:
+            (count,) = _LENGTH.unpack_from(data, at)
+            return None, at + 4 + count * size
+
+        return skip
+    return None
+
+
+def _text_reader(datatype: str, arraysize: str | None) -> _Reader | None:
+    unicode = datatype == "unicodechar"
+    size, codec = (2, "utf_16_be") if unicode else (1, "ascii")
+    if arraysize is not None and arraysize.endswith("*") and "x" not in arraysize:
+
+        def variable(data: bytes, at: int) -> tuple[Any, int]:
+            (count,) = _LENGTH.unpack_from(data, at)
+            end = at + 4 + count * size
+            if end > len(data):
+                raise _Unreadable("a value runs past the stream")
+            return data[at + 4 : end].decode(codec), end
+
+        return variable
+    if arraysize is None or arraysize.isdigit():
+        width = int(arraysize or 1) * size
+
+        def fixed(data: bytes, at: int) -> tuple[Any, int]:
+            end = at + width
+            if end > len(data):
+                raise _Unreadable("a value runs past the stream")
+            if unicode:
+                text = data[at:end].decode(codec)
+                return text.split("\0", 1)[0], end
+            return data[at:end].split(b"\0", 1)[0].decode(codec), end
+
+        return fixed
+    return None
+
+
+def _binary_reader(field: Field, null: str | None) -> _Reader | None:
+    """How to read a field's value from a BINARY stream; None: the document is astropy's."""
+    datatype = field.datatype.lower()
+    if datatype in _TEXT:
+        reader = _text_reader(datatype, field.arraysize)
+        return reader if reader is not None else _skipper(datatype, field.arraysize)
+    if field.arraysize not in (None, "1") or (datatype not in _STRUCT and datatype != "boolean"):
+        return _skipper(datatype, field.arraysize)
+    if datatype == "boolean":
+
+        def boolean(data: bytes, at: int) -> tuple[Any, int]:
+            return _BINARY_BOOLEAN[data[at]], at + 1
+
+        return boolean
+    unpack = _STRUCT[datatype].unpack_from
+    width = _STRUCT[datatype].size
+    if datatype in _INTEGERS:
+        null_int = _integer(null) if null is not None and null.strip() else None
+
+        def integer(data: bytes, at: int) -> tuple[Any, int]:
+            (value,) = unpack(data, at)
+            return (None if value == null_int else value), at + width
+
+        return integer
+    null_float = float(null) if null is not None and null.strip() else None
+
+    def floating(data: bytes, at: int) -> tuple[Any, int]:
+        (value,) = unpack(data, at)
+        if null_float is None:
+            return (None if value != value else value), at + width
+        return (None if value == null_float else value), at + width
+
+    return floating
+
+
+def _binary_columns(
+    element: Any, fields: list[Field], nulls: list[str | None], flagged: bool
+) -> tuple[list[list[Any] | None], int] | None:
+    streams = [child for child in element if _local(child) == "STREAM"]
+    if len(streams) != 1 or streams[0].get("href") is not None:
+        return None
+    if (streams[0].get("encoding") or "").lower() != "base64":
+        return None
+    try:
+        data = base64.b64decode(streams[0].text or "")
+    except (binascii.Error, ValueError):
+        return None
+    readers = [_binary_reader(f, n) for f, n in zip(fields, nulls, strict=True)]
+    if any(reader is None for reader in readers):
+        return None
+    # Which fields were read, not stepped over (those are astropy's, on demand).
+    kept = [
+        (f.datatype.lower() in _TEXT and _text_reader(f.datatype.lower(), f.arraysize) is not None)
+        or (f.arraysize in (None, "1") and f.datatype.lower() in (*_STRUCT, "boolean"))
+        for f in fields
+    ]
+    flag_bytes = (len(fields) + 7) // 8 if flagged else 0
+    text = [f.datatype.lower() in _TEXT for f in fields]
+    values: list[list[Any]] = [[] for _ in fields]
+    at = rows = 0
+    end = len(data)
+    while at < end:
+        flags = data[at : at + flag_bytes]
+        at += flag_bytes
+        for index, reader in enumerate(readers):
+            assert reader is not None
+            value, at = reader(data, at)
+            if flag_bytes and not text[index] and flags[index // 8] & (0x80 >> (index % 8)):
+                value = None
+            values[index].append(value)
+        if at > end:
+            raise _Unreadable("the stream ends inside a row")
+        rows += 1
+    return [column if keep else None for column, keep in zip(values, kept, strict=True)], rows
 
 
 def _document(data: bytes) -> Any:
@@ -318,17 +505,27 @@ def read_lean(data: bytes) -> LeanTable | None:
     status, message = _status(root, resource, table)
     try:
         fields, nulls = _fields(table)
-        cells = _cells(table, len(fields))
-        if cells is None or not fields:
+        if not fields:
             return None
-        by_column: Sequence[Sequence[str]] = list(zip(*cells, strict=True)) if cells else []
-        columns: list[list[Any] | None] = []
-        for index, (field, null) in enumerate(zip(fields, nulls, strict=True)):
-            convert = _converter(field, null, version >= "1.3")
-            if convert is None:
-                columns.append(None)
-            else:
-                columns.append(convert(list(by_column[index])) if cells else [])
-    except (_Unreadable, ValueError, OverflowError, TypeError):
+        body = next((child for child in table if _local(child) == "DATA"), None)
+        serialisation = (
+            next((child for child in body if _local(child) != "INFO"), None)
+            if body is not None
+            else None
+        )
+        kind = _local(serialisation) if serialisation is not None else ""
+        read: tuple[list[list[Any] | None], int] | None
+        if serialisation is None:
+            read = _tabledata_columns([], fields, nulls, version >= "1.3")
+        elif kind == "TABLEDATA":
+            read = _tabledata_columns(serialisation, fields, nulls, version >= "1.3")
+        elif kind in ("BINARY", "BINARY2"):
+            read = _binary_columns(serialisation, fields, nulls, flagged=kind == "BINARY2")
+        else:
+            return None
+        if read is None:
+            return None
+        columns, rows = read
+    except (_Unreadable, ValueError, OverflowError, TypeError, KeyError, IndexError, struct.error):
         return None
-    return LeanTable(tuple(fields), tuple(columns), len(cells), status, message)
+    return LeanTable(tuple(fields), tuple(columns), rows, status, message)
