@@ -1,7 +1,9 @@
 """Writing a benchmark's results: JSON, a Markdown table and a PNG plot, side by side.
 
-Every benchmark calls :func:`write` once with its figures; ``benchmarks/collect.py``
-gathers the Markdown parts into ``benchmarks/RESULTS.md``.
+Every benchmark calls :func:`write` once with its figures; ``python -m
+benchmarks.collect`` gathers the Markdown parts into ``benchmarks/RESULTS.md``.
+:func:`target` and :func:`verdict` judge a figure against its target the same
+way everywhere.
 """
 
 from __future__ import annotations
@@ -11,23 +13,22 @@ import json
 import os
 import platform
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks._harness import REPO, RESULTS
 
 
-def machine() -> dict[str, Any]:
-    """Where and when a figure was measured."""
+def machine(command: str) -> dict[str, Any]:
+    """Where and when a figure was measured, and with what command."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             check=False,
-            cwd=Path(__file__).parent,
+            cwd=REPO,
         ).stdout.strip()
     except OSError:
         commit = ""
@@ -37,16 +38,32 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "commit": commit,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command,
+        "loadavg": list(os.getloadavg()),
     }
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-        return str(value)
+def target(value: float | None, bound: float, *, at_most: bool = False) -> dict[str, Any]:
+    """A figure against its target: ``met`` is None when the figure was not measured."""
+    met = None if value is None else (value <= bound if at_most else value >= bound)
+    return {"target": bound, "value": value, "met": met}
 
+
+def verdict(entry: dict[str, Any]) -> str:
+    """``met``, ``**missed**`` or ``not measured``, for a :func:`target` entry."""
+    return {True: "met", False: "**missed**", None: "not measured"}[entry["met"]]
+
+
+def cell(value: Any) -> str:
+    """A table cell: floats to 3 significant digits (large ones as whole numbers)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -75,6 +92,7 @@ def bar_plot(
 def write(
     name: str,
     *,
+    command: str,
     title: str,
     summary: str,
     header: Sequence[str],
@@ -83,9 +101,13 @@ def write(
     plot: tuple[Sequence[str], Sequence[float], str] | None = None,
     directory: Path = RESULTS,
 ) -> Path:
-    """Save ``<name>.json``, ``<name>.md`` (and ``<name>.png``); return the Markdown path."""
+    """Save ``<name>.json``, ``<name>.md`` (and ``<name>.png``), print the Markdown.
+
+    ``command`` is how the run was started (``python -m benchmarks.NAME ...``).
+    Returns the Markdown's path.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    where = machine()
+    where = machine(command)
     (directory / f"{name}.json").write_text(
         json.dumps({"benchmark": name, "machine": where, **data}, indent=2, default=str)
     )
@@ -93,7 +115,8 @@ def write(
         f"## {title}",
         "",
         f"Measured {where['date']} on {where['cpus']} CPUs ({where['platform']}, "
-        f"Python {where['python']}, commit {where['commit'] or '?'}) with `{where['command']}`.",
+        f"Python {where['python']}, commit {where['commit'] or '?'}, load average "
+        f"{where['loadavg'][0]:.2f}) with `{command}`.",
         "",
         markdown_table(header, rows),
         "",
@@ -106,4 +129,5 @@ def write(
         parts += [f"![{title}](results/{name}.png)", ""]
     markdown = directory / f"{name}.md"
     markdown.write_text("\n".join(parts))
+    print(markdown.read_text())
     return markdown
