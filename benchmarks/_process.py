@@ -30,7 +30,8 @@ class Measured:
     ``maxrss_kib`` is the kernel's high-water mark of the command's process (its
     reaped children's if one was larger); ``cpu`` includes its reaped children's
     CPU. ``tree_peak_kib`` is the largest sum of VmRSS over the command's process
-    tree seen by the sampler (0 when not sampled).
+    tree seen by the sampler (0 when not sampled), ``tree_processes`` the most
+    processes it saw in that tree at once.
     """
 
     returncode: int
@@ -43,10 +44,12 @@ class Measured:
     samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, tree VmRSS KiB)
     appeared: dict[str, float] = field(default_factory=dict)  # watched path -> seconds
     tree_peak_kib: int = 0
+    tree_processes: int = 0
 
     @property
-    def maxrss_bytes(self) -> int:
-        return self.maxrss_kib * 1024
+    def peak_kib(self) -> int:
+        """The process's high-water mark, or the sampled tree's peak if it was a tree and larger."""
+        return max(self.maxrss_kib, self.tree_peak_kib if self.tree_processes > 1 else 0)
 
 
 # Runs the measured command as its own child and reports the command's rusage alone.
@@ -132,6 +135,7 @@ def run_measured(
             samples=sampler.samples if sampler else [],
             appeared=sampler.appeared if sampler else {},
             tree_peak_kib=max((kib for _, kib in sampler.samples), default=0) if sampler else 0,
+            tree_processes=sampler.processes if sampler else 0,
         )
 
 
@@ -152,14 +156,15 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def tree_rss_kib(pid: int) -> int:
-    """The summed VmRSS of ``pid``'s descendants (not ``pid`` itself), from /proc."""
-    total, pending = 0, _children(pid)
+def tree_rss_kib(pid: int) -> tuple[int, int]:
+    """The summed VmRSS of ``pid``'s descendants (not ``pid`` itself), and how many, from /proc."""
+    total, count, pending = 0, 0, _children(pid)
     while pending:
         one = pending.pop()
         total += _rss_kib(one)
+        count += 1
         pending += _children(one)
-    return total
+    return total, count
 
 
 class _Sampler(threading.Thread):
@@ -172,12 +177,14 @@ class _Sampler(threading.Thread):
         self.launcher, self.every, self.watch, self.stderr = launcher, every, watch, stderr
         self.samples: list[tuple[float, int]] = []
         self.appeared: dict[str, float] = {}
+        self.processes = 0
         self.start()
 
     def run(self) -> None:
         began = time.perf_counter()
         while self.launcher.poll() is None:
-            rss = tree_rss_kib(self.launcher.pid)
+            rss, count = tree_rss_kib(self.launcher.pid)
+            self.processes = max(self.processes, count)
             if rss:
                 self.samples.append((time.perf_counter() - began, rss))
             for path in self.watch:
