@@ -40,21 +40,56 @@ RESULTS = REPO / "benchmarks" / "results"
 # --- the command line ------------------------------------------------------------------------
 
 
-def parser(name: str, description: str, *, smoke: str, scratch: bool = False) -> Any:
-    """An option parser for ``python -m benchmarks.NAME`` with the options all benchmarks take."""
-    built = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=description)
+#: The help of options several benchmarks take (each with a default of its own).
+WORKLOAD = {"searches": "searches in all", "hosts": "farm hosts", "latency": "seconds per answer"}
+
+
+def parser(
+    module: str,
+    doc: str | None,
+    *,
+    smoke: str,
+    options: Mapping[str, Any] | None = None,
+    scratch: bool = False,
+    work: bool = False,
+) -> argparse.ArgumentParser:
+    """The option parser of the benchmark in file ``module`` (its ``__file__``).
+
+    Every benchmark takes ``--smoke`` and ``--out DIR``; ``scratch`` adds
+    ``--scratch DIR`` (where runs write their files), ``work`` adds ``--work DIR``
+    (the harvest directory). ``options`` maps an option's name (``file_mib``
+    for ``--file-mib``) to its default, or to ``(default, help)``, or to
+    ``(default, help, type)``: a default of False is a flag; the help of a
+    :data:`WORKLOAD` name is given.
+    """
+    description = (doc or "").split("\n\n")[0]
+    built = argparse.ArgumentParser(
+        prog=f"python -m benchmarks.{Path(module).stem}", description=description
+    )
     built.add_argument("--smoke", action="store_true", help=f"a tiny run, to see it works: {smoke}")
     built.add_argument(
         "--out", type=Path, default=RESULTS, metavar="DIR", help="results directory (results/)"
     )
-    if scratch:
-        built.add_argument(
-            "--scratch",
-            type=Path,
-            default=None,
-            metavar="DIR",
-            help="where the runs write their files (a temporary directory inside it, deleted)",
-        )
+    places = {
+        "scratch": "where the runs write their files (a temporary directory inside it, deleted)",
+        "work": "harvest directory, kept (default: a temporary one, deleted)",
+    }
+    for place, wanted in (("scratch", scratch), ("work", work)):
+        if wanted:
+            built.add_argument(
+                f"--{place}", type=Path, default=None, metavar="DIR", help=places[place]
+            )
+    for name, given in (options or {}).items():
+        spec = given if isinstance(given, tuple) else (given,)
+        default = spec[0]
+        text = spec[1] if len(spec) > 1 else WORKLOAD.get(name, "")
+        flag = "--" + name.replace("_", "-")
+        if default is False:
+            built.add_argument(flag, action="store_true", help=text)
+            continue
+        kind = spec[2] if len(spec) > 2 else type(default)
+        shown = f"{text} ({default})" if text else f"default {default}"
+        built.add_argument(flag, type=kind, default=default, help=shown)
     return built
 
 
@@ -348,19 +383,30 @@ def scratch(prefix: str, where: Path | None = None) -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def dirty_sources() -> list[str]:
-    """Files under src/ with uncommitted changes when a benchmark ran (others may edit)."""
+@contextlib.contextmanager
+def workdir(given: Path | None, prefix: str) -> Iterator[Path]:
+    """``given`` (created if need be, kept), or else a :func:`scratch` directory."""
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    with scratch(prefix) as base:
+        yield base
+
+
+def git(*words: str) -> str:
+    """What ``git WORDS`` prints in this repository ("" where git is missing)."""
     try:
-        text = subprocess.run(
-            ["git", "status", "--porcelain", "src"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=REPO,
+        return subprocess.run(
+            ["git", *words], capture_output=True, text=True, check=False, cwd=REPO
         ).stdout
     except OSError:
-        return []
-    return [line[3:] for line in text.splitlines() if line.strip()]
+        return ""
+
+
+def dirty_sources() -> list[str]:
+    """Files under src/ with uncommitted changes when a benchmark ran (others may edit)."""
+    return [line[3:] for line in git("status", "--porcelain", "src").splitlines() if line.strip()]
 
 
 def positions(count: int) -> list[tuple[float, float]]:

@@ -12,26 +12,16 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import REPO, RESULTS
+from benchmarks._harness import RESULTS, git
 
 
 def machine(command: str) -> dict[str, Any]:
     """Where and when a figure was measured, and with what command."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=REPO,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
+    commit = git("rev-parse", "--short", "HEAD").strip()
     return {
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpus": os.cpu_count(),

@@ -199,29 +199,20 @@ def profile_split(profile: cProfile.Profile) -> dict[str, Any]:
 
 
 def _parser() -> Any:
-    parser = _harness.parser(
-        "cpu", __doc__.split("\n\n")[0], smoke="100 searches over 4 hosts, short profile"
+    return _harness.parser(
+        __file__,
+        __doc__,
+        smoke="100 searches over 4 hosts, short profile",
+        options={
+            "searches": 3000,
+            "hosts": 4,
+            "concurrency": (16, "requests per host"),
+            "workers": (32, "harvest search workers"),
+            "sample": (200, "distinct answers fetched for the bound"),
+            "profile_searches": (600, "searches of the profiled second run; 0: no profile"),
+            "probe_workers": (4, "search workers of a short run measuring the lag; 0: none"),
+        },
     )
-    parser.add_argument("--searches", type=int, default=3000, help="searches in all (3000)")
-    parser.add_argument("--hosts", type=int, default=4, help="farm hosts (4)")
-    parser.add_argument("--concurrency", type=int, default=16, help="requests per host (16)")
-    parser.add_argument("--workers", type=int, default=32, help="harvest search workers (32)")
-    parser.add_argument(
-        "--sample", type=int, default=200, help="distinct answers fetched for the bound (200)"
-    )
-    parser.add_argument(
-        "--profile-searches",
-        type=int,
-        default=600,
-        help="searches of the profiled second run (600; 0: no profile)",
-    )
-    parser.add_argument(
-        "--probe-workers",
-        type=int,
-        default=4,
-        help="search workers of a second short run measuring lag with fewer in flight (4; 0: none)",
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -283,15 +274,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "profile": profiled,
         "probe_fewer_workers": probe,
     }
-    figures["summary"] = _summary(figures)
     _write(figures, args)
     return figures
 
 
 def _summary(figures: dict[str, Any]) -> str:
-    work = figures["workload"]
-    ours = figures["voharvest"]
-    bound = figures["astropy_bound"]
+    ours, bound, work = figures["voharvest"], figures["astropy_bound"], figures["workload"]
     targets = figures["targets"]
     lag = ours.get("loop_lag_ms", {})
     nan = float("nan")
@@ -345,6 +333,7 @@ def _summary(figures: dict[str, Any]) -> str:
 
 
 def _write(figures: dict[str, Any], args: Any) -> Path:
+    figures["summary"] = _summary(figures)
     ours = figures["voharvest"]
     bound = figures["astropy_bound"]
     lag = ours.get("loop_lag_ms", {})

@@ -511,26 +511,23 @@ the first kill that found the file complete with the count at the end.
 
 
 def _parser() -> Any:
-    parser = _harness.parser(
-        "crash", __doc__.split("\n\n")[0], smoke="3 killed runs over 2 hosts, 4 small files each"
+    return _harness.parser(
+        __file__,
+        __doc__,
+        smoke="3 killed runs over 2 hosts, 4 small files each",
+        work=True,
+        options={
+            "runs": (20, "runs to kill before the last"),
+            "hosts": 4,
+            "targets_per_run": 1,
+            "images_per_search": 3,
+            "image_bytes": 3 * 1024 * 1024 // 2,
+            "bandwidth": (3 * 1024 * 1024 / 2, "bytes/s"),
+            "downloads": (6, "download workers"),
+            "concurrency": (4, "connections per host"),
+            "seed": 0,
+        },
     )
-    parser.add_argument("--runs", type=int, default=20, help="runs to kill before the last")
-    parser.add_argument("--hosts", type=int, default=4)
-    parser.add_argument("--targets-per-run", type=int, default=1)
-    parser.add_argument("--images-per-search", type=int, default=3)
-    parser.add_argument("--image-bytes", type=int, default=3 * 1024 * 1024 // 2)
-    parser.add_argument("--bandwidth", type=float, default=3 * 1024 * 1024 / 2, help="bytes/s")
-    parser.add_argument("--downloads", type=int, default=6, help="download workers")
-    parser.add_argument("--concurrency", type=int, default=4, help="connections per host")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--work",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="harvest directory (default: a temporary one)",
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -546,9 +543,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         concurrency=args.concurrency,
         seed=args.seed,
     )
-    with _harness.scratch("voharvest-crash-") as scratch:
-        work = args.work if args.work is not None else scratch
-        work.mkdir(parents=True, exist_ok=True)
+    with _harness.workdir(args.work, "voharvest-crash-") as work:
         figures = asyncio.run(crash(settings, work))
     figures["must_be_zero"] = must_be_zero(figures)
     report(figures, args)

@@ -161,19 +161,18 @@ def _contender(farm_options: Sequence[str], run: Any) -> dict[str, Any]:
 
 
 def _parser() -> Any:
-    parser = _harness.parser(
-        "dask_fanout", __doc__.split("\n\n")[0], smoke="40 searches over 4 hosts, 1 and 2 workers"
+    return _harness.parser(
+        __file__,
+        __doc__,
+        smoke="40 searches over 4 hosts, 1 and 2 workers",
+        options={
+            "searches": 2000,
+            "hosts": 20,
+            "latency": 0.05,
+            "workers": ("1,2,3,4", "worker processes of the scaling series"),
+            "limited_rate": (10.0, "per-host rate of the limited series"),
+        },
     )
-    parser.add_argument("--searches", type=int, default=2000, help="searches in all (2000)")
-    parser.add_argument("--hosts", type=int, default=20, help="farm hosts (20)")
-    parser.add_argument("--latency", type=float, default=0.05, help="seconds per answer (0.05)")
-    parser.add_argument(
-        "--workers", default="1,2,3,4", help="worker processes of the scaling series (1,2,3,4)"
-    )
-    parser.add_argument(
-        "--limited-rate", type=float, default=10.0, help="per-host rate of the limited series (10)"
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

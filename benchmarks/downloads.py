@@ -376,24 +376,21 @@ def run_once(
 
 
 def _parser() -> Any:
-    parser = _harness.parser(
-        "downloads",
-        "voharvest vs aria2c -j16 and sequential curl on the same FITS files.",
+    return _harness.parser(
+        __file__,
+        __doc__,
         smoke="8 files of 1 MiB, one run each",
         scratch=True,
+        options={
+            "gib": (1.0, "GiB to fetch"),
+            "file_mib": (8.0, "MiB per file"),
+            "files": (None, "number of files, overriding --gib", int),
+            "hosts": 1,
+            "repeat": (3, "runs per contender (median)"),
+            "diagnose": (False, "also run voharvest variants (chunk size, workers, fsync off)"),
+            "timeout": (900.0, "seconds per run"),
+        },
     )
-    parser.add_argument("--gib", type=float, default=1.0, help="GiB to fetch (default 1.0)")
-    parser.add_argument("--file-mib", type=float, default=8.0, help="MiB per file (default 8)")
-    parser.add_argument("--files", type=int, default=None, help="number of files (overrides)")
-    parser.add_argument("--hosts", type=int, default=1, help="farm hosts (default 1)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
-    parser.add_argument(
-        "--diagnose",
-        action="store_true",
-        help="also run voharvest variants (chunk size, file workers, workers, fsync off)",
-    )
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
-    return parser
 
 
 def _median_outcome(runs: list[Outcome]) -> Outcome:

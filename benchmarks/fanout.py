@@ -244,35 +244,23 @@ def _pyvo(
 
 
 def _parser() -> Any:
-    parser = _harness.parser(
-        "fanout", __doc__.split("\n\n")[0], smoke="20 searches over 4 hosts at 5/s, bucket 3"
+    return _harness.parser(
+        __file__,
+        __doc__,
+        smoke="20 searches over 4 hosts at 5/s, bucket 3",
+        options={
+            "searches": 2000,
+            "hosts": 20,
+            "latency": 0.05,
+            "rate": (10.0, "requests/s per host"),
+            "burst": (2.0, "the hosts' token bucket size, the farm's"),
+            "concurrency": (8, "voharvest requests in flight per host"),
+            "workers": (32, "voharvest harvest search workers"),
+            "pyvo_sequential": (200, "searches pyvo runs one by one, time scaled to all; 0: all"),
+            "threads": (32, "pyvo thread pool size"),
+            "diagnose": (False, "trace voharvest's request starts per host"),
+        },
     )
-    parser.add_argument("--searches", type=int, default=2000, help="searches in all (2000)")
-    parser.add_argument("--hosts", type=int, default=20, help="farm hosts (20)")
-    parser.add_argument("--latency", type=float, default=0.05, help="seconds per answer (0.05)")
-    parser.add_argument("--rate", type=float, default=10.0, help="requests/s per host (10)")
-    parser.add_argument(
-        "--burst", type=float, default=2.0, help="the hosts' token bucket size (2, the farm's)"
-    )
-    parser.add_argument(
-        "--concurrency", type=int, default=8, help="voharvest requests in flight per host (8)"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=32, help="voharvest harvest search workers (32)"
-    )
-    parser.add_argument(
-        "--pyvo-sequential",
-        type=int,
-        default=200,
-        help="searches pyvo runs one after another, time scaled to all (200; 0: all)",
-    )
-    parser.add_argument("--threads", type=int, default=32, help="pyvo thread pool size (32)")
-    parser.add_argument(
-        "--diagnose",
-        action="store_true",
-        help="trace voharvest's request starts per host (a session of the benchmark's own)",
-    )
-    return parser
 
 
 def _contender(farm_options: Sequence[str], run: Any, bound: float) -> dict[str, Any]:
@@ -356,17 +344,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "pyvo_sequential": sequential,
         "pyvo_threads": threaded,
     }
-    figures["summary"] = _summary(figures)
     _write(figures, args)
     return figures
 
 
 def _summary(figures: dict[str, Any]) -> str:
+    ours, control = figures["voharvest"], figures["voharvest_transport_only"]
+    seq, thr = figures["pyvo_sequential"], figures["pyvo_threads"]
     work = figures["workload"]
-    ours = figures["voharvest"]
-    control = figures["voharvest_transport_only"]
-    seq = figures["pyvo_sequential"]
-    thr = figures["pyvo_threads"]
     policy = work["voharvest_policy"]
     targets = figures["targets"]
     lag = ours.get("loop_lag_ms", {})
@@ -428,6 +413,7 @@ def _summary(figures: dict[str, Any]) -> str:
 
 
 def _write(figures: dict[str, Any], args: Any) -> Path:
+    figures["summary"] = _summary(figures)
     ours = figures["voharvest"]
     control = figures["voharvest_transport_only"]
     seq = figures["pyvo_sequential"]

@@ -319,24 +319,18 @@ def run_count(
 
 def _parser() -> Any:
     parser = _harness.parser(
-        "scale",
-        "Peak RSS of a harvest at growing numbers of targets.",
+        __file__,
+        __doc__,
         smoke="50 and 200 targets",
         scratch=True,
-    )
-    parser.add_argument(
-        "--targets", default="1000,10000,100000", help="counts, comma-separated (ascending)"
-    )
-    parser.add_argument("--image-bytes", type=int, default=4096, help="FITS size (default 4 KiB)")
-    parser.add_argument("--hosts", type=int, default=1, help="farm hosts (the first is searched)")
-    parser.add_argument(
-        "--budget",
-        type=float,
-        default=1500.0,
-        help="longest projected CLI harvest, seconds, before falling back to searches only",
-    )
-    parser.add_argument(
-        "--engine", action="store_true", help="also run each count through the Python API"
+        options={
+            "targets": ("1000,10000,100000", "counts, comma-separated"),
+            "image_bytes": (4096, "FITS size"),
+            "hosts": (1, "farm hosts (the first is searched)"),
+            "budget": (1500.0, "longest projected CLI harvest (s) before searches only"),
+            "engine": (False, "also run each count through the Python API"),
+            "timeout": (3600.0, "seconds per harvest"),
+        },
     )
     parser.add_argument(
         "--diagnose",
@@ -347,7 +341,6 @@ def _parser() -> Any:
         metavar="TARGETS",
         help="tracemalloc in a harvest of TARGETS (10000): what grows between 10 %% and 90 %%",
     )
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per harvest")
     return parser
 
 

@@ -420,33 +420,28 @@ def farm_figures(farm: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parser() -> Any:
-    parser = _harness.parser(
-        "soak",
-        __doc__.split("\n\n")[0],
+    return _harness.parser(
+        __file__,
+        __doc__,
         smoke="200 tasks over 4 hosts; read timeout 1 s, stalls 3 s, backoff 0.25-2 s",
+        work=True,
+        options={
+            "tasks": (10_000, "searches + downloads"),
+            "hosts": 20,
+            "images_per_search": 4,
+            "image_bytes": 16 * 1024,
+            "rate": (10.0, "per host: farm limit = client"),
+            "latency": 0.01,
+            "read_timeout": (2.0, "client stall timeout"),
+            "stall_seconds": (10.0, "farm stall length"),
+            "concurrency": (4, "client, per host"),
+            "backoff": (1.0, "first retry wait (s)"),
+            "backoff_max": (8.0, "longest retry wait (s)"),
+            "searches": (40, "search workers"),
+            "downloads": (80, "download workers"),
+            "seed": 0,
+        },
     )
-    parser.add_argument("--tasks", type=int, default=10_000, help="searches + downloads")
-    parser.add_argument("--hosts", type=int, default=20)
-    parser.add_argument("--images-per-search", type=int, default=4)
-    parser.add_argument("--image-bytes", type=int, default=16 * 1024)
-    parser.add_argument("--rate", type=float, default=10.0, help="per host: farm limit = client")
-    parser.add_argument("--latency", type=float, default=0.01)
-    parser.add_argument("--read-timeout", type=float, default=2.0, help="client stall timeout")
-    parser.add_argument("--stall-seconds", type=float, default=10.0, help="farm stall length")
-    parser.add_argument("--concurrency", type=int, default=4, help="client, per host")
-    parser.add_argument("--backoff", type=float, default=1.0, help="first retry wait (s)")
-    parser.add_argument("--backoff-max", type=float, default=8.0, help="longest retry wait (s)")
-    parser.add_argument("--searches", type=int, default=40, help="search workers")
-    parser.add_argument("--downloads", type=int, default=80, help="download workers")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--work",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="harvest directory (default: a temporary one)",
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -478,10 +473,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--image-bytes", str(settings.image_bytes),
         "--images-per-search", str(settings.images_per_search),
     ]  # fmt: skip
-    with _harness.scratch("voharvest-soak-") as scratch:
-        work = args.work if args.work is not None else scratch / "harvest"
-        with Farm(*farm_options, duration=7200) as farm:
-            figures = asyncio.run(soak(settings, farm.ready, work))
+    with (
+        _harness.workdir(args.work, "voharvest-soak-") as work,
+        Farm(*farm_options, duration=7200) as farm,
+    ):
+        figures = asyncio.run(soak(settings, farm.ready, work))
     figures["farm"] = farm_figures(farm.stopped)
     figures["settings"] = settings.__dict__
     figures["must_be_zero"] = must_be_zero(figures)
