@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -40,57 +41,84 @@ RESULTS = REPO / "benchmarks" / "results"
 # --- the command line ------------------------------------------------------------------------
 
 
-#: The help of options several benchmarks take (each with a default of its own).
-WORKLOAD = {"searches": "searches in all", "hosts": "farm hosts", "latency": "seconds per answer"}
+#: Options several benchmarks take, each with a default of its own: see :func:`workload`.
+WORKLOAD = {
+    "searches": "searches in all",
+    "hosts": "farm hosts",
+    "latency": "seconds per answer",
+    "concurrency": "voharvest requests in flight per host",
+    "workers": "voharvest harvest search workers",
+    "seed": "the farm's sky and fault seed",
+    "images_per_search": "FITS tiles each search finds",
+    "image_bytes": "bytes of a FITS file",
+    "downloads": "download workers",
+}
+#: ``--scratch DIR`` and ``--work DIR``, for :func:`parser`'s options.
+SCRATCH = (None, "where the runs write their files (a temporary directory inside it)", Path)
+WORK = (None, "harvest directory, kept (default: a temporary one, deleted)", Path)
+
+
+def workload(**defaults: float) -> dict[str, tuple[float, str]]:
+    """The :data:`WORKLOAD` options named, with these defaults."""
+    return {name: (default, WORKLOAD[name]) for name, default in defaults.items()}
+
+
+def per_host(args: argparse.Namespace) -> int:
+    """``--searches`` over ``--hosts``: the searches on each host (all hosts alike)."""
+    if args.searches < args.hosts or args.hosts < 1:
+        raise SystemExit("--searches must be at least --hosts, and --hosts at least 1")
+    return int(args.searches // args.hosts)
+
+
+def settings(kind: Any, args: argparse.Namespace, **given: Any) -> Any:
+    """A dataclass ``kind`` of the options of the same names, and the ``given`` fields."""
+    names = {field.name for field in dataclasses.fields(kind)} - set(given)
+    return kind(**{name: getattr(args, name) for name in names}, **given)
 
 
 def parser(
-    module: str,
-    doc: str | None,
-    *,
-    smoke: str,
-    options: Mapping[str, Any] | None = None,
-    scratch: bool = False,
-    work: bool = False,
+    module: str, doc: str | None, options: Mapping[str, Any], smoke: Mapping[str, Any]
 ) -> argparse.ArgumentParser:
     """The option parser of the benchmark in file ``module`` (its ``__file__``).
 
-    Every benchmark takes ``--smoke`` and ``--out DIR``; ``scratch`` adds
-    ``--scratch DIR`` (where runs write their files), ``work`` adds ``--work DIR``
-    (the harvest directory). ``options`` maps an option's name (``file_mib``
-    for ``--file-mib``) to its default, or to ``(default, help)``, or to
-    ``(default, help, type)``: a default of False is a flag; the help of a
-    :data:`WORKLOAD` name is given.
+    Every benchmark takes ``--smoke`` (which sets the ``smoke`` values) and
+    ``--out DIR``. ``options`` maps an option's name (``file_mib`` for
+    ``--file-mib``) to its default, or to ``(default, help)``, or to
+    ``(default, help, type)``: a default of False is a flag, a type of
+    ``Path`` an option shown as ``DIR``.
     """
-    description = (doc or "").split("\n\n")[0]
     built = argparse.ArgumentParser(
-        prog=f"python -m benchmarks.{Path(module).stem}", description=description
+        prog=f"python -m benchmarks.{Path(module).stem}",
+        description=(doc or "").split("\n\n")[0],
     )
-    built.add_argument("--smoke", action="store_true", help=f"a tiny run, to see it works: {smoke}")
-    built.add_argument(
-        "--out", type=Path, default=RESULTS, metavar="DIR", help="results directory (results/)"
-    )
-    places = {
-        "scratch": "where the runs write their files (a temporary directory inside it, deleted)",
-        "work": "harvest directory, kept (default: a temporary one, deleted)",
-    }
-    for place, wanted in (("scratch", scratch), ("work", work)):
-        if wanted:
-            built.add_argument(
-                f"--{place}", type=Path, default=None, metavar="DIR", help=places[place]
-            )
-    for name, given in (options or {}).items():
-        spec = given if isinstance(given, tuple) else (given,)
-        default = spec[0]
-        text = spec[1] if len(spec) > 1 else WORKLOAD.get(name, "")
+    tiny = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in smoke.items())
+    built.add_argument("--smoke", action="store_true", help=f"a tiny run to see it works: {tiny}")
+    every = {"out": (RESULTS, "results directory", Path), **options}
+    for name, given in every.items():
+        spec = given if isinstance(given, tuple) else (given, "")
+        default, text = spec[0], spec[1]
         flag = "--" + name.replace("_", "-")
         if default is False:
             built.add_argument(flag, action="store_true", help=text)
             continue
         kind = spec[2] if len(spec) > 2 else type(default)
         shown = f"{text} ({default})" if text else f"default {default}"
-        built.add_argument(flag, type=kind, default=default, help=shown)
+        if kind is Path:
+            built.add_argument(flag, type=Path, default=default, metavar="DIR", help=text)
+        else:
+            built.add_argument(flag, type=kind, default=default, help=shown)
     return built
+
+
+def arguments(
+    module: str,
+    doc: str | None,
+    argv: Sequence[str] | None,
+    options: Mapping[str, Any],
+    smoke: Mapping[str, Any],
+) -> argparse.Namespace:
+    """:func:`parse` ``argv`` with the :func:`parser` of these options."""
+    return parse(parser(module, doc, options, smoke), argv, smoke)
 
 
 def parse(
@@ -337,6 +365,13 @@ class LoopLag:
         self._stop.set()
         if self._task is not None:
             await self._task
+
+    @staticmethod
+    def text(summary: Mapping[str, Any]) -> str:
+        """``p50 / p99 / max`` of a :meth:`summary`, in ms ("-" where unmeasured)."""
+        return " / ".join(
+            f"{summary[key]:.1f}" if key in summary else "-" for key in ("p50", "p99", "max")
+        )
 
     def summary(self) -> dict[str, Any]:
         """Ticks, and the lag's p50, p99 and max in milliseconds."""

@@ -12,11 +12,11 @@ import datetime as _dt
 import json
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import RESULTS, git
+from benchmarks._harness import git
 
 
 def machine(command: str) -> dict[str, Any]:
@@ -80,22 +80,26 @@ def bar_plot(
 
 
 def write(
+    args: Any,
     name: str,
-    *,
-    command: str,
     title: str,
-    summary: str,
-    header: Sequence[str],
-    rows: Sequence[Sequence[Any]],
+    *,
+    table: tuple[Sequence[str], Sequence[Sequence[Any]]],
     data: dict[str, Any],
-    plot: tuple[Sequence[str], Sequence[float], str] | None = None,
-    directory: Path = RESULTS,
+    summary: str | None = None,
+    plot: tuple[str, Mapping[str, float]] | None = None,
 ) -> Path:
-    """Save ``<name>.json``, ``<name>.md`` (and ``<name>.png``), print the Markdown.
+    """Save ``<name>.json``, ``<name>.md`` (and ``<name>.png``) in ``args.out``; print the Markdown.
 
-    ``command`` is how the run was started (``python -m benchmarks.NAME ...``).
-    Returns the Markdown's path.
+    ``args`` is what :func:`benchmarks._harness.parse` returned: ``args.command``
+    is how the run was started (``python -m benchmarks.NAME ...``). ``table`` is
+    the header and the rows; ``plot`` the unit and a value per label of a bar
+    plot; ``summary`` the text under it (``data["summary"]`` if
+    not given). Returns the Markdown's path.
     """
+    command, directory = args.command, args.out
+    summary = data["summary"] if summary is None else summary
+    header, rows = table
     directory.mkdir(parents=True, exist_ok=True)
     where = machine(command)
     (directory / f"{name}.json").write_text(
@@ -114,8 +118,8 @@ def write(
         "",
     ]
     if plot is not None:
-        labels, values, unit = plot
-        bar_plot(directory / f"{name}.png", title, labels, values, unit)
+        unit, values = plot
+        bar_plot(directory / f"{name}.png", title, list(values), list(values.values()), unit)
         parts += [f"![{title}](results/{name}.png)", ""]
     markdown = directory / f"{name}.md"
     markdown.write_text("\n".join(parts))

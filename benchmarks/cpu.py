@@ -50,6 +50,12 @@ TARGET_MAX_MS = 50.0
 SIZE_DEG = 0.2
 
 SMOKE = {"searches": 100, "hosts": 4, "sample": 20, "profile_searches": 40}
+OPTIONS = {
+    **_harness.workload(searches=3000, hosts=4, concurrency=16, workers=32),
+    "sample": (200, "distinct answers fetched for the bound"),
+    "profile_searches": (600, "searches of the profiled second run; 0: no profile"),
+    "probe_workers": (4, "search workers of a short run measuring the lag; 0: none"),
+}
 
 
 def search_urls(sia1_urls: Sequence[str], per_host: int) -> list[str]:
@@ -198,28 +204,9 @@ def profile_split(profile: cProfile.Profile) -> dict[str, Any]:
 # --- the run ------------------------------------------------------------------------------------
 
 
-def _parser() -> Any:
-    return _harness.parser(
-        __file__,
-        __doc__,
-        smoke="100 searches over 4 hosts, short profile",
-        options={
-            "searches": 3000,
-            "hosts": 4,
-            "concurrency": (16, "requests per host"),
-            "workers": (32, "harvest search workers"),
-            "sample": (200, "distinct answers fetched for the bound"),
-            "profile_searches": (600, "searches of the profiled second run; 0: no profile"),
-            "probe_workers": (4, "search workers of a short run measuring the lag; 0: none"),
-        },
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _harness.parse(_parser(), argv, SMOKE)
-    if args.searches < args.hosts or args.hosts < 1:
-        raise SystemExit("--searches must be at least --hosts, and --hosts at least 1")
-    per_host = args.searches // args.hosts
+    args = _harness.arguments(__file__, __doc__, argv, OPTIONS, SMOKE)
+    per_host = _harness.per_host(args)
     total = per_host * args.hosts
     short = max(1, args.profile_searches // args.hosts)
 
@@ -274,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "profile": profiled,
         "probe_fewer_workers": probe,
     }
+    figures["summary"] = _summary(figures)
     _write(figures, args)
     return figures
 
@@ -326,18 +314,16 @@ def _summary(figures: dict[str, Any]) -> str:
         lines += [
             "",
             f"With {probe['harvest_workers']} search workers ({probe['searches']} searches): "
-            f"loop lag p50 / p99 / max {probe_lag['p50']:.1f} / {probe_lag['p99']:.1f} / "
-            f"{probe_lag['max']:.1f} ms at {probe['searches_per_s']:.0f} searches/s.",
+            f"loop lag p50 / p99 / max {LoopLag.text(probe_lag)} ms at "
+            f"{probe['searches_per_s']:.0f} searches/s.",
         ]
     return "\n".join(lines)
 
 
 def _write(figures: dict[str, Any], args: Any) -> Path:
-    figures["summary"] = _summary(figures)
     ours = figures["voharvest"]
     bound = figures["astropy_bound"]
     lag = ours.get("loop_lag_ms", {})
-    nan = float("nan")
     header = [
         "contender",
         "answers",
@@ -368,28 +354,17 @@ def _write(figures: dict[str, Any], args: Any) -> Path:
             ours["cpu_ms_per_search"],
             figures["ratio_to_astropy"],
             ours["failures"],
-            f"{lag.get('p50', nan):.1f} / {lag.get('p99', nan):.1f} / {lag.get('max', nan):.1f}",
+            LoopLag.text(lag),
         ],
     ]
-    return _report.write(
-        "cpu",
-        command=args.command,
-        title=f"CPU per search: {ours['searches']:,} searches vs parsing with astropy alone",
-        summary=figures["summary"],
-        header=header,
-        rows=rows,
-        data=figures,
-        plot=(
-            ["astropy alone (bound)", "voharvest", f"{TARGET_RATIO:g} x the bound (target)"],
-            [
-                bound["answers_per_s"],
-                ours["searches_per_s"],
-                TARGET_RATIO * bound["answers_per_s"],
-            ],
-            "answers/s",
-        ),
-        directory=args.out,
-    )
+    bars = {
+        "astropy alone (bound)": bound["answers_per_s"],
+        "voharvest": ours["searches_per_s"],
+        f"{TARGET_RATIO:g} x the bound (target)": TARGET_RATIO * bound["answers_per_s"],
+    }
+    title = f"CPU per search: {ours['searches']:,} searches vs parsing with astropy alone"
+    plot = ("answers/s", bars)
+    return _report.write(args, "cpu", title, table=(header, rows), data=figures, plot=plot)
 
 
 if __name__ == "__main__":

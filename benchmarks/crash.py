@@ -61,6 +61,14 @@ SMOKE = {
     "bandwidth": 2 * 1024 * 1024,
     "downloads": 4,
 }
+OPTIONS = {
+    **_harness.workload(hosts=4, images_per_search=3, image_bytes=3 * 1024 * 1024 // 2),
+    **_harness.workload(concurrency=4, downloads=6, seed=0),
+    "work": _harness.WORK,
+    "runs": (20, "runs to kill before the last"),
+    "targets_per_run": 1,
+    "bandwidth": (3 * 1024 * 1024 / 2, "bytes/s"),
+}
 
 
 @dataclass(frozen=True)
@@ -499,50 +507,18 @@ name compared byte for byte with the farm's, the journal opened with sqlite3, an
 the first kill that found the file complete with the count at the end.
 """
     return _report.write(
+        args,
         "crash",
-        command=args.command,
-        title="Crash safety: SIGKILL at random moments, then resume",
+        "Crash safety: SIGKILL at random moments, then resume",
         summary=summary,
-        header=["figure", "value", "must be"],
-        rows=rows,
+        table=(["figure", "value", "must be"], rows),
         data=figures,
-        directory=args.out,
-    )
-
-
-def _parser() -> Any:
-    return _harness.parser(
-        __file__,
-        __doc__,
-        smoke="3 killed runs over 2 hosts, 4 small files each",
-        work=True,
-        options={
-            "runs": (20, "runs to kill before the last"),
-            "hosts": 4,
-            "targets_per_run": 1,
-            "images_per_search": 3,
-            "image_bytes": 3 * 1024 * 1024 // 2,
-            "bandwidth": (3 * 1024 * 1024 / 2, "bytes/s"),
-            "downloads": (6, "download workers"),
-            "concurrency": (4, "connections per host"),
-            "seed": 0,
-        },
     )
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _harness.parse(_parser(), argv, SMOKE)
-    settings = Settings(
-        runs=args.runs,
-        hosts=args.hosts,
-        targets_per_run=args.targets_per_run,
-        images_per_search=args.images_per_search,
-        image_bytes=args.image_bytes,
-        bandwidth=args.bandwidth,
-        downloads=args.downloads,
-        concurrency=args.concurrency,
-        seed=args.seed,
-    )
+    args = _harness.arguments(__file__, __doc__, argv, OPTIONS, SMOKE)
+    settings = _harness.settings(Settings, args)
     with _harness.workdir(args.work, "voharvest-crash-") as work:
         figures = asyncio.run(crash(settings, work))
     figures["must_be_zero"] = must_be_zero(figures)

@@ -46,6 +46,11 @@ SIZE_DEG = 0.2
 NOTHING = ("x-none/x-none",)  # kept formats that match no record: searches only
 
 SMOKE = {"searches": 40, "hosts": 4, "latency": 0.01, "workers": "1,2", "limited_rate": 10.0}
+OPTIONS = {
+    **_harness.workload(searches=2000, hosts=20, latency=0.05),
+    "workers": ("1,2,3,4", "worker processes of the scaling series"),
+    "limited_rate": (10.0, "per-host rate of the limited series"),
+}
 #: Scaling "stops" where one more worker adds less than this share of throughput.
 STOP_GAIN = 1.10
 
@@ -160,24 +165,9 @@ def _contender(farm_options: Sequence[str], run: Any) -> dict[str, Any]:
     return result
 
 
-def _parser() -> Any:
-    return _harness.parser(
-        __file__,
-        __doc__,
-        smoke="40 searches over 4 hosts, 1 and 2 workers",
-        options={
-            "searches": 2000,
-            "hosts": 20,
-            "latency": 0.05,
-            "workers": ("1,2,3,4", "worker processes of the scaling series"),
-            "limited_rate": (10.0, "per-host rate of the limited series"),
-        },
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _harness.parse(_parser(), argv, SMOKE)
-    per_host = args.searches // args.hosts
+    args = _harness.arguments(__file__, __doc__, argv, OPTIONS, SMOKE)
+    per_host = _harness.per_host(args)
     total = per_host * args.hosts
     counts = [int(x) for x in str(args.workers).split(",") if x.strip()]
     free = ["--hosts", str(args.hosts), "--latency", str(args.latency)]
@@ -376,15 +366,12 @@ def _write(figures: dict[str, Any], args: Any) -> None:
             ]
         )
     _report.write(
+        args,
         "dask_fanout",
-        command=args.command,
-        title="Fan-out on Dask: 1 vs 2 (and more) worker processes",
-        summary=figures["summary"],
-        header=header,
-        rows=table,
+        "Fan-out on Dask: 1 vs 2 (and more) worker processes",
+        table=(header, table),
         data=figures,
-        plot=([_label(r) for r in rows], [r["throughput"] for r in rows], "searches/s"),
-        directory=args.out,
+        plot=("searches/s", {_label(r): r["throughput"] for r in rows}),
     )
 
 

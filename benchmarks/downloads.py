@@ -65,6 +65,16 @@ TARGET_VS_CURL = 0.8
 WINDOW = 4096
 SAMPLE = 0.05  # seconds between two readings of a contender's process tree RSS
 SMOKE = {"file_mib": 1.0, "files": 8, "repeat": 1}
+OPTIONS = {
+    **_harness.workload(hosts=1),
+    "scratch": _harness.SCRATCH,
+    "gib": (1.0, "GiB to fetch"),
+    "file_mib": (8.0, "MiB per file"),
+    "files": (None, "number of files, overriding --gib", int),
+    "repeat": (3, "runs per contender (median)"),
+    "diagnose": (False, "also run voharvest variants (chunk size, workers, fsync off)"),
+    "timeout": (900.0, "seconds per run"),
+}
 
 
 def sync_disk() -> None:
@@ -375,31 +385,13 @@ def run_once(
 # --- the benchmark ----------------------------------------------------------------------------
 
 
-def _parser() -> Any:
-    return _harness.parser(
-        __file__,
-        __doc__,
-        smoke="8 files of 1 MiB, one run each",
-        scratch=True,
-        options={
-            "gib": (1.0, "GiB to fetch"),
-            "file_mib": (8.0, "MiB per file"),
-            "files": (None, "number of files, overriding --gib", int),
-            "hosts": 1,
-            "repeat": (3, "runs per contender (median)"),
-            "diagnose": (False, "also run voharvest variants (chunk size, workers, fsync off)"),
-            "timeout": (900.0, "seconds per run"),
-        },
-    )
-
-
 def _median_outcome(runs: list[Outcome]) -> Outcome:
     ordered = sorted(runs, key=lambda o: o.wall)
     return ordered[len(ordered) // 2]
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _harness.parse(_parser(), argv, SMOKE)
+    args = _harness.arguments(__file__, __doc__, argv, OPTIONS, SMOKE)
     image_bytes = int(args.file_mib * MiB)
     files = args.files or max(1, round(args.gib * GiB / image_bytes))
     found = tools("aria2c", "curl")
@@ -575,15 +567,13 @@ def _write(
         )
         rows.append(_row(f"(diagnosis) {prefix}{label}", outcome, total, speed, files))
     return _report.write(
+        args,
         "downloads",
-        command=args.command,
-        title="Downloads: voharvest vs aria2c -j16 and sequential curl",
+        "Downloads: voharvest vs aria2c -j16 and sequential curl",
         summary=_summary(data, best, diagnosis, args),
-        header=header,
-        rows=rows,
+        table=(header, rows),
         data=data,
-        plot=(list(speed), list(speed.values()), "MiB/s (higher is better)"),
-        directory=args.out,
+        plot=("MiB/s (higher is better)", speed),
     )
 
 

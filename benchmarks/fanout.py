@@ -58,6 +58,14 @@ SMOKE = {
     "pyvo_sequential": 5,
     "threads": 8,
 }
+OPTIONS = {
+    **_harness.workload(searches=2000, hosts=20, latency=0.05, concurrency=8, workers=32),
+    "rate": (10.0, "requests/s per host"),
+    "burst": (2.0, "the hosts' token bucket size, the farm's"),
+    "pyvo_sequential": (200, "searches pyvo runs one by one, time scaled to all; 0: all"),
+    "threads": (32, "pyvo thread pool size"),
+    "diagnose": (False, "trace voharvest's request starts per host"),
+}
 
 
 # --- the workload ------------------------------------------------------------------------
@@ -243,26 +251,6 @@ def _pyvo(
 # --- the run ---------------------------------------------------------------------------------
 
 
-def _parser() -> Any:
-    return _harness.parser(
-        __file__,
-        __doc__,
-        smoke="20 searches over 4 hosts at 5/s, bucket 3",
-        options={
-            "searches": 2000,
-            "hosts": 20,
-            "latency": 0.05,
-            "rate": (10.0, "requests/s per host"),
-            "burst": (2.0, "the hosts' token bucket size, the farm's"),
-            "concurrency": (8, "voharvest requests in flight per host"),
-            "workers": (32, "voharvest harvest search workers"),
-            "pyvo_sequential": (200, "searches pyvo runs one by one, time scaled to all; 0: all"),
-            "threads": (32, "pyvo thread pool size"),
-            "diagnose": (False, "trace voharvest's request starts per host"),
-        },
-    )
-
-
 def _contender(farm_options: Sequence[str], run: Any, bound: float) -> dict[str, Any]:
     """``run(farm)`` against a fresh farm; its figures, the farm's counters and CPU."""
     with Farm(*farm_options) as farm, CpuSpan(farm) as span:
@@ -275,10 +263,8 @@ def _contender(farm_options: Sequence[str], run: Any, bound: float) -> dict[str,
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _harness.parse(_parser(), argv, SMOKE)
-    if args.searches < args.hosts or args.hosts < 1:
-        raise SystemExit("--searches must be at least --hosts, and --hosts at least 1")
-    per_host = args.searches // args.hosts
+    args = _harness.arguments(__file__, __doc__, argv, OPTIONS, SMOKE)
+    per_host = _harness.per_host(args)
     total = per_host * args.hosts
     bound = per_host / args.rate
     sequential_n = total if args.pyvo_sequential <= 0 else min(args.pyvo_sequential, total)
@@ -386,9 +372,8 @@ def _summary(figures: dict[str, Any]) -> str:
         f"(last); {ours['http_429']} answers were 429s. CPU: client {ours['client_cpu_s']:.1f} s "
         f"({ours['client_cpu_s'] / ours['makespan_s']:.0%} of one core), farm "
         f"{ours.get('farm_cpu_s', nan):.1f} s, other processes on the machine "
-        f"{ours.get('other_processes_cpu_s', nan):.1f} s. Event-loop lag (a 5 ms ticker) p50 "
-        f"{lag.get('p50', nan):.1f} ms, p99 {lag.get('p99', nan):.1f} ms, max "
-        f"{lag.get('max', nan):.0f} ms. The control: {control['makespan_over_bound']:.3f} of "
+        f"{ours.get('other_processes_cpu_s', nan):.1f} s. Event-loop lag (a 5 ms ticker) p50 / "
+        f"p99 / max {LoopLag.text(lag)} ms. The control: {control['makespan_over_bound']:.3f} of "
         f"the bound, {control['client_cpu_ms_per_search']:.2f} client CPU ms per request, "
         f"{control['farm']['rate_violations']} violations.",
     ]
@@ -468,33 +453,16 @@ def _write(figures: dict[str, Any], args: Any) -> Path:
             *[""] * 6,
         ]
     )
-    return _report.write(
-        "fanout",
-        command=args.command,
-        title=f"Fan-out: {work['searches']:,} SIA searches over {work['hosts']} rate-limited hosts",
-        summary=figures["summary"],
-        header=header,
-        rows=rows,
-        data=figures,
-        plot=(
-            [
-                "voharvest",
-                "voharvest transport only (control)",
-                f"pyvo sequential ({seq['scaled_from']})",
-                f"pyvo {thr['threads']} threads",
-                "rate-limit bound",
-            ],
-            [
-                ours["throughput"],
-                control["throughput"],
-                seq["throughput"],
-                thr["throughput"],
-                work["bound_throughput"],
-            ],
-            "successful searches/s",
-        ),
-        directory=args.out,
-    )
+    bars = {
+        "voharvest": ours["throughput"],
+        "voharvest transport only (control)": control["throughput"],
+        f"pyvo sequential ({seq['scaled_from']})": seq["throughput"],
+        f"pyvo {thr['threads']} threads": thr["throughput"],
+        "rate-limit bound": work["bound_throughput"],
+    }
+    title = f"Fan-out: {work['searches']:,} SIA searches over {work['hosts']} rate-limited hosts"
+    plot = ("successful searches/s", bars)
+    return _report.write(args, "fanout", title, table=(header, rows), data=figures, plot=plot)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,16 @@ FLAT_WITHIN = 0.10
 TARGET_MS_PER_TARGET = 3.5
 SIZE = 0.01  # degrees: a search returns the tile under the position only
 SAMPLE = 0.25  # seconds between two readings of a harvest's RSS
+SMOKE = {"targets": "50,200"}
+OPTIONS = {
+    "scratch": _harness.SCRATCH,
+    "targets": ("1000,10000,100000", "counts, comma-separated"),
+    **_harness.workload(image_bytes=4096),
+    "hosts": (1, "farm hosts (the first is searched)"),
+    "budget": (1500.0, "longest projected CLI harvest (s) before searches only"),
+    "engine": (False, "also run each count through the Python API"),
+    "timeout": (3600.0, "seconds per harvest"),
+}
 
 # --- children -----------------------------------------------------------------------------
 
@@ -318,20 +328,7 @@ def run_count(
 
 
 def _parser() -> Any:
-    parser = _harness.parser(
-        __file__,
-        __doc__,
-        smoke="50 and 200 targets",
-        scratch=True,
-        options={
-            "targets": ("1000,10000,100000", "counts, comma-separated"),
-            "image_bytes": (4096, "FITS size"),
-            "hosts": (1, "farm hosts (the first is searched)"),
-            "budget": (1500.0, "longest projected CLI harvest (s) before searches only"),
-            "engine": (False, "also run each count through the Python API"),
-            "timeout": (3600.0, "seconds per harvest"),
-        },
-    )
+    parser = _harness.parser(__file__, __doc__, OPTIONS, SMOKE)
     parser.add_argument(
         "--diagnose",
         type=int,
@@ -376,7 +373,7 @@ class Setup:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _harness.parse(_parser(), argv, {"targets": "50,200"})
+    args = _harness.parse(_parser(), argv, SMOKE)
     counts = sorted({int(c) for c in args.targets.split(",") if c.strip()})
     if not counts or counts[0] < 1:
         raise SystemExit("--targets: give positive counts")
@@ -531,21 +528,18 @@ def _summarise(
     }
     shown = [r for r in runs if r.mode == headline_mode]
     _report.write(
+        args,
         "scale",
-        command=args.command,
-        title="Scale: peak RSS of a harvest against the number of targets",
+        "Scale: peak RSS of a harvest against the number of targets",
         summary=summary,
-        header=header,
-        rows=rows,
+        table=(header, rows),
         data=data,
         plot=(
-            [f"{r.targets:,} {r.mode}" for r in runs if r.mode != "trace"],
-            [r.peak_rss_kib / 1024 for r in runs if r.mode != "trace"],
             "peak RSS, MiB",
+            {f"{r.targets:,} {r.mode}": r.peak_rss_kib / 1024 for r in runs if r.mode != "trace"},
         )
         if shown
         else None,
-        directory=args.out,
     )
     return data
 

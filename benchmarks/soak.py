@@ -75,6 +75,18 @@ SMOKE = {
     "backoff": 0.25,
     "backoff_max": 2.0,
 }
+OPTIONS = {
+    **_harness.workload(hosts=20, latency=0.01, images_per_search=4, image_bytes=16 * 1024),
+    **_harness.workload(concurrency=4, downloads=80, seed=0),
+    "work": _harness.WORK,
+    "tasks": (10_000, "searches + downloads"),
+    "rate": (10.0, "per host: farm limit = client"),
+    "read_timeout": (2.0, "client stall timeout"),
+    "stall_seconds": (10.0, "farm stall length"),
+    "backoff": (1.0, "first retry wait (s)"),
+    "backoff_max": (8.0, "longest retry wait (s)"),
+    "searches": (40, "search workers"),
+}
 JOURNAL_STEM = JOURNAL_NAME.removesuffix(".sqlite")
 
 
@@ -419,52 +431,11 @@ def farm_figures(farm: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parser() -> Any:
-    return _harness.parser(
-        __file__,
-        __doc__,
-        smoke="200 tasks over 4 hosts; read timeout 1 s, stalls 3 s, backoff 0.25-2 s",
-        work=True,
-        options={
-            "tasks": (10_000, "searches + downloads"),
-            "hosts": 20,
-            "images_per_search": 4,
-            "image_bytes": 16 * 1024,
-            "rate": (10.0, "per host: farm limit = client"),
-            "latency": 0.01,
-            "read_timeout": (2.0, "client stall timeout"),
-            "stall_seconds": (10.0, "farm stall length"),
-            "concurrency": (4, "client, per host"),
-            "backoff": (1.0, "first retry wait (s)"),
-            "backoff_max": (8.0, "longest retry wait (s)"),
-            "searches": (40, "search workers"),
-            "downloads": (80, "download workers"),
-            "seed": 0,
-        },
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _harness.parse(_parser(), argv, SMOKE)
+    args = _harness.arguments(__file__, __doc__, argv, OPTIONS, SMOKE)
     if args.stall_seconds <= args.read_timeout:
         raise SystemExit("--stall-seconds must be longer than --read-timeout")
-    settings = Settings(
-        tasks=args.tasks,
-        hosts=args.hosts,
-        images_per_search=args.images_per_search,
-        image_bytes=args.image_bytes,
-        rate=args.rate,
-        latency=args.latency,
-        read_timeout=args.read_timeout,
-        stall_seconds=args.stall_seconds,
-        concurrency=args.concurrency,
-        backoff=args.backoff,
-        backoff_max=args.backoff_max,
-        searches=args.searches,
-        downloads=args.downloads,
-        seed=args.seed,
-        size=0.4,
-    )
+    settings = _harness.settings(Settings, args, size=0.4)
     faults = ",".join(f"{name}={p}" for name, p in FAULTS.items())
     farm_options = [
         "--hosts", str(settings.hosts), "--seed", str(settings.seed),
@@ -577,14 +548,12 @@ each request left the client's limiter, and the moment its headers went out
 (an aiohttp trace hook on a session built like the client's own, lent to it).
 """
     return _report.write(
+        args,
         "soak",
-        command=args.command,
-        title="Fault soak: searches and downloads on a failing farm",
+        "Fault soak: searches and downloads on a failing farm",
         summary=summary,
-        header=["figure", "first run", "resume", "must be"],
-        rows=rows,
+        table=(["figure", "first run", "resume", "must be"], rows),
         data={**figures, "zero_check": zero},
-        directory=args.out,
     )
 
 

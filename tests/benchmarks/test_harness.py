@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -9,20 +10,21 @@ import pytest
 
 from benchmarks import _harness, _process, _report
 
+OPTIONS = {
+    **_harness.workload(hosts=3),
+    "scratch": _harness.SCRATCH,
+    "rate": (10.0, "requests/s"),
+    "diagnose": (False, "more"),
+}
 
-def _parser() -> object:
-    return _harness.parser(
-        "benchmarks/example.py",
-        "An example.\n\nMore.",
-        smoke="tiny",
-        scratch=True,
-        options={"hosts": 3, "rate": (10.0, "requests/s"), "diagnose": (False, "more")},
-    )
+
+def _parser() -> argparse.ArgumentParser:
+    return _harness.parser("benchmarks/example.py", "An example.\n\nMore.", OPTIONS, {"hosts": 1})
 
 
 def test_command_shows_the_module_and_hides_paths(tmp_path: Path) -> None:
     words = ["--hosts", "5", "--out", str(tmp_path), f"--scratch={tmp_path}", "--diagnose"]
-    args = _harness.parse(_parser(), words)  # type: ignore[arg-type]
+    args = _harness.parse(_parser(), words)
     assert args.command == (
         "python -m benchmarks.example --hosts 5 --out DIR --scratch=DIR --diagnose"
     )
@@ -31,9 +33,10 @@ def test_command_shows_the_module_and_hides_paths(tmp_path: Path) -> None:
 
 
 def test_smoke_sets_its_values() -> None:
-    args = _harness.parse(_parser(), ["--smoke"], {"hosts": 1})  # type: ignore[arg-type]
+    args = _harness.parse(_parser(), ["--smoke"], {"hosts": 1})
     assert args.hosts == 1 and args.smoke
-    assert _harness.parse(_parser(), []).hosts == 3  # type: ignore[arg-type]
+    assert _harness.parse(_parser(), []).hosts == 3
+    assert "--hosts 1" in _parser().format_help()  # --smoke says what it sets
 
 
 def test_a_missing_tool_is_reported_not_installed(
