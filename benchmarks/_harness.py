@@ -71,9 +71,12 @@ def per_host(args: argparse.Namespace) -> int:
 
 
 def settings(kind: Any, args: argparse.Namespace, **given: Any) -> Any:
-    """A dataclass ``kind`` of the options of the same names, and the ``given`` fields."""
+    """A dataclass ``kind`` of the ``given`` fields and the options of the same names.
+
+    A field that is neither keeps its default.
+    """
     names = {field.name for field in dataclasses.fields(kind)} - set(given)
-    return kind(**{name: getattr(args, name) for name in names}, **given)
+    return kind(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **given)
 
 
 def parser(
