@@ -1,14 +1,19 @@
 """What every benchmark shares: its command line, the farm process, CPU clocks, scratch space.
 
-- :func:`parser` and :func:`parse`: the options every benchmark takes (``--smoke``,
-  ``--out DIR``, ``--scratch DIR`` where it writes files) and the command a report
-  shows, always as ``python -m benchmarks.NAME ...`` with paths left out.
+- :func:`arguments` (:func:`parser` and :func:`parse`): a benchmark's options from a
+  table (``--smoke`` and ``--out DIR`` always; :data:`WORKLOAD` options named once,
+  ``--scratch``/``--work DIR``), and the command its report shows, always
+  ``python -m benchmarks.NAME ...`` with paths shown as ``DIR``; :func:`settings`
+  builds a benchmark's settings from them.
 - :class:`Farm`: ``python -m voharvest.testing serve ...`` in a process of its own
   for one ``with`` block: its URLs when it is ready, its counters when it stopped.
-- :class:`CpuSpan`: the CPU the farm and the whole machine used over a block.
-- :class:`LoopLag`: a ticker on the running event loop, recording how late it wakes.
-- :func:`scratch`: a directory that is deleted however the block ends.
-- :func:`positions` and :func:`tile_ids`: the workloads' targets.
+- :class:`CpuSpan`: wall time and the CPU this process, the farm and the whole
+  machine used over a block.
+- :class:`LoopLag`: a ticker on the running event loop, recording how late it wakes;
+  :func:`traced_session`: an aiohttp session noting when each request's headers left.
+- :func:`scratch` and :func:`workdir`: directories deleted however the block ends.
+- :func:`positions`, :func:`tile_ids` and :class:`FarmImages`: the workloads' targets
+  and the bytes the farm serves for them.
 
 Child processes measured for their peak RSS and CPU are in :mod:`benchmarks._process`.
 """
