@@ -22,6 +22,11 @@ and token buckets belong to that contender alone.
 - **pyvo, threads**: the same calls in a ``ThreadPoolExecutor(--threads)``
   over every search. pyvo does not retry, so a 429 is a failed search.
 
+For every contender: makespan, failures, the farm's rate violations and 429s,
+and the client's CPU (this process's CPU time over the run) in all and per
+search; for voharvest also the event-loop lag (a 5 ms ticker) and when each
+host's last search ended.
+
 Writes ``fanout.json``, ``fanout.md`` and ``fanout.png`` (throughput) into
 ``--out`` (default ``benchmarks/results``) and prints the Markdown table.
 """
