@@ -1,7 +1,9 @@
 """Writing a benchmark's results: JSON, a Markdown table and a PNG plot, side by side.
 
-Every benchmark calls :func:`write` once with its figures; ``benchmarks/collect.py``
-gathers the Markdown parts into ``benchmarks/RESULTS.md``.
+Every benchmark calls :func:`write` once with its figures; ``python -m
+benchmarks.collect`` gathers the Markdown parts into ``benchmarks/RESULTS.md``.
+:func:`target` and :func:`verdict` judge a figure against its target the same
+way everywhere.
 """
 
 from __future__ import annotations
@@ -10,43 +12,48 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
-import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks._harness import git
 
 
-def machine() -> dict[str, Any]:
-    """Where and when a figure was measured."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
+def machine(command: str) -> dict[str, Any]:
+    """Where and when a figure was measured, and with what command."""
+    commit = git("rev-parse", "--short", "HEAD").strip()
     return {
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "commit": commit,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command,
+        "loadavg": list(os.getloadavg()),
     }
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-        return str(value)
+def target(value: float | None, bound: float, *, at_most: bool = False) -> dict[str, Any]:
+    """A figure against its target: ``met`` is None when the figure was not measured."""
+    met = None if value is None else (value <= bound if at_most else value >= bound)
+    return {"target": bound, "value": value, "met": met}
 
+
+def verdict(entry: dict[str, Any]) -> str:
+    """``met``, ``**missed**`` or ``not measured``, for a :func:`target` entry."""
+    return {True: "met", False: "**missed**", None: "not measured"}[entry["met"]]
+
+
+def cell(value: Any) -> str:
+    """A table cell: floats to 3 significant digits (large ones as whole numbers)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -73,19 +80,28 @@ def bar_plot(
 
 
 def write(
+    args: Any,
     name: str,
-    *,
     title: str,
-    summary: str,
-    header: Sequence[str],
-    rows: Sequence[Sequence[Any]],
+    *,
+    table: tuple[Sequence[str], Sequence[Sequence[Any]]],
     data: dict[str, Any],
-    plot: tuple[Sequence[str], Sequence[float], str] | None = None,
-    directory: Path = RESULTS,
+    summary: str | None = None,
+    plot: tuple[str, Mapping[str, float]] | None = None,
 ) -> Path:
-    """Save ``<name>.json``, ``<name>.md`` (and ``<name>.png``); return the Markdown path."""
+    """Save ``<name>.json``, ``<name>.md`` (and ``<name>.png``) in ``args.out``; print the Markdown.
+
+    ``args`` is what :func:`benchmarks._harness.parse` returned: ``args.command``
+    is how the run was started (``python -m benchmarks.NAME ...``). ``table`` is
+    the header and the rows; ``plot`` the unit and a value per label of a bar
+    plot; ``summary`` the text under it (``data["summary"]`` if
+    not given). Returns the Markdown's path.
+    """
+    command, directory = args.command, args.out
+    summary = data["summary"] if summary is None else summary
+    header, rows = table
     directory.mkdir(parents=True, exist_ok=True)
-    where = machine()
+    where = machine(command)
     (directory / f"{name}.json").write_text(
         json.dumps({"benchmark": name, "machine": where, **data}, indent=2, default=str)
     )
@@ -93,7 +109,8 @@ def write(
         f"## {title}",
         "",
         f"Measured {where['date']} on {where['cpus']} CPUs ({where['platform']}, "
-        f"Python {where['python']}, commit {where['commit'] or '?'}) with `{where['command']}`.",
+        f"Python {where['python']}, commit {where['commit'] or '?'}, load average "
+        f"{where['loadavg'][0]:.2f}) with `{command}`.",
         "",
         markdown_table(header, rows),
         "",
@@ -101,9 +118,10 @@ def write(
         "",
     ]
     if plot is not None:
-        labels, values, unit = plot
-        bar_plot(directory / f"{name}.png", title, labels, values, unit)
+        unit, values = plot
+        bar_plot(directory / f"{name}.png", title, list(values), list(values.values()), unit)
         parts += [f"![{title}](results/{name}.png)", ""]
     markdown = directory / f"{name}.md"
     markdown.write_text("\n".join(parts))
+    print(markdown.read_text())
     return markdown

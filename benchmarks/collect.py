@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from benchmarks._harness import RESULTS
 
-ORDER = ["fanout", "cpu", "downloads", "scale", "soak", "crash"]
+ORDER = ["fanout", "cpu", "downloads", "scale", "soak", "crash", "dask_fanout"]
 
 
 def main() -> None:
-    here = Path(__file__).parent
     parts = sorted(
-        (here / "results").glob("*.md"),
+        RESULTS.glob("*.md"),
         key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem),
     )
     text = [
@@ -20,8 +19,8 @@ def main() -> None:
         "",
     ]
     text += [part.read_text().strip() + "\n" for part in parts]
-    (here / "RESULTS.md").write_text("\n".join(text))
-    print(f"{here / 'RESULTS.md'}: {len(parts)} benchmarks")
+    (RESULTS.parent / "RESULTS.md").write_text("\n".join(text))
+    print(f"benchmarks/RESULTS.md: {len(parts)} benchmarks")
 
 
 if __name__ == "__main__":

@@ -30,14 +30,12 @@ again, nothing partial sits under a final name, and the last run and
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
 import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -46,15 +44,31 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks import _report
+from benchmarks import _harness, _report
 from voharvest.harvesting import JOURNAL_NAME
-from voharvest.testing import HostConfig, VOFarm, search_tiles, tile_by_id
+from voharvest.testing import HostConfig, VOFarm, search_tiles
 
 NOT_FINAL = (".part", ".part.json")
 #: Files of the harvest itself at the top of its directory: the journal (with
 #: its -wal and -shm, and anything else named after it) and the manifests.
 JOURNAL_STEM = JOURNAL_NAME.removesuffix(".sqlite")
 MANIFESTS = {"manifest.csv", "manifest.xml"}
+SMOKE = {
+    "runs": 3,
+    "hosts": 2,
+    "images_per_search": 2,
+    "image_bytes": 1280 * 1024,
+    "bandwidth": 2 * 1024 * 1024,
+    "downloads": 4,
+}
+OPTIONS = {
+    **_harness.workload(hosts=4, images_per_search=3, image_bytes=3 * 1024 * 1024 // 2),
+    **_harness.workload(concurrency=4, downloads=6, seed=0),
+    "work": _harness.WORK,
+    "runs": (20, "runs to kill before the last"),
+    "targets_per_run": 1,
+    "bandwidth": (3 * 1024 * 1024 / 2, "bytes/s"),
+}
 
 
 @dataclass(frozen=True)
@@ -195,18 +209,11 @@ class Inspector:
 
     farm: VOFarm
     settings: Settings
-    truth: dict[str, bytes] = field(default_factory=dict)
     verified: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # path -> stat key
     urls: dict[str, str] = field(default_factory=dict)
 
-    def served(self, url: str) -> bytes:
-        name = Path(urlsplit(url).path).name
-        if name not in self.truth:
-            tile = tile_by_id(name.removesuffix(".fits"))
-            if tile is None:
-                raise ValueError(f"{url} is not a farm image")
-            self.truth[name] = self.farm.sky.fits(tile, self.settings.image_bytes, 16).read()
-        return self.truth[name]
+    def __post_init__(self) -> None:
+        self.images = _harness.FarmImages(self.farm.sky, self.settings.image_bytes)
 
     def fetches(self, url: str) -> int:
         """GETs of this URL's path its host has seen (faulted, ranged and whole alike)."""
@@ -225,7 +232,7 @@ class Inspector:
             stat = path.stat()
             key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
             if self.verified.get(relative) != key:
-                if path.read_bytes() != self.served(url):
+                if path.read_bytes() != self.images.served(url):
                     problems.append(f"partial or corrupt under its final name: {relative}")
                     continue
                 self.verified[relative] = key
@@ -447,7 +454,7 @@ def must_be_zero(figures: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def report(figures: dict[str, Any], out: Path, *, smoke: bool) -> Path:
+def report(figures: dict[str, Any], args: Any) -> Path:
     s = figures["settings"]
     zero = figures["must_be_zero"]
     farm = figures["farm"]
@@ -475,11 +482,11 @@ def report(figures: dict[str, Any], out: Path, *, smoke: bool) -> Path:
         ["image GETs / sent whole / with Range (all runs)",
          f"{farm['image_gets']} / {farm['completed_image_fetches']} / {farm['range_requests']}",
          ""],
-        ["images sent whole twice (killed before the rename: not yet complete here)",
+        ["images the farm sent whole more than once",
          farm["images_sent_whole_more_than_once"], ""],
     ]  # fmt: skip
     summary = f"""
-{"**Smoke size.** " if smoke else ""}A VOFarm of {s["hosts"]} hosts in the benchmark's
+{"**Smoke size.** " if args.smoke else ""}A VOFarm of {s["hosts"]} hosts in the benchmark's
 process (even hosts SIA 1.0, odd SIA 2.0), {s["images_per_search"]} FITS tiles of
 {s["image_bytes"]} bytes per search, each image sent at {s["bandwidth"]:g} bytes/s. The
 harvest is the CLI in a subprocess, `python -m voharvest harvest --service/--sia2 ...
@@ -497,62 +504,25 @@ until {s["runs"]} had been killed. Then one last run to the
 end ({figures["final_run"]["seconds"]} s). After every kill: each file under a final
 name compared byte for byte with the farm's, the journal opened with sqlite3, and
 `voharvest status` run. "Fetched again" compares the farm's count of GETs for a path at
-the first kill that found the file complete with the count at the end. The client
-writes in chunks of 1 MiB, so a kill mid-file leaves a `.part` that the next run
-resumes with `Range`.
+the first kill that found the file complete with the count at the end.
 """
     return _report.write(
+        args,
         "crash",
-        title="Crash safety: SIGKILL at random moments, then resume",
+        "Crash safety: SIGKILL at random moments, then resume",
         summary=summary,
-        header=["figure", "value", "must be"],
-        rows=rows,
+        table=(["figure", "value", "must be"], rows),
         data=figures,
-        directory=out,
     )
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.crash", description=__doc__)
-    parser.add_argument("--runs", type=int, default=20, help="runs to kill before the last")
-    parser.add_argument("--hosts", type=int, default=4)
-    parser.add_argument("--targets-per-run", type=int, default=1)
-    parser.add_argument("--images-per-search", type=int, default=3)
-    parser.add_argument("--image-bytes", type=int, default=3 * 1024 * 1024 // 2)
-    parser.add_argument("--bandwidth", type=float, default=3 * 1024 * 1024 / 2, help="bytes/s")
-    parser.add_argument("--downloads", type=int, default=6, help="download workers")
-    parser.add_argument("--concurrency", type=int, default=4, help="connections per host")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="tiny: 3 runs of 4 small files")
-    parser.add_argument("--out", type=Path, default=_report.RESULTS, help="results directory")
-    parser.add_argument(
-        "--work", type=Path, default=None, help="harvest directory (default: a temporary one)"
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _parser().parse_args(argv)
-    if args.smoke:
-        args.runs, args.hosts, args.images_per_search = 3, 2, 2
-        args.image_bytes, args.bandwidth, args.downloads = 1280 * 1024, 2 * 1024 * 1024, 4
-    settings = Settings(
-        runs=args.runs,
-        hosts=args.hosts,
-        targets_per_run=args.targets_per_run,
-        images_per_search=args.images_per_search,
-        image_bytes=args.image_bytes,
-        bandwidth=args.bandwidth,
-        downloads=args.downloads,
-        concurrency=args.concurrency,
-        seed=args.seed,
-    )
-    with tempfile.TemporaryDirectory(prefix="voharvest-crash-") as scratch:
-        work = args.work if args.work is not None else Path(scratch)
-        work.mkdir(parents=True, exist_ok=True)
+    args = _harness.arguments(__file__, __doc__, argv, OPTIONS, SMOKE)
+    settings = _harness.settings(Settings, args)
+    with _harness.workdir(args.work, "voharvest-crash-") as work:
         figures = asyncio.run(crash(settings, work))
     figures["must_be_zero"] = must_be_zero(figures)
-    report(figures, args.out, smoke=args.smoke)
+    report(figures, args)
     return figures
 
 

@@ -31,24 +31,26 @@ Writes ``dask_fanout.json``, ``.md`` and ``.png`` into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import math
 import os
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _report
-from benchmarks.fanout import FarmProcess, positions, system_busy_seconds
+from benchmarks import _harness, _report
+from benchmarks._harness import CpuSpan, Farm
 
 SIZE_DEG = 0.2
 NOTHING = ("x-none/x-none",)  # kept formats that match no record: searches only
 
 SMOKE = {"searches": 40, "hosts": 4, "latency": 0.01, "workers": "1,2", "limited_rate": 10.0}
+OPTIONS = {
+    **_harness.workload(searches=2000, hosts=20, latency=0.05),
+    "workers": ("1,2,3,4", "worker processes of the scaling series"),
+    "limited_rate": (10.0, "per-host rate of the limited series"),
+}
 #: Scaling "stops" where one more worker adds less than this share of throughput.
 STOP_GAIN = 1.10
 
@@ -66,7 +68,7 @@ def _warm(client: Any) -> None:
 
 
 def _dask_run(
-    farm: FarmProcess,
+    farm: Farm,
     workers: int,
     per_host: int,
     *,
@@ -91,50 +93,41 @@ def _dask_run(
         Client(cluster) as client,
     ):
         _warm(client)
-        busy0, farm0 = system_busy_seconds(), farm.cpu_seconds()
-        started = time.perf_counter()
-        run = harvest_on_dask(
-            client,
-            farm.sia1_urls,
-            positions(per_host),
-            download_to=out,
-            size=SIZE_DEG,
-            formats=NOTHING,
-            config=config,
-            partitions=workers,
-            sky_cell=None,
-            gate=gate,
-            keep_items=False,
-        )
-        list(run)
-        makespan = time.perf_counter() - started
-        busy1, farm1 = system_busy_seconds(), farm.cpu_seconds()
+        with CpuSpan(farm) as span:
+            run = harvest_on_dask(
+                client,
+                farm.sia1_urls,
+                _harness.positions(per_host),
+                download_to=out,
+                size=SIZE_DEG,
+                formats=NOTHING,
+                config=config,
+                partitions=workers,
+                sky_cell=None,
+                gate=gate,
+                keep_items=False,
+            )
+            list(run)
     searches = sum(
         t.searches + t.searches_failed for p in run.partitions for t in p.totals.values()
     )
     failed = sum(t.searches_failed for p in run.partitions for t in p.totals.values())
-    result: dict[str, Any] = {
+    return {
         "workers": workers,
         "gate": gate,
         "searches": searches,
         "failures": failed + sum(1 for p in run.partitions if p.error is not None),
-        "makespan_s": makespan,
-        "throughput": (searches - failed) / makespan,
+        "makespan_s": span.wall_s,
+        "throughput": (searches - failed) / span.wall_s,
         "partition_seconds": sorted(round(p.seconds, 2) for p in run.partitions),
         "partition_workers": len({p.worker for p in run.partitions}),
         "reslots": sum(p.gate.reslots for p in run.partitions if p.gate is not None),
         "ledger_max_in_use": max((h["max_in_use"] for h in run.ledger.values()), default=None),
+        **span.figures(),
     }
-    if busy0 is not None and busy1 is not None:
-        result["machine_busy"] = (busy1 - busy0) / ((os.cpu_count() or 1) * makespan)
-    if farm0 is not None and farm1 is not None:
-        result["farm_cpu_s"] = farm1 - farm0
-        if busy0 is not None and busy1 is not None:
-            result["client_side_cpu_s"] = (busy1 - busy0) - (farm1 - farm0)
-    return result
 
 
-def _single_machine(farm: FarmProcess, per_host: int, *, rate: float, out: Path) -> dict[str, Any]:
+def _single_machine(farm: Farm, per_host: int, *, rate: float, out: Path) -> dict[str, Any]:
     """The same harvest with ``voharvest.harvest`` in this process, no Dask."""
     import voharvest
     from voharvest import ClientConfig, HostPolicy, VOClient
@@ -144,7 +137,7 @@ def _single_machine(farm: FarmProcess, per_host: int, *, rate: float, out: Path)
         ok = failed = 0
         async with VOClient(config) as client:
             run = voharvest.harvest(
-                client, farm.sia1_urls, positions(per_host), size=SIZE_DEG,
+                client, farm.sia1_urls, _harness.positions(per_host), size=SIZE_DEG,
                 formats=NOTHING, download_to=out,
             )  # fmt: skip
             async for item in run:
@@ -152,64 +145,35 @@ def _single_machine(farm: FarmProcess, per_host: int, *, rate: float, out: Path)
                 failed += not item.ok
         return ok, failed
 
-    busy0, farm0 = system_busy_seconds(), farm.cpu_seconds()
-    started = time.perf_counter()
-    ok, failed = asyncio.run(main())
-    makespan = time.perf_counter() - started
-    busy1, farm1 = system_busy_seconds(), farm.cpu_seconds()
-    result: dict[str, Any] = {
+    with CpuSpan(farm) as span:
+        ok, failed = asyncio.run(main())
+    return {
         "workers": 0,
         "gate": False,
         "searches": ok + failed,
         "failures": failed,
-        "makespan_s": makespan,
-        "throughput": ok / makespan,
+        "makespan_s": span.wall_s,
+        "throughput": ok / span.wall_s,
+        **span.figures(),
     }
-    if busy0 is not None and busy1 is not None:
-        result["machine_busy"] = (busy1 - busy0) / ((os.cpu_count() or 1) * makespan)
-    if farm0 is not None and farm1 is not None:
-        result["farm_cpu_s"] = farm1 - farm0
-    return result
 
 
 def _contender(farm_options: Sequence[str], run: Any) -> dict[str, Any]:
-    with FarmProcess(*farm_options) as farm:
+    with Farm(*farm_options) as farm:
         result: dict[str, Any] = run(farm)
     result["farm"] = farm.counters()
     return result
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.dask_fanout", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--searches", type=int, default=2000, help="searches in all (2000)")
-    parser.add_argument("--hosts", type=int, default=20, help="farm hosts (20)")
-    parser.add_argument("--latency", type=float, default=0.05, help="seconds per answer (0.05)")
-    parser.add_argument(
-        "--workers", default="1,2,3,4", help="worker processes of the scaling series (1,2,3,4)"
-    )
-    parser.add_argument(
-        "--limited-rate", type=float, default=10.0, help="per-host rate of the limited series (10)"
-    )
-    parser.add_argument("--smoke", action="store_true", help="a tiny run, to see it works")
-    parser.add_argument("--out", type=Path, default=_report.RESULTS, help="results directory")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _parser().parse_args(argv)
-    if args.smoke:
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
-    per_host = args.searches // args.hosts
+    args = _harness.arguments(__file__, __doc__, argv, OPTIONS, SMOKE)
+    per_host = _harness.per_host(args)
     total = per_host * args.hosts
     counts = [int(x) for x in str(args.workers).split(",") if x.strip()]
     free = ["--hosts", str(args.hosts), "--latency", str(args.latency)]
     limited = [*free, "--rate", str(args.limited_rate)]
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="voharvest-dask-bench-") as scratch:
-        root = Path(scratch)
+    with _harness.scratch("voharvest-dask-bench-") as root:
 
         def place(name: str) -> Path:
             return root / name
@@ -264,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "rows": rows,
     }
     figures["summary"] = _summary(figures)
-    _write(figures, args.out)
+    _write(figures, args)
     return figures
 
 
@@ -327,13 +291,7 @@ def _summary(figures: dict[str, Any]) -> str:
         lines.append(
             f"**Where it stops**: {stop['workers']} workers added less than "
             f"{STOP_GAIN - 1:.0%} over {stop['workers'] - 1} ({stop['throughput']:.0f} "
-            f"searches/s). Machine busy (all {work['cpus']} CPUs) per run: {described}. "
-            "A search costs CPU in the farm (building its answer), in the worker (parsing "
-            "it) and in the scheduler (the gate's two RPCs), all on these CPUs: once they are "
-            "busy, more workers only share them. One worker alone is bound by its one "
-            "event loop (one CPU at most), which is why a second worker helps even here; "
-            "on machines of their own, workers would add their CPUs, and the scheduler's "
-            "ledger becomes the shared cost (docs/dask.md)."
+            f"searches/s). Machine busy (all {work['cpus']} CPUs) per run: {described}."
         )
     else:
         lines.append(
@@ -344,8 +302,7 @@ def _summary(figures: dict[str, Any]) -> str:
         lines.append(
             f"**Gate cost**: 2 workers without the gate made {nogate['throughput']:.0f} "
             f"searches/s, with it {two['throughput']:.0f} "
-            f"({two['throughput'] / nogate['throughput']:.2f} x): two RPCs to the scheduler per "
-            "request (a place with its slot, and its release)."
+            f"({two['throughput'] / nogate['throughput']:.2f} x)."
         )
     if single and one:
         lines.append(
@@ -367,35 +324,14 @@ def _summary(figures: dict[str, Any]) -> str:
         worst_lag = max((r["farm"].get("farm_max_loop_lag_s") or 0.0) for r in limited_rows)
         lines.append(
             f"**Limited by the hosts** (bound {bound:g} s): {each}; rate violations in all "
-            f"{violations}. "
-            + (
-                "One worker can't keep up with the hosts' pace (its loop is busy parsing, so "
-                "slots pass while it is late, and a late slot is given up, not used); "
-                if lim1["makespan_s"] / bound > 1.2
-                else ""
-            )
-            + "where the per-host limit is the bound, more workers can't go faster"
-            + (
-                ": the cluster as a whole kept each host's rate."
-                if not violations
-                else (
-                    f". {violations} request(s) reached a host sooner than its limit allows; "
-                    f"{after_stall} of them came within a second after the farm's own event "
-                    f"loop had stalled for at least the host's interval (its worst stall: "
-                    f"{worst_lag * 1000:.0f} ms), when requests that waited in the kernel "
-                    "reach the farm together"
-                    + (
-                        ": a starved farm, not an impolite cluster."
-                        if after_stall == violations
-                        else f"; {violations - after_stall} without such a stall: not met."
-                    )
-                )
-            )
+            f"{violations}, {after_stall} of them within a second after the farm's own event "
+            "loop had stalled for at least the host's interval (the farm's worst stall: "
+            f"{worst_lag * 1000:.0f} ms)."
         )
     return "\n\n".join(line for line in lines if line)
 
 
-def _write(figures: dict[str, Any], directory: Path) -> None:
+def _write(figures: dict[str, Any], args: Any) -> None:
     rows = figures["rows"]
     header = [
         "contender",
@@ -430,18 +366,13 @@ def _write(figures: dict[str, Any], directory: Path) -> None:
             ]
         )
     _report.write(
+        args,
         "dask_fanout",
-        title="Fan-out on Dask: 1 vs 2 (and more) worker processes",
-        summary=figures["summary"],
-        header=header,
-        rows=table,
+        "Fan-out on Dask: 1 vs 2 (and more) worker processes",
+        table=(header, table),
         data=figures,
-        plot=([_label(r) for r in rows], [r["throughput"] for r in rows], "searches/s"),
-        directory=directory,
+        plot=("searches/s", {_label(r): r["throughput"] for r in rows}),
     )
-    print(_report.markdown_table(header, table))
-    print()
-    print(figures["summary"])
 
 
 if __name__ == "__main__":

@@ -25,24 +25,19 @@ whose faults were transient.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sqlite3
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlsplit
 
-import aiohttp
-
-from benchmarks import _report
+from benchmarks import _harness, _report
+from benchmarks._harness import Farm
 from voharvest import (
     ClientConfig,
     FormatError,
@@ -56,7 +51,7 @@ from voharvest import (
 )
 from voharvest._limiter import HostLimiter
 from voharvest.harvesting import JOURNAL_NAME, HarvestItem, UnexpectedError
-from voharvest.testing import search_tiles, tile_by_id
+from voharvest.testing import search_tiles
 from voharvest.testing._sky import Sky
 
 FAULTS = {
@@ -72,6 +67,26 @@ FAULTS = {
 #: answers, not accidents of the transport: the client does not retry them, so
 #: a task that ends on one failed for good in that run.
 PERMANENT = (FormatError, QueryError)
+SMOKE = {
+    "tasks": 200,
+    "hosts": 4,
+    "read_timeout": 1.0,
+    "stall_seconds": 3.0,
+    "backoff": 0.25,
+    "backoff_max": 2.0,
+}
+OPTIONS = {
+    **_harness.workload(hosts=20, latency=0.01, images_per_search=4, image_bytes=16 * 1024),
+    **_harness.workload(concurrency=4, downloads=80, seed=0),
+    "work": _harness.WORK,
+    "tasks": (10_000, "searches + downloads"),
+    "rate": (10.0, "per host: farm limit = client"),
+    "read_timeout": (2.0, "client stall timeout"),
+    "stall_seconds": (10.0, "farm stall length"),
+    "backoff": (1.0, "first retry wait (s)"),
+    "backoff_max": (8.0, "longest retry wait (s)"),
+    "searches": (40, "search workers"),
+}
 JOURNAL_STEM = JOURNAL_NAME.removesuffix(".sqlite")
 
 
@@ -179,64 +194,11 @@ def expected_tiles(targets: Sequence[tuple[float, float]], settings: Settings) -
     return found
 
 
-# --- the farm, in a process of its own -------------------------------------------------
-
-
-async def start_farm(settings: Settings) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
-    faults = ",".join(f"{name}={p}" for name, p in FAULTS.items())
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voharvest.testing", "serve",
-        "--hosts", str(settings.hosts), "--seed", str(settings.seed),
-        "--latency", str(settings.latency), "--rate", str(settings.rate),
-        "--faults", faults, "--stall-seconds", str(settings.stall_seconds),
-        "--image-bytes", str(settings.image_bytes),
-        "--images-per-search", str(settings.images_per_search),
-        "--duration", "7200",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stdout is not None
-    try:
-        line = await asyncio.wait_for(process.stdout.readline(), 60)
-        ready = json.loads(line)
-    except BaseException:
-        await stop_process(process)
-        raise
-    if ready.get("event") != "ready":
-        await stop_process(process)
-        raise RuntimeError(f"the farm did not start: {line!r}")
-    return process, ready
-
-
-async def stop_farm(process: asyncio.subprocess.Process) -> dict[str, Any]:
-    """Close the farm's stdin, read its counters, wait for it to exit."""
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.close()
-    try:
-        output = await asyncio.wait_for(process.stdout.read(), 60)
-    finally:
-        await stop_process(process)
-    lines = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
-    stopped = [line for line in lines if line.get("event") == "stopped"]
-    if not stopped:
-        raise RuntimeError("the farm stopped without its counters")
-    return dict(stopped[-1])
-
-
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    """Wait for our child a little, then end it (this one process, by its pid)."""
-    if process.returncode is None:
-        try:
-            await asyncio.wait_for(process.wait(), 15)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
 # --- when the client really started its requests -----------------------------------------
 
 #: Start times (loop clock) of every request the client let through, per host limiter.
 STARTS: dict[HostLimiter, list[float]] = {}
-#: When each request's headers went out on the wire (loop clock), per host:port.
+#: When each request's headers went out on the wire (``time.perf_counter``), per host:port.
 WIRE: dict[str, list[float]] = {}
 
 
@@ -258,24 +220,6 @@ def record_starts() -> None:
 
     HostLimiter._start_slot = probed  # type: ignore[method-assign]
     HostLimiter._soak_probe = True  # type: ignore[attr-defined]
-
-
-def traced_session() -> aiohttp.ClientSession:
-    """A session built as the client builds its own, plus a hook noting when headers go out."""
-
-    async def sent(
-        session: aiohttp.ClientSession,
-        context: SimpleNamespace,
-        params: aiohttp.TraceRequestHeadersSentParams,
-    ) -> None:
-        WIRE.setdefault(params.url.raw_authority, []).append(asyncio.get_running_loop().time())
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_headers_sent.append(sent)
-    connector = aiohttp.TCPConnector(limit=256, limit_per_host=0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=None), trace_configs=[trace]
-    )
 
 
 def bucket_violations(starts: Sequence[float], rate: float, burst: float) -> int:
@@ -333,7 +277,7 @@ async def run_harvest(
     WIRE.clear()
     started = time.monotonic()
     async with (
-        traced_session() as session,
+        _harness.traced_session(WIRE) as session,
         VOClient(client_config(settings), session=session) as client,
     ):
         services: list[Any] = []
@@ -388,18 +332,7 @@ async def run_harvest(
 
 def check_files(out: Path, settings: Settings, expected: dict[str, Any]) -> dict[str, Any]:
     """Every file under a final name against the farm's bytes; the journal's completion."""
-    sky = Sky(settings.seed)
-    truth: dict[str, bytes] = {}
-
-    def served(url: str) -> bytes:
-        name = Path(urlsplit(url).path).name
-        if name not in truth:
-            tile = tile_by_id(name.removesuffix(".fits"))
-            if tile is None:
-                raise ValueError(f"{url} is not a farm image")
-            truth[name] = sky.fits(tile, settings.image_bytes, 16).read()
-        return truth[name]
-
+    images = _harness.FarmImages(Sky(settings.seed), settings.image_bytes)
     journal = sqlite3.connect(f"file:{out / JOURNAL_NAME}?mode=ro", uri=True)
     try:
         records = {
@@ -423,7 +356,7 @@ def check_files(out: Path, settings: Settings, expected: dict[str, Any]) -> dict
             unknown += 1
             bad.append(f"not in the journal: {relative}")
             continue
-        if path.read_bytes() == served(records[relative][0]):
+        if path.read_bytes() == images.served(records[relative][0]):
             verified += 1
         else:
             mismatched += 1
@@ -447,7 +380,8 @@ def check_files(out: Path, settings: Settings, expected: dict[str, Any]) -> dict
 # --- the whole benchmark ----------------------------------------------------------------
 
 
-async def soak(settings: Settings, out: Path) -> dict[str, Any]:
+async def soak(settings: Settings, ready: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The first harvest and its resume against the farm whose ready line is ``ready``."""
     targets = plan_targets(settings)
     tiles = expected_tiles(targets, settings)
     per_host_downloads = sum(len(found) for found in tiles)
@@ -463,96 +397,62 @@ async def soak(settings: Settings, out: Path) -> dict[str, Any]:
         file=sys.stderr,
     )
     record_starts()
-    process, ready = await start_farm(settings)
-    try:
-        first = await run_harvest(settings, ready, targets, out)
-        after_first = await asyncio.to_thread(check_files, out, settings, expected)
-        print(f"soak: first run {first.to_dict()}", file=sys.stderr)
-        second = await run_harvest(settings, ready, targets, out)
-        after_second = await asyncio.to_thread(check_files, out, settings, expected)
-        print(f"soak: resume {second.to_dict()}", file=sys.stderr)
-    finally:
-        farm = await stop_farm(process)
-    totals = farm["totals"]
+    first = await run_harvest(settings, ready, targets, out)
+    after_first = await asyncio.to_thread(check_files, out, settings, expected)
+    print(f"soak: first run {first.to_dict()}", file=sys.stderr)
+    second = await run_harvest(settings, ready, targets, out)
+    after_second = await asyncio.to_thread(check_files, out, settings, expected)
+    print(f"soak: resume {second.to_dict()}", file=sys.stderr)
     return {
         "expected": expected,
         "first_run": first.to_dict(),
         "first_run_files": after_first,
         "resume": second.to_dict(),
         "resume_files": after_second,
-        "farm": {
-            "requests": totals["requests"],
-            "searches": totals["searches"],
-            "image_fetches": totals["image_fetches"],
-            "faults": totals["faults"],
-            "rate_violations": totals["rate_violations"],
-            "rate_violations_per_host": {
-                index: host["rate_violations"] for index, host in farm["hosts"].items()
-            },
-            "max_in_flight_per_host": totals["max_in_flight"],
-            "statuses": totals["statuses"],
-        },
     }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__)
-    parser.add_argument("--tasks", type=int, default=10_000, help="searches + downloads")
-    parser.add_argument("--hosts", type=int, default=20)
-    parser.add_argument("--images-per-search", type=int, default=4)
-    parser.add_argument("--image-bytes", type=int, default=16 * 1024)
-    parser.add_argument("--rate", type=float, default=10.0, help="per host: farm limit = client")
-    parser.add_argument("--latency", type=float, default=0.01)
-    parser.add_argument("--read-timeout", type=float, default=2.0, help="client stall timeout")
-    parser.add_argument("--stall-seconds", type=float, default=10.0, help="farm stall length")
-    parser.add_argument("--concurrency", type=int, default=4, help="client, per host")
-    parser.add_argument("--backoff", type=float, default=1.0, help="first retry wait (s)")
-    parser.add_argument("--backoff-max", type=float, default=8.0, help="longest retry wait (s)")
-    parser.add_argument("--searches", type=int, default=40, help="search workers")
-    parser.add_argument("--downloads", type=int, default=80, help="download workers")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny: 200 tasks over 4 hosts; read timeout 1 s, stalls 3 s, backoff 0.25-2 s",
-    )
-    parser.add_argument("--out", type=Path, default=_report.RESULTS, help="results directory")
-    parser.add_argument(
-        "--work", type=Path, default=None, help="harvest directory (default: a temporary one)"
-    )
-    return parser
+def farm_figures(farm: dict[str, Any]) -> dict[str, Any]:
+    """What the farm counted over both runs, from its "stopped" line."""
+    if "totals" not in farm:
+        raise RuntimeError("the farm stopped without its counters")
+    totals = farm["totals"]
+    return {
+        "requests": totals["requests"],
+        "searches": totals["searches"],
+        "image_fetches": totals["image_fetches"],
+        "faults": totals["faults"],
+        "rate_violations": totals["rate_violations"],
+        "rate_violations_per_host": {
+            index: host["rate_violations"] for index, host in farm["hosts"].items()
+        },
+        "max_in_flight_per_host": totals["max_in_flight"],
+        "statuses": totals["statuses"],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _parser().parse_args(argv)
-    if args.smoke:
-        args.tasks, args.hosts = 200, 4
-        args.read_timeout, args.stall_seconds, args.backoff, args.backoff_max = 1.0, 3.0, 0.25, 2.0
+    args = _harness.arguments(__file__, __doc__, argv, OPTIONS, SMOKE)
     if args.stall_seconds <= args.read_timeout:
         raise SystemExit("--stall-seconds must be longer than --read-timeout")
-    settings = Settings(
-        tasks=args.tasks,
-        hosts=args.hosts,
-        images_per_search=args.images_per_search,
-        image_bytes=args.image_bytes,
-        rate=args.rate,
-        latency=args.latency,
-        read_timeout=args.read_timeout,
-        stall_seconds=args.stall_seconds,
-        concurrency=args.concurrency,
-        backoff=args.backoff,
-        backoff_max=args.backoff_max,
-        searches=args.searches,
-        downloads=args.downloads,
-        seed=args.seed,
-        size=0.4,
-    )
-    with tempfile.TemporaryDirectory(prefix="voharvest-soak-") as scratch:
-        work = args.work if args.work is not None else Path(scratch) / "harvest"
-        figures = asyncio.run(soak(settings, work))
+    settings = _harness.settings(Settings, args, size=0.4)
+    faults = ",".join(f"{name}={p}" for name, p in FAULTS.items())
+    farm_options = [
+        "--hosts", str(settings.hosts), "--seed", str(settings.seed),
+        "--latency", str(settings.latency), "--rate", str(settings.rate),
+        "--faults", faults, "--stall-seconds", str(settings.stall_seconds),
+        "--image-bytes", str(settings.image_bytes),
+        "--images-per-search", str(settings.images_per_search),
+    ]  # fmt: skip
+    with (
+        _harness.workdir(args.work, "voharvest-soak-") as work,
+        Farm(*farm_options, duration=7200) as farm,
+    ):
+        figures = asyncio.run(soak(settings, farm.ready, work))
+    figures["farm"] = farm_figures(farm.stopped)
     figures["settings"] = settings.__dict__
     figures["must_be_zero"] = must_be_zero(figures)
-    report(figures, args.out, smoke=args.smoke)
+    report(figures, args)
     return figures
 
 
@@ -574,7 +474,7 @@ def _classes(failures: dict[str, int]) -> str:
     return ", ".join(f"{key} {n}" for key, n in failures.items()) or "none"
 
 
-def report(figures: dict[str, Any], out: Path, *, smoke: bool) -> Path:
+def report(figures: dict[str, Any], args: Any) -> Path:
     s = figures["settings"]
     first, second = figures["first_run"], figures["resume"]
     f1, f2 = figures["first_run_files"], figures["resume_files"]
@@ -621,7 +521,7 @@ def report(figures: dict[str, Any], out: Path, *, smoke: bool) -> Path:
     ]  # fmt: skip
     faults = ", ".join(f"{k} {v}" for k, v in sorted(farm["faults"].items()))
     summary = f"""
-{"**Smoke size.** " if smoke else ""}{s["hosts"]} VOFarm hosts in a subprocess, each with
+{"**Smoke size.** " if args.smoke else ""}{s["hosts"]} VOFarm hosts in a subprocess, each with
 the fault mix 503 10 %, 429 5 % (both `Retry-After: 1`), reset 2 %, truncate 2 %,
 stall 1 % ({s["stall_seconds"]:g} s), malformed 1 %, QUERY_STATUS=ERROR 1 %, and a limit of
 {s["rate"]:g} requests/s per host (burst 2). {expected["targets"]} targets x {s["hosts"]}
@@ -632,31 +532,28 @@ concurrency={s["concurrency"]})`, `Timeouts(connect=5, read={s["read_timeout"]:g
 `RetryPolicy(attempts=5, initial={s["backoff"]:g}, maximum={s["backoff_max"]:g},
 jitter={s["backoff"]:g})`; {s["searches"]} search and
 {s["downloads"]} download workers. The second column is the same harvest run again
-on the same directory (a resume: only failed searches and downloads are redone).
+on the same directory (a resume).
 Faults the farm injected over both runs: {faults}; it answered {farm["requests"]} requests.
 
 A task counts as permanently failed when a search ends on `FormatError` or
-`QueryError`: the farm answered a malformed VOTable or `QUERY_STATUS=ERROR`,
-which the client rightly does not retry; the downloads such a search would have
-found are then never attempted in that run (the resume attempts them). Every other
-task met only transient faults (503, 429, resets, truncations, stalls), and the
-success rate is over those. Every file under a final name was compared with the
+`QueryError` (the farm answered a malformed VOTable or `QUERY_STATUS=ERROR`). The
+success rate is over every other task, which met only transient faults (503, 429,
+resets, truncations, stalls). Every file under a final name was compared with the
 bytes the farm serves.
 
 The farm counts a rate violation when its token bucket (rate {s["rate"]:g}/s, burst 2)
-is empty as it handles a request. To tell the client's bursts from the farm's own
-delays, the benchmark runs the same bucket over two client-side clocks: the moment
+is empty as it handles a request. The benchmark also runs the same bucket over two
+client-side clocks: the moment
 each request left the client's limiter, and the moment its headers went out
 (an aiohttp trace hook on a session built like the client's own, lent to it).
 """
     return _report.write(
+        args,
         "soak",
-        title="Fault soak: searches and downloads on a failing farm",
+        "Fault soak: searches and downloads on a failing farm",
         summary=summary,
-        header=["figure", "first run", "resume", "must be"],
-        rows=rows,
+        table=(["figure", "first run", "resume", "must be"], rows),
         data={**figures, "zero_check": zero},
-        directory=out,
     )
 
 

@@ -49,8 +49,14 @@ def _check_downloads(result: dict, *, aria2c: bool) -> None:
         assert _positive(run["throughput_mib_s"]), name
         assert _positive(run["wall_s"]), name
         assert _positive(run["peak_rss_bytes"]), name
-    assert figures["aria2c"] == ("available" if aria2c else "unavailable")
+    assert figures["aria2c"] == ("available" if aria2c else "not installed")
     assert _positive(figures["harvest_peak_rss_bytes"])
+    # CPU per GiB for every contender, judged against aria2c's where it ran.
+    assert set(figures["cpu_s_per_gib"]) == expected
+    assert all(_positive(v) for v in figures["cpu_s_per_gib"].values())
+    for which in ("harvest", "download"):
+        judged = result["targets"][which]["cpu_s_per_gib_vs_aria2c"]
+        assert (judged["met"] is None) == (not aria2c)
     if aria2c:
         assert _positive(figures["harvest_vs_aria2c"])
     else:
@@ -68,7 +74,11 @@ def test_downloads_smoke(tmp_path: Path) -> None:
     saved = _written(tmp_path, "downloads")
     assert saved["figures"] == json.loads(json.dumps(result["figures"]))
     _check_downloads(result, aria2c=shutil.which("aria2c") is not None)
-    assert "| voharvest harvest |" in (tmp_path / "downloads.md").read_text()
+    markdown = (tmp_path / "downloads.md").read_text()
+    assert "| voharvest harvest |" in markdown
+    # The command is shown as a module run, its paths hidden.
+    assert "`python -m benchmarks.downloads --smoke --out DIR --scratch DIR`" in markdown
+    assert str(tmp_path) not in markdown
     # Nothing left behind in the scratch directory but the results.
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "downloads.json",
@@ -79,7 +89,10 @@ def test_downloads_smoke(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_downloads_smoke_without_aria2c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where aria2c is missing, voharvest and curl still run and aria2c is reported as such."""
+    """Where aria2c is missing, voharvest and curl still run and aria2c is reported as such.
+
+    Nothing is installed: the PATH holds no apt-get, and aria2c stays missing.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("curl", "true", "git"):
@@ -91,7 +104,8 @@ def test_downloads_smoke_without_aria2c(tmp_path: Path, monkeypatch: pytest.Monk
     result = downloads.main(["--smoke", "--out", str(out), "--scratch", str(tmp_path)])
     _written(out, "downloads")
     _check_downloads(result, aria2c=False)
-    assert "unavailable" in (out / "downloads.md").read_text()
+    assert "aria2c: not installed" in (out / "downloads.md").read_text()
+    assert shutil.which("aria2c", path=str(bin_dir)) is None
 
 
 @pytest.mark.slow
@@ -110,6 +124,10 @@ def test_scale_smoke(tmp_path: Path) -> None:
         assert _positive(run["peak_rss_bytes"])
         assert _positive(run["wall_s"])
         assert run["rss_profile_kib"], "the RSS sampler saw nothing"
+    assert _positive(figures["cli_ms_per_target_at_largest"])
+    assert figures["targets"]["ms_per_target_at_largest"]["value"] == pytest.approx(
+        runs[-1]["per_target_ms"]
+    )
     ratios = figures["rss_ratio_vs_smallest"]["cli"]
     assert ratios["50"] == 1.0 and _positive(ratios["200"])
     assert result["farm"]["completed_image_fetches"] == 250  # each run in a fresh directory

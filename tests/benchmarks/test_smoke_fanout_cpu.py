@@ -67,6 +67,14 @@ def test_fanout_smoke(tmp_path: Path) -> None:
         assert _positive(result["makespan_over_bound"])
         assert result["throughput"] >= 0
     assert _positive(ours["throughput"]) and _positive(sequential["throughput"])
+    for result in (ours, control, sequential, threads):
+        assert result["client_cpu_ms_per_search"] == pytest.approx(
+            1000 * result["client_cpu_s"] / result["searches"]
+        )
+    assert figures["targets"]["voharvest_client_cpu_ms_per_search"]["value"] == pytest.approx(
+        ours["client_cpu_ms_per_search"]
+    )
+    assert "| client CPU ms per search |" in (tmp_path / "fanout.md").read_text()
     assert "voharvest:" in figures["summary"]
 
 
@@ -90,6 +98,8 @@ def test_cpu_smoke(tmp_path: Path) -> None:
     assert _positive(figures["ratio_to_astropy"])
     lag = ours["loop_lag_ms"]
     assert lag["ticks"] > 0 and 0 <= lag["p50"] <= lag["p99"] <= lag["max"]
+    assert figures["targets"]["loop_lag_max_ms"]["value"] == lag["max"]
+    assert "loop lag max ≤ 50 ms" in figures["summary"]
     assert figures["profile"]["searches"] == 20
     assert _positive(figures["profile"]["profiled_seconds"])
     probe = figures["probe_fewer_workers"]
