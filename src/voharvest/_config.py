@@ -178,6 +178,9 @@ class ClientConfig:
       (``parse_workers`` of them), off the event loop. The lean reader takes
       about 30 ms per MiB on one core of a small machine, so the 256 KiB
       default holds each answer parsed on the loop to a few milliseconds.
+    - ``turn_budget``: seconds of inline parsing one event-loop turn may hold;
+      answers that arrive together past it are parsed in the next turns, so a
+      burst of answers never stalls the loop for the sum of their parses.
     - ``chunk_bytes``: size of download writes; ``file_workers``: threads of the
       client's own file executor (writes and fsyncs of concurrent downloads run
       side by side there).
@@ -204,6 +207,7 @@ class ClientConfig:
     max_answer_bytes: int = 64 * MiB
     max_fetch_bytes: int = 1024 * MiB
     offload_bytes: int = 256 * KiB
+    turn_budget: float = 0.004
     parse_workers: int = 2
     chunk_bytes: int = 1 * MiB
     file_workers: int = 16
@@ -219,6 +223,7 @@ class ClientConfig:
             _count(f"ClientConfig.{name}", getattr(self, name))
         for name in ("parse_workers", "file_workers", "offload_bytes", "max_redirects"):
             _count(f"ClientConfig.{name}", getattr(self, name), minimum=0)
+        _positive("ClientConfig.turn_budget", self.turn_budget)
         if not self.registries:
             raise ParameterError("ClientConfig.registries: at least one endpoint is needed")
         for pattern, policy in self.hosts:

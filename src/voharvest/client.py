@@ -63,6 +63,7 @@ from ._exceptions import (
 )
 from ._files import filename_from_url, inside, safe_filename
 from ._limiter import Clock, HostStats
+from ._turns import TurnBudget
 from .protocol import datalink, regtap, sesame, tap, votable
 from .protocol._encoding import position_degrees
 from .protocol.records import TableResults
@@ -136,6 +137,7 @@ class VOClient:
         self._unknown_names: set[str] = set()
         self._resolving: dict[str, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._turn_budget = TurnBudget(self.config.turn_budget)
 
     # --- lifetime -------------------------------------------------------------
 
@@ -204,6 +206,8 @@ class VOClient:
     async def _parse(self, parse: Callable[..., T], body: bytes, url: str | None) -> T:
         """``parse(body, url=url)``: on the loop if small, else in a worker process."""
         if len(body) <= self.config.offload_bytes:
+            # Inline, but never many in one loop turn (see _turns.TurnBudget).
+            await self._turn_budget.wait()
             return parse(body, url=url)
         if self.config.parse_workers and not self._pool_failed:
             try:
