@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from .._config import ClientConfig
-from .._exceptions import ParameterError
+from .._exceptions import ParameterError, VOHarvestError
 from ..client import VOClient
 from ..harvesting import Harvest, HarvestOptions, parse_target
+from ..harvesting._journal import JOURNAL_NAME
 from ..harvesting.manifest import status as journal_status
 from ..harvesting.manifest import write_manifest
 from ..services import SIA2Service, SIAService
@@ -100,6 +101,16 @@ def _targets(args: argparse.Namespace) -> list[Any] | Path:
     return list(args.target)
 
 
+def _searches_done(directory: Path) -> int:
+    """Searches a journal in ``directory`` has done (0 without a journal)."""
+    if not (Path(directory) / JOURNAL_NAME).is_file():
+        return 0
+    try:
+        return journal_status(directory).total.searches_done
+    except VOHarvestError:
+        return 0
+
+
 def _count_targets(targets: list[Any] | Path) -> int | None:
     """How many targets there are (a file's lines that aren't blank or comments)."""
     if not isinstance(targets, Path):
@@ -144,7 +155,9 @@ async def harvest(
             )
         run = Harvest(client, services, targets, options, download_to=args.out)
         known = _count_targets(targets)
-        searches = None if known is None else known * len(run.totals)
+        # A resumed harvest skips the searches its journal has done.
+        done = await asyncio.to_thread(_searches_done, args.out)
+        searches = None if known is None else max(0, known * len(run.totals) - done)
         progress = None if args.no_progress else Progress(searches_total=searches)
         failed = 0
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..client import VOClient
 from ..harvesting import Harvest, HarvestOptions
 from ..harvesting.manifest import write_manifest
-from ..services import RegistryResource, SIAService
+from ..services import RegistryResource, SIA2Service, SIAService
 from ._progress import Progress, host_summary
 
 __all__ = ["DEMO_TARGETS", "REAL_VO_COMMAND", "run_demo"]
@@ -137,8 +137,26 @@ async def _notebook(client: VOClient, out: Path) -> list[RegistryResource]:
     return uv + sloan
 
 
+async def _cutout(client: VOClient, resource: RegistryResource, out: Path) -> None:
+    """Step 5: a SODA cutout of M51 through the DataLink document of a site-wide SIA 2.0 row."""
+    _say("5. A site-wide SIA 2.0 service: its rows are DataLink documents, with SODA cutouts")
+    _say('   client.regsearch(servicetype="sia2") ->')
+    _services_table([resource])
+    service = resource.service("sia2")
+    assert isinstance(service, SIA2Service)
+    found = await service.search(pos=("M51", 0.05), format="image/fits")
+    record = next(iter(found))
+    folder = out / "notebook" / "cutout"
+    cut = await client.download(record, folder, cutout="3arcmin", position="M51")
+    full = await client.download(record, out / "notebook" / "full")
+    _say(
+        f"   a 3 arcmin cutout of M51: {cut} ({cut.stat().st_size:,} bytes; "
+        f"the full frame is {full.stat().st_size:,})"
+    )
+
+
 async def _harvest(client: VOClient, out: Path, services: list[Any], progress: bool) -> int:
-    _say(f"5. Harvest: {len(DEMO_TARGETS)} targets x {len(services)} services, FITS, resumable")
+    _say(f"6. Harvest: {len(DEMO_TARGETS)} targets x {len(services)} services, FITS, resumable")
     options = HarvestOptions(size=0.1, format="image/fits", max_records=1)
     run = Harvest(client, services, list(DEMO_TARGETS), options, download_to=out)
     bars = Progress(searches_total=len(DEMO_TARGETS) * len(run.totals)) if progress else None
@@ -170,6 +188,7 @@ async def run_demo(out: Path, *, progress: bool = True) -> int:
         async with VOClient(sky.client_config()) as client:
             found = await _notebook(client, out)
             sitewide = await client.regsearch(servicetype="sia2")
+            await _cutout(client, sitewide[0], out)
             harvest_out = out / "harvest"
             failed = await _harvest(client, harvest_out, found + sitewide, progress)
             summary = host_summary(client.stats)
@@ -181,7 +200,7 @@ async def run_demo(out: Path, *, progress: bool = True) -> int:
     elapsed = time.monotonic() - started
     _say()
     _say(f"Done in {elapsed:.1f} s. What is where:")
-    _say(f"    {out / 'notebook'}    the JPEG and FITS files of steps 2-4")
+    _say(f"    {out / 'notebook'}    the JPEG, FITS and cutout files of steps 2-5")
     _say(f"    {harvest_out}     the harvest: <service>/<target>/<file>, and its journal")
     _say(f"    {harvest_out / 'manifest.csv'}  (and manifest.xml): one row per file")
     _say(

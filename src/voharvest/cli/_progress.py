@@ -41,6 +41,7 @@ class Progress:
         self.bars = self.stream.isatty() if bars is None else bars
         self.searches_total = searches_total
         self._started = time.monotonic()
+        self._closed = False
         self.searches_ok = self.searches_failed = 0
         self.downloads_ok = self.downloads_failed = self.skipped = 0
         self.records = 0
@@ -98,9 +99,13 @@ class Progress:
     def _share(self) -> str:
         """ " (45 %, about 12 s left)" when the number of searches is known."""
         total = self.searches_total
-        if not total:
+        if total is None:
             return ""
+        if total == 0:
+            return " of 0 (100%)"
         done = self.searches_ok + self.searches_failed
+        if self._closed and done >= total:
+            return f" of {total} (100%)"  # files found twice are fetched once: done is done
         # Searches and downloads both count: one unit per search and per record found.
         work = total + max(self.records, self.downloads_ok + self.downloads_failed)
         finished = done + self.downloads_ok + self.downloads_failed
@@ -121,6 +126,11 @@ class Progress:
         )
 
     def close(self, retries: int) -> None:
+        self._closed = True
+        if self._tqdm and self.searches_total is not None:
+            downloads = self._tqdm["download"]
+            downloads.total = downloads.n  # records found twice were fetched once
+            downloads.refresh()
         for bar in self._tqdm.values():
             bar.close()
         self.line(retries)
