@@ -29,7 +29,6 @@ import asyncio
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, unquote
@@ -37,8 +36,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
+from ._lineup import BAND_RANGES, SERVICES, SURVEYS, SkyService
 from ._registry import SIA1_ID, SIA2_ID, TAP_ID, RegistryEntry, registry_answer, sesame_answer
-from ._render import Survey, SurveyTile, cutout_fits, tile_fits, tile_jpeg
+from ._render import SurveyTile, cutout_fits, tile_fits, tile_jpeg
 from ._searches import _BadRequest, _float, _multi, _position, _sia1_formats, _sia2_shape
 from ._votables import SIA1_FIELDS, SIA2_FIELDS, error_votable, table_votable
 
@@ -47,88 +47,6 @@ __all__ = ["SURVEYS", "EmbeddedSky", "SkyService"]
 DATALINK_MIME = "application/x-votable+xml;content=datalink"
 _VOTABLE = "application/x-votable+xml"
 _EXTENSIONS = {"image/fits": "fits", "image/jpeg": "jpg"}
-
-#: The surveys behind the services (magnitudes: zeropoint in counts per second).
-SURVEYS: dict[str, Survey] = {
-    "uvot": Survey(
-        key="uvot", telescope="Swift (simulated)", instrument="UVOT", band="UVW1",
-        tile_deg=0.1, frame_deg=0.25, scale_arcsec=3.0, psf_fwhm_arcsec=2.5,
-        zeropoint=24.0, sky=20.0, gain=1.0, phase=0.3,
-        spiral_colour=0.8, elliptical_colour=3.0, star_uv=True,
-    ),
-    "sdss-a": Survey(
-        key="sdss-a", telescope="SDSS 2.5m (simulated)", instrument="SDSS camera", band="r",
-        tile_deg=0.09, frame_deg=0.22, scale_arcsec=2.4, psf_fwhm_arcsec=1.4,
-        zeropoint=26.0, sky=100.0, gain=4.0, phase=0.0,
-        spiral_colour=-1.0, elliptical_colour=-1.5,
-    ),
-    "sdss-b": Survey(
-        key="sdss-b", telescope="SDSS 2.5m (simulated)", instrument="SDSS camera", band="r",
-        tile_deg=0.1, frame_deg=0.24, scale_arcsec=2.8, psf_fwhm_arcsec=1.5,
-        zeropoint=26.0, sky=120.0, gain=4.7, rotation=-23.0, phase=0.55,
-        spiral_colour=-1.0, elliptical_colour=-1.5,
-    ),
-    "sitewide": Survey(
-        key="sitewide", telescope="Embedded observatory", instrument="Wide-field imager",
-        band="i", tile_deg=0.12, frame_deg=0.3, scale_arcsec=3.2, psf_fwhm_arcsec=2.0,
-        zeropoint=25.5, sky=150.0, gain=2.0, phase=0.75,
-        spiral_colour=-1.4, elliptical_colour=-1.9,
-    ),
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class SkyService:
-    """One service of the sky: its survey, registry entry facts, and protocol."""
-
-    key: str
-    survey: str
-    protocol: str  # "sia" or "sia2"
-    ivoid: str
-    short_name: str
-    title: str
-    description: str
-    waveband: tuple[str, ...]
-    subjects: tuple[str, ...]
-    formats: tuple[str, ...]
-    format_preset: str | None = None
-    images_per_search: int = 3
-
-
-SERVICES = (
-    SkyService(
-        "uvot", "uvot", "sia", "ivo://embedded.sky/swift/uvot", "SwiftUVOT",
-        "Swift UVOT ultraviolet images (embedded sky)",
-        "Ultraviolet images in the UVW1 band (260 nm) from a simulated Swift UVOT, "
-        "FITS frames and JPEG previews of the embedded sky of voharvest.",
-        ("uv",), ("ultraviolet astronomy", "swift"), ("image/fits", "image/jpeg"),
-    ),
-    SkyService(
-        "sdss-a", "sdss-a", "sia", "ivo://embedded.sky/skyview/sdssdr7", "SDSSDR7",
-        "Sloan Digital Sky Survey DR7, r band (embedded sky, SkyView-like)",
-        "SDSS DR7 r-band images of the embedded sky: simulated frames of the Sloan "
-        "Digital Sky Survey, FITS and JPEG.",
-        ("optical",), ("optical astronomy", "sky surveys"), ("image/fits", "image/jpeg"),
-    ),
-    SkyService(
-        "sdss-b", "sdss-b", "sia", "ivo://embedded.sky/skyserver/dr7", "SDSSDR7",
-        "SDSS DR7 Sloan imaging frames (embedded sky, SkyServer-like)",
-        "Sloan Digital Sky Survey DR7 corrected frames (r band) of the embedded sky; FITS "
-        "only (FORMAT=image/fits is preset in the access URL).",
-        ("optical",), ("optical astronomy", "sky surveys"), ("image/fits",),
-        format_preset="image/fits", images_per_search=2,
-    ),
-    SkyService(
-        "sitewide", "sitewide", "sia2", "ivo://embedded.sky/siap2/sitewide", "SIA2 sitewide",
-        "Embedded observatory site-wide image access (SIA 2.0, DataLink, SODA)",
-        "All images of the embedded observatory (i band) through SIA 2.0; each row is a "
-        "DataLink document with the FITS file, a JPEG preview and a SODA cutout service.",
-        ("optical", "infrared"), ("optical astronomy",), ("image/fits",),
-    ),
-)  # fmt: skip
-
-# ObsCore em_min, em_max (metres) per band.
-_BAND_RANGES = {"UVW1": (2.2e-7, 3.0e-7), "r": (5.5e-7, 7.0e-7), "i": (6.9e-7, 8.4e-7)}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -352,7 +270,7 @@ class EmbeddedSky:
         except _BadRequest as exc:
             return web.Response(body=error_votable(str(exc)), content_type=_VOTABLE)
         tiles = survey.tiles_near(ra, dec, max(sizes) / 2, service.images_per_search)
-        low, high = _BAND_RANGES[survey.band]
+        low, high = BAND_RANGES[survey.band]
         rows: list[tuple[object, ...]] = []
         for tile in tiles:
             for mime in _sia1_formats(formats, service.formats):
@@ -403,7 +321,7 @@ class EmbeddedSky:
         for ra, dec, radius in shapes:
             for tile in survey.tiles_near(ra, dec, radius, service.images_per_search):
                 tiles.setdefault(tile.id, tile)
-        low, high = _BAND_RANGES[survey.band]
+        low, high = BAND_RANGES[survey.band]
         size = survey.naxis * survey.scale_arcsec / 3600.0
         rows: list[tuple[object, ...]] = []
         for tile in list(tiles.values())[: service.images_per_search]:
