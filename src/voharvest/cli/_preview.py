@@ -2,8 +2,8 @@
 
 Each cell shows the first image a service gave for a target (a FITS file when
 there is one: it carries the WCS), stretched for display with
-:mod:`astropy.visualization` (the lower ZScale limit, the 99.9th percentile on
-top, an asinh stretch, so a galaxy's core and its faint disk both show). The
+:mod:`astropy.visualization` (the lower ZScale limit, the 99.99th percentile
+on top, an asinh stretch, so a galaxy's core and its faint disk both show). The
 target's position is marked where the image's WCS puts it, and arrows show
 north and east. Column headings give the service's title, each cell its band
 and format. Files that hold no image (a DataLink document, an HTML page, a
@@ -168,17 +168,22 @@ def _limits(pixels: np.ndarray) -> tuple[float, float]:
 
     finite = pixels[np.isfinite(pixels)]
     low, high = ZScaleInterval().get_limits(finite)
-    top = float(np.percentile(finite, 99.9))
+    top = float(np.percentile(finite, 99.99))
     high = max(high, top)
     if high <= low:
         high = low + 1.0
     return float(low), float(high)
 
 
-def _compass(axis: Any, wcs: Any, shape: tuple[int, ...]) -> None:
-    """North and east arrows from the WCS, from a point in the cell's lower right part."""
+def _compass(
+    axis: Any, wcs: Any, shape: tuple[int, ...], target: tuple[float, float] | None
+) -> None:
+    """North and east arrows from the WCS, in the corner farthest from the target."""
     ny, nx = shape[:2]
-    x0, y0 = 0.8 * nx, 0.2 * ny
+    corners = [(fx * nx, fy * ny) for fy in (0.2, 0.8) for fx in (0.8, 0.2)]
+    if target is not None:
+        corners.sort(key=lambda c: -math.hypot(c[0] - target[0], c[1] - target[1]))
+    x0, y0 = corners[0]
     length = 0.1 * min(nx, ny)
     ra, dec = wcs.pixel_to_world_values(x0, y0)
     step = 1.0 / 60.0  # one arcminute, to find the directions
@@ -228,14 +233,16 @@ def build_figure(sheet: Sheet) -> Any:
                           fontsize=7, transform=axis.transAxes)  # fmt: skip
                 continue
             low, high = _limits(cell.pixels)
-            norm = ImageNormalize(vmin=low, vmax=high, stretch=AsinhStretch(0.1), clip=True)
+            norm = ImageNormalize(vmin=low, vmax=high, stretch=AsinhStretch(0.03), clip=True)
             axis.imshow(cell.pixels, cmap="gray", origin="lower", norm=norm,
                         interpolation="nearest")  # fmt: skip
             band = f"{cell.band} · " if cell.band else ""
             note = f"{band}{cell.format}"
             position = sheet.positions.get(target)
+            marked: tuple[float, float] | None = None
             if cell.wcs is not None and position is not None:
                 x, y = cell.wcs.world_to_pixel_values(*position)
+                marked = (float(x), float(y))
                 ny, nx = cell.pixels.shape
                 if -0.5 <= x <= nx - 0.5 and -0.5 <= y <= ny - 0.5:
                     radius = 0.06 * min(nx, ny)
@@ -247,7 +254,7 @@ def build_figure(sheet: Sheet) -> Any:
                         )  # fmt: skip
                 else:
                     note += " · target outside"
-                _compass(axis, cell.wcs, cell.pixels.shape)
+                _compass(axis, cell.wcs, cell.pixels.shape, marked)
             elif cell.wcs is None:
                 note += " · no WCS"
             axis.set_xlim(-0.5, cell.pixels.shape[1] - 0.5)

@@ -195,7 +195,7 @@ def _add_galaxy(
         intensity = np.exp(-7.669 * ((r / re) ** 0.25 - 1.0))
         image += (flux / (7.215 * math.pi * re * re * q)) * intensity * pixel_area
         return
-    disk_flux, bulge_flux = 0.8 * flux, 0.2 * flux
+    disk_flux, bulge_flux = 0.88 * flux, 0.12 * flux
     if survey.star_uv:  # young stars: the disk dominates in the ultraviolet
         disk_flux, bulge_flux = 0.95 * flux, 0.05 * flux
     h = radius25 / 3.2
@@ -209,7 +209,7 @@ def _add_galaxy(
     if galaxy.kind == "edge-on":
         lane = radius25 * q * 0.15
         disk *= 1.0 - 0.7 * np.exp(-((across / lane) ** 2)) * (r > 0.1 * radius25)
-    rb = max(radius25 / 20.0, 1.5 * psf_sigma * scale)
+    rb = max(radius25 / 40.0, 1.5 * psf_sigma * scale)
     bulge = np.exp(-0.5 * (r / rb) ** 2) * bulge_flux / (2 * math.pi * rb * rb * q)
     image += (disk + bulge) * pixel_area
 
