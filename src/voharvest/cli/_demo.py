@@ -14,6 +14,7 @@ import asyncio
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _services_table(resources: list[RegistryResource]) -> None:
+def _services_table(resources: Sequence[RegistryResource]) -> None:
     for resource in resources:
         host = ", ".join(
             i.access_url.split("//", 1)[-1].split("/", 1)[0]
@@ -134,7 +135,7 @@ async def _notebook(client: VOClient, out: Path) -> list[RegistryResource]:
             f'{measured[0]["scale"]:.1f}" and {measured[1]["scale"]:.1f}"); '
             f'flux within 30": ratio {ratio:.2f}'
         )
-    return uv + sloan
+    return [*uv, *sloan]
 
 
 async def _cutout(client: VOClient, resource: RegistryResource, out: Path) -> None:
@@ -190,7 +191,7 @@ async def run_demo(out: Path, *, progress: bool = True) -> int:
             sitewide = await client.regsearch(servicetype="sia2")
             await _cutout(client, sitewide[0], out)
             harvest_out = out / "harvest"
-            failed = await _harvest(client, harvest_out, found + sitewide, progress)
+            failed = await _harvest(client, harvest_out, [*found, *sitewide], progress)
             summary = host_summary(client.stats)
     print(summary, file=sys.stderr)
     from ._preview import contact_sheet
