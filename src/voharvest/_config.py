@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -149,6 +150,28 @@ DEFAULT_SESAME = (
 )
 
 
+#: Environment variables that replace the default registries and name resolvers
+#: (URLs separated by blanks or commas, tried in order): how a test or a demo points
+#: code that builds a plain ``ClientConfig()`` at local services.
+REGISTRY_ENV = "VOHARVEST_REGISTRY"
+SESAME_ENV = "VOHARVEST_SESAME"
+
+
+def _urls_from_env(name: str) -> list[str]:
+    return [url for url in os.environ.get(name, "").replace(",", " ").split() if url]
+
+
+def default_registries() -> tuple[RegistryEndpoint, ...]:
+    """``$VOHARVEST_REGISTRY`` if set, else :data:`DEFAULT_REGISTRIES`."""
+    urls = _urls_from_env(REGISTRY_ENV)
+    return tuple(RegistryEndpoint(url) for url in urls) if urls else DEFAULT_REGISTRIES
+
+
+def default_sesame() -> tuple[str, ...]:
+    """``$VOHARVEST_SESAME`` if set, else :data:`DEFAULT_SESAME`."""
+    return tuple(_urls_from_env(SESAME_ENV)) or DEFAULT_SESAME
+
+
 def origin_of(url: str) -> str:
     """``scheme://host:port`` of a URL (default ports made explicit), lower-cased."""
     parts = urlsplit(url)
@@ -170,8 +193,10 @@ class ClientConfig:
     - ``host``: the default :class:`HostPolicy`; ``hosts``: ``(pattern, policy)``
       pairs, the first whose shell pattern matches the host name, ``host:port``
       or the origin (``https://host:port``) wins.
-    - ``registries``: RegTAP endpoints, tried in order when one fails.
-    - ``sesame``: name resolver endpoints, tried in order.
+    - ``registries``: RegTAP endpoints, tried in order when one fails (default:
+      ``$VOHARVEST_REGISTRY`` when set, else GAVO's, then STScI's).
+    - ``sesame``: name resolver endpoints, tried in order (default:
+      ``$VOHARVEST_SESAME`` when set, else CDS, then the CfA mirror).
     - ``max_answer_bytes``: cap on a metadata answer (search, registry, TAP,
       job documents); ``max_fetch_bytes``: cap on :meth:`VOClient.fetch`.
     - ``offload_bytes``: answers larger than this are parsed in a worker process
@@ -202,8 +227,8 @@ class ClientConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     host: HostPolicy = field(default_factory=HostPolicy)
     hosts: tuple[tuple[str, HostPolicy], ...] = ()
-    registries: tuple[RegistryEndpoint, ...] = DEFAULT_REGISTRIES
-    sesame: tuple[str, ...] = DEFAULT_SESAME
+    registries: tuple[RegistryEndpoint, ...] = field(default_factory=default_registries)
+    sesame: tuple[str, ...] = field(default_factory=default_sesame)
     max_answer_bytes: int = 64 * MiB
     max_fetch_bytes: int = 1024 * MiB
     offload_bytes: int = 256 * KiB

@@ -8,10 +8,12 @@
         --size 0.2 --format image/fits --out DIR
     voharvest status DIR
     voharvest preview DIR -o sheet.png
+    voharvest demo --out voharvest-demo                          (the embedded sky, offline)
     voharvest adql --servicetype sia --waveband uv --keywords swift      (offline)
 
 Exit codes: 0 everything succeeded; 1 something failed (a search, a download,
-a service); 2 usage error (a bad option or value); 130 interrupted.
+a service, or the harvest is incomplete); 2 usage error (a bad option or value);
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voharvest",
         description="Fast, polite, resumable harvesting of the IVOA Virtual Observatory.",
-        epilog="Exit codes: 0 all succeeded, 1 something failed, 2 usage error, 130 interrupted.",
+        epilog="Exit codes: 0 all succeeded, 1 something failed or is incomplete, "
+        "2 usage error, 130 interrupted. Try it offline: voharvest demo",
     )
     parser.add_argument("--version", action="version", version=f"voharvest {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -198,12 +202,32 @@ def _parser() -> argparse.ArgumentParser:
     preview = commands.add_parser(
         "preview",
         help="a contact sheet of the harvested images",
-        description="Draw the downloaded FITS (zscale) and JPEG images of a harvest, "
-        "labelled by target and service, into one PNG.",
+        description="Draw a harvest's images into one PNG: one row per target, one column "
+        "per service, FITS stretched (ZScale, asinh), the target marked from the WCS, north "
+        "and east shown. Files that are not images are skipped and counted.",
     )
     preview.add_argument("directory", type=Path)
-    preview.add_argument("-o", "--output", type=Path, default=Path("sheet.png"))
-    preview.add_argument("--limit", type=int, default=48, help="at most this many images")
+    preview.add_argument(
+        "-o", "--output", type=Path, default=Path("sheet.png"), help="the PNG (sheet.png)"
+    )
+    preview.add_argument(
+        "--targets", type=int, default=8, help="at most this many targets, as rows (default 8)"
+    )
+    preview.add_argument(
+        "--services", type=int, default=6, help="at most this many services, as columns (6)"
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole workflow on an embedded simulated sky (no internet)",
+        description="Start a simulated VO on 127.0.0.1 (a registry, a name resolver, SIA 1.0 "
+        "and 2.0 services with DataLink and SODA, one synthetic sky), run the NAVO notebook's "
+        "workflow against it with the real code, harvest a few targets, and draw the preview.",
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("voharvest-demo"), help="where (voharvest-demo)"
+    )
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
 
     adql = commands.add_parser(
         "adql",
@@ -248,6 +272,18 @@ def _offline(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (``voharvest status DIR | head -1``): not an error of ours.
+        # Point stdout at /dev/null so that the interpreter's final flush can't fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command in ("adql", "sia-url"):
@@ -257,7 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return _commands.status(args.directory)
         if args.command == "preview":
-            return _commands.preview(args.directory, args.output, args.limit)
+            return _commands.preview(args.directory, args.output, args.targets, args.services)
+        if args.command == "demo":
+            from ._demo import run_demo
+
+            return asyncio.run(run_demo(args.out, progress=not args.no_progress))
         runner = {
             "registry": _commands.registry,
             "search": _commands.search,

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from .._config import ClientConfig
-from .._exceptions import ParameterError
+from .._exceptions import ParameterError, VOHarvestError
 from ..client import VOClient
 from ..harvesting import Harvest, HarvestOptions, parse_target
+from ..harvesting._journal import JOURNAL_NAME
 from ..harvesting.manifest import status as journal_status
 from ..harvesting.manifest import write_manifest
 from ..services import SIA2Service, SIAService
-from ._progress import Progress, format_bytes, host_summary
+from ._progress import Progress, format_bytes, host_summary, origin_sort_key
 
 __all__ = ["harvest", "preview", "registry", "search", "status"]
 
@@ -100,6 +101,27 @@ def _targets(args: argparse.Namespace) -> list[Any] | Path:
     return list(args.target)
 
 
+def _searches_done(directory: Path) -> int:
+    """Searches a journal in ``directory`` has done (0 without a journal)."""
+    if not (Path(directory) / JOURNAL_NAME).is_file():
+        return 0
+    try:
+        return journal_status(directory).total.searches_done
+    except VOHarvestError:
+        return 0
+
+
+def _count_targets(targets: list[Any] | Path) -> int | None:
+    """How many targets there are (a file's lines that aren't blank or comments)."""
+    if not isinstance(targets, Path):
+        return len(targets)
+    try:
+        with targets.open(encoding="utf-8", errors="replace") as lines:
+            return sum(1 for line in lines if line.split("#", 1)[0].strip())
+    except OSError:
+        return None
+
+
 async def harvest(
     args: argparse.Namespace, config: ClientConfig, constraints: dict[str, Any]
 ) -> int:
@@ -132,7 +154,11 @@ async def harvest(
                 "that find some"
             )
         run = Harvest(client, services, targets, options, download_to=args.out)
-        progress = None if args.no_progress else Progress()
+        known = _count_targets(targets)
+        # A resumed harvest skips the searches its journal has done.
+        done = await asyncio.to_thread(_searches_done, args.out)
+        searches = None if known is None else max(0, known * len(run.totals) - done)
+        progress = None if args.no_progress else Progress(searches_total=searches)
         failed = 0
 
         def retries() -> int:
@@ -165,13 +191,19 @@ async def harvest(
     return EXIT_OK if failed == 0 and summary.complete else EXIT_FAILED
 
 
+def _service_order(key: str) -> tuple[Any, ...]:
+    """Service keys (``sia1 <url>``) in the order of their hosts' addresses, then URLs."""
+    kind, _, url = key.partition(" ")
+    return (origin_sort_key(url), url, kind)
+
+
 def _skipped(count: int) -> str:
     return f", {count} skipped (no cutout)" if count else ""
 
 
 def status(directory: Path) -> int:
     summary = journal_status(directory)
-    for key, one in sorted(summary.services.items()):
+    for key, one in sorted(summary.services.items(), key=lambda item: _service_order(item[0])):
         _out(
             f"{key}\n    searches {one.searches_done} done, {one.searches_failed} failed; "
             f"files {one.records_done} done, {one.records_pending} pending, "
@@ -185,8 +217,8 @@ def status(directory: Path) -> int:
         f"{total.records_failed} failed{_skipped(total.records_skipped)}; "
         f"{format_bytes(total.bytes)}"
     )
-    for kind, what, error in summary.errors:
-        _out(f"  failed {kind} {what}: {error}")
+    for kind, key, what, error in summary.failures:
+        _out(f"  failed {kind} {what} ({key}): {error}")
     if summary.complete:
         _out("complete")
     elif not summary.finished:
@@ -196,16 +228,24 @@ def status(directory: Path) -> int:
     return EXIT_OK if summary.complete else EXIT_FAILED
 
 
-def preview(directory: Path, output: Path, limit: int) -> int:
+def preview(directory: Path, output: Path, max_targets: int, max_services: int) -> int:
+    if max_targets < 1 or max_services < 1:
+        raise ParameterError("--targets and --services must be at least 1")
     try:
         import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise ParameterError("preview needs matplotlib: pip install 'voharvest[preview]'") from exc
+    except ImportError as exc:  # a core dependency, but an environment may lack it
+        raise ParameterError("preview needs matplotlib: pip install matplotlib") from exc
     from ._preview import contact_sheet
 
-    count = contact_sheet(directory, output, limit=limit)
-    if count == 0:
-        print(f"no images to show in {directory}", file=sys.stderr)
+    sheet = contact_sheet(directory, output, max_targets=max_targets, max_services=max_services)
+    skipped = f"; {sheet.skipped} files that are not images skipped" if sheet.skipped else ""
+    left_out = f"; {sheet.left_out} files beyond the limits left out" if sheet.left_out else ""
+    if not sheet.cells:
+        print(f"no images to show in {directory}{skipped}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{output}: {count} images", file=sys.stderr)
+    print(
+        f"{output}: {len(sheet.targets)} targets x {len(sheet.services)} services, "
+        f"{len(sheet.cells)} images{skipped}{left_out}",
+        file=sys.stderr,
+    )
     return EXIT_OK

@@ -184,6 +184,8 @@ class _Service:
     label: str
     folder: str
     endpoint: SIAService | SIA2Service
+    title: str = ""
+    waveband: str = ""
 
     async def search(self, position: Any, options: HarvestOptions) -> SIAResults:
         if isinstance(self.endpoint, SIA2Service):
@@ -211,6 +213,7 @@ class _Service:
 
 
 def _service(client: VOClient, value: Any) -> _Service:
+    title = waveband = ""
     if isinstance(value, RegistryResource):
         kinds = value.service_kinds
         kind = "sia" if "sia" in kinds else "sia2" if "sia2" in kinds else None
@@ -219,6 +222,7 @@ def _service(client: VOClient, value: Any) -> _Service:
         endpoint = value.service(kind)
         assert isinstance(endpoint, SIAService | SIA2Service)
         label = value.short_name or value.ivoid.rsplit("/", 1)[-1]
+        title, waveband = value.title, ", ".join(value.wavebands)
     elif isinstance(value, SIAService | SIA2Service):
         endpoint = value
         label = value.access_url.split("//", 1)[-1].split("/", 1)[0]
@@ -229,7 +233,8 @@ def _service(client: VOClient, value: Any) -> _Service:
         raise ParameterError(f"can't harvest from {value!r}: give SIA services or access URLs")
     version = 2 if isinstance(endpoint, SIA2Service) else 1
     key = f"sia{version} {endpoint.access_url}"
-    return _Service(key, label, service_folder(label, endpoint.access_url), endpoint)
+    folder = service_folder(label, endpoint.access_url)
+    return _Service(key, label, folder, endpoint, title, waveband)
 
 
 def _keeps(record: ImageRecord, formats: tuple[str, ...] | None) -> bool:
@@ -319,6 +324,12 @@ class Harvest:
         if self.out is not None:
             self._journal = Journal(self.out)
             await self._journal.open(options.journal_view())
+            await self._journal.describe_services(
+                {
+                    s.key: {"label": s.label, "title": s.title, "waveband": s.waveband}
+                    for s in self._services
+                }
+            )
         try:
             searches: asyncio.Queue[Any] = asyncio.Queue(maxsize=options.searches * 2)
             downloads: asyncio.Queue[Any] = asyncio.Queue(maxsize=options.downloads * 4)

@@ -345,6 +345,24 @@ class Journal:
             self._lock.close()  # releases the lock
             self._lock = None
 
+    async def describe_services(self, described: dict[str, dict[str, str]]) -> None:
+        """Remember what each service is (label, title, waveband), for previews and reports.
+
+        Kept in ``meta`` under ``services`` as JSON, service key to facts; a later
+        run adds its services to those of the runs before.
+        """
+
+        def write() -> None:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'services'").fetchone()
+            known = json.loads(row[0]) if row is not None else {}
+            known.update(described)
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('services', ?)",
+                (json.dumps(known, sort_keys=True),),
+            )
+
+        await self._call(write)
+
     async def set_finished(self, finished: bool) -> None:
         """Mark whether every target was read and every task run (by this run)."""
         value = "1" if finished else "0"

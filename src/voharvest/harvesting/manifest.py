@@ -68,6 +68,8 @@ class HarvestStatus:
     directory: Path
     services: dict[str, ServiceStatus] = field(default_factory=dict)
     errors: list[tuple[str, str, str]] = field(default_factory=list)
+    #: The same failures with the service each came from: (kind, service key, what, error).
+    failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     finished: bool = False  # the last run read every target and ran every task
 
     @property
@@ -116,12 +118,14 @@ def status(directory: str | Path, *, max_errors: int = 20) -> HarvestStatus:
             setattr(one, f"records_{state}", getattr(one, f"records_{state}") + count)
             one.bytes += size
         rows = db.execute(
-            "SELECT 'search', target_label, error FROM searches WHERE state = 'failed'"
-            " UNION ALL SELECT 'download', url, error FROM records WHERE state = 'failed'"
+            "SELECT 'search', service, coalesce(target_label, target), error FROM searches"
+            " WHERE state = 'failed'"
+            " UNION ALL SELECT 'download', service, url, error FROM records WHERE state = 'failed'"
             " LIMIT ?",
             (max_errors,),
         )
-        result.errors = [(kind, what, error or "") for kind, what, error in rows]
+        result.failures = [(kind, key, what, error or "") for kind, key, what, error in rows]
+        result.errors = [(kind, what, error) for kind, _, what, error in result.failures]
         return result
     finally:
         db.close()

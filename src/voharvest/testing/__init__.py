@@ -17,11 +17,22 @@ asks for, counting everything in :class:`FarmCounters`::
 ``python -m voharvest.testing serve --hosts 20`` runs a farm in a process of
 its own (see docs/testing.md). This package needs aiohttp, astropy and numpy,
 nothing of voharvest's client.
+
+:class:`EmbeddedSky` is a small VO of another kind: a registry, a name
+resolver, and SIA 1.0/2.0 services with DataLink and SODA like those of the
+NASA NAVO notebook, all showing one synthetic sky of real galaxies at their
+real positions (``voharvest demo`` runs on it)::
+
+    async with EmbeddedSky() as sky:
+        async with VOClient(sky.client_config()) as client:
+            ...
 """
 
 from __future__ import annotations
 
+from ._catalogue import GALAXIES, Galaxy
 from ._config import ENDPOINTS, FAULT_KINDS, HTTP_FAULTS, SEARCH_FAULTS, FarmCounters, HostConfig
+from ._embedded import SURVEYS, EmbeddedSky
 from ._farm import FarmHost, VOFarm
 from ._host import LAST_MODIFIED
 from ._sky import TILE_DEG, Tile, search_tiles, tile_by_id, tile_of
@@ -29,12 +40,16 @@ from ._sky import TILE_DEG, Tile, search_tiles, tile_by_id, tile_of
 __all__ = [
     "ENDPOINTS",
     "FAULT_KINDS",
+    "GALAXIES",
     "HTTP_FAULTS",
     "LAST_MODIFIED",
     "SEARCH_FAULTS",
+    "SURVEYS",
     "TILE_DEG",
+    "EmbeddedSky",
     "FarmCounters",
     "FarmHost",
+    "Galaxy",
     "HostConfig",
     "Tile",
     "VOFarm",

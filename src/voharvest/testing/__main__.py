@@ -4,6 +4,11 @@ Prints one JSON line with the URLs once every host listens, serves until
 stdin closes, SIGTERM/SIGINT, or ``--duration`` seconds, then prints one JSON
 line with the counters. A benchmark starts it as a subprocess with
 ``stdin=PIPE``, reads the first line, and closes stdin to stop it.
+
+``python -m voharvest.testing sky``: the embedded sky (:class:`EmbeddedSky`)
+in a process of its own, for trying the command line offline: it prints the
+``export`` lines that point voharvest at it, then serves until Ctrl-C, stdin
+closes, or ``--duration`` seconds.
 """
 
 from __future__ import annotations
@@ -55,6 +60,17 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=3600.0, help="stop after this many seconds (3600)"
     )
     serve.add_argument("--ignore-stdin", action="store_true", help="don't stop when stdin closes")
+    sky = commands.add_parser(
+        "sky",
+        help="run the embedded sky (registry, name resolver, SIA services) until Ctrl-C",
+        description="Run the embedded sky on 127.0.0.1 and print the environment variables "
+        "that point voharvest at it (VOHARVEST_REGISTRY, VOHARVEST_SESAME).",
+    )
+    sky.add_argument("--json", action="store_true", help="print the URLs as one JSON line")
+    sky.add_argument(
+        "--duration", type=float, default=3600.0, help="stop after this many seconds (3600)"
+    )
+    sky.add_argument("--ignore-stdin", action="store_true", help="don't stop when stdin closes")
     return parser
 
 
@@ -124,10 +140,37 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def sky(args: argparse.Namespace) -> int:
+    from ._embedded import EmbeddedSky
+
+    if not args.duration > 0:
+        raise ParameterError(f"--duration: expected a positive number, got {args.duration}")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    async with EmbeddedSky() as embedded:
+        if args.json:
+            _print({"event": "ready", "pid": os.getpid(), **embedded.describe()})
+        else:
+            for name, value in embedded.environ().items():
+                sys.stdout.write(f"export {name}={value}\n")
+            for key, service in embedded.describe()["services"].items():
+                sys.stdout.write(f"# {key:8s} {service['access_url']}  {service['title']}\n")
+            sys.stdout.write("# serving until Ctrl-C\n")
+            sys.stdout.flush()
+        if not args.ignore_stdin and not _stdin_is_devnull() and not sys.stdin.isatty():
+            _watch_stdin(loop, stop)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), args.duration)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return asyncio.run(serve(args))
+        return asyncio.run(serve(args) if args.command == "serve" else sky(args))
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -397,38 +397,48 @@ def _segment(marker: int, payload: bytes) -> bytes:
     return bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
 
 
-def encode_jpeg(pixels: np.ndarray) -> bytes:
+def _quant_table(quality: int) -> np.ndarray:
+    """The luminance table scaled for a quality of 1..100 (the IJG scaling; 50 is the table)."""
+    quality = min(100, max(1, quality))
+    factor = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((_QUANT * factor + 50) / 100), 1, 255)
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int = 50) -> bytes:
     """A baseline grey JPEG of an 8-bit 2-D array (sides padded to multiples of 8)."""
     height, width = pixels.shape
     padded = np.pad(pixels, ((0, -height % 8), (0, -width % 8)), mode="edge").astype(float)
+    table = _quant_table(quality)
+    rows, cols = padded.shape[0] // 8, padded.shape[1] // 8
+    # Every block at once: (rows, cols, 8, 8) -> DCT -> quantised -> zigzag order.
+    blocks = padded.reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3) - 128.0
+    transformed = np.einsum("ux,rcxy,vy->rcuv", _DCT, blocks, _DCT)
+    quantised = np.rint(transformed / table).astype(int)
+    zigzagged = quantised[:, :, _ZIGZAG_ROWS, _ZIGZAG_COLS].reshape(rows * cols, 64)
     writer = _BitWriter()
     previous_dc = 0
-    for by in range(0, padded.shape[0], 8):
-        for bx in range(0, padded.shape[1], 8):
-            block = padded[by : by + 8, bx : bx + 8] - 128.0
-            quantised = np.rint(_DCT @ block @ _DCT.T / _QUANT).astype(int)
-            coefficients = [int(v) for v in quantised[_ZIGZAG_ROWS, _ZIGZAG_COLS]]
-            diff = coefficients[0] - previous_dc
-            previous_dc = coefficients[0]
-            size, bits = _magnitude(diff)
-            writer.write(*_DC_CODES[size])
-            if size:
-                writer.write(bits, size)
+    for coefficients in zigzagged.tolist():
+        diff = coefficients[0] - previous_dc
+        previous_dc = coefficients[0]
+        size, bits = _magnitude(diff)
+        writer.write(*_DC_CODES[size])
+        if size:
+            writer.write(bits, size)
+        run = 0
+        for value in coefficients[1:]:
+            if value == 0:
+                run += 1
+                continue
+            while run > 15:
+                writer.write(*_AC_CODES[0xF0])
+                run -= 16
+            size, bits = _magnitude(value)
+            writer.write(*_AC_CODES[run << 4 | size])
+            writer.write(bits, size)
             run = 0
-            for value in coefficients[1:]:
-                if value == 0:
-                    run += 1
-                    continue
-                while run > 15:
-                    writer.write(*_AC_CODES[0xF0])
-                    run -= 16
-                size, bits = _magnitude(value)
-                writer.write(*_AC_CODES[run << 4 | size])
-                writer.write(bits, size)
-                run = 0
-            if run:
-                writer.write(*_AC_CODES[0x00])
-    quant = bytes(int(v) for v in _QUANT[_ZIGZAG_ROWS, _ZIGZAG_COLS])
+        if run:
+            writer.write(*_AC_CODES[0x00])
+    quant = bytes(int(v) for v in table[_ZIGZAG_ROWS, _ZIGZAG_COLS])
     return b"".join(
         [
             b"\xff\xd8",

@@ -1,0 +1,171 @@
+"""A small RegTAP registry and a Sesame name resolver, as the embedded sky answers them.
+
+:func:`registry_answer` is not an ADQL engine: it recognises the constraints
+voharvest and pyvo write (standard ids, waveband, keywords, ivoid, TOP,
+MAXREC) and answers the resources that meet them in voharvest's aggregated
+row layout. :func:`sesame_answer` answers a name as the CDS Sesame XML does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
+from ._catalogue import resolve_name
+from ._votables import REGISTRY_FIELDS, error_votable, table_votable
+
+__all__ = ["RegistryEntry", "registry_answer", "sesame_answer"]
+
+SIA1_ID = "ivo://ivoa.net/std/sia"
+SIA2_ID = "ivo://ivoa.net/std/sia#query-2.0"
+TAP_ID = "ivo://ivoa.net/std/tap"
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """One resource: who it is, what it covers, and its (standard id, version, URL) interfaces."""
+
+    ivoid: str
+    short_name: str
+    title: str
+    description: str
+    waveband: tuple[str, ...]
+    subjects: tuple[str, ...]
+    interfaces: tuple[tuple[str, str, str], ...]
+    reference_url: str = ""
+    creator: str = "voharvest embedded sky"
+
+    def row(self, wanted: Sequence[tuple[str, str, str]]) -> tuple[str, ...]:
+        aggregated = INTERFACE_SEPARATOR.join(
+            FIELD_SEPARATOR.join((standard, "vs:paramhttp", "std", version, url, self.title))
+            for standard, version, url in wanted
+        )
+        return (
+            self.ivoid,
+            "vs:catalogservice",
+            self.short_name,
+            self.title,
+            self.description,
+            self.reference_url,
+            self.creator,
+            "survey",
+            "#".join(self.waveband),
+            aggregated,
+        )
+
+
+_LITERAL = r"'((?:[^']|'')*)'"
+_WAVEBAND = re.compile(r"ivo_hashlist_has\s*\(\s*waveband\s*,\s*" + _LITERAL, re.IGNORECASE)
+_HASWORD = re.compile(r"ivo_hasword\s*\(\s*res_\w+\s*,\s*" + _LITERAL, re.IGNORECASE)
+_SUBJECT = re.compile(r"res_subject\s+I?LIKE\s+" + _LITERAL, re.IGNORECASE)
+_IVOID_EQ = re.compile(r"\bivoid\s*=\s*" + _LITERAL, re.IGNORECASE)
+_IVOID_IN = re.compile(r"\bivoid\s+IN\s*\(\s*((?:'(?:[^']|'')*'\s*,?\s*)+)\)", re.IGNORECASE)
+_STD_IN = re.compile(r"\bstandard_id\s+IN\s*\(\s*((?:'(?:[^']|'')*'\s*,?\s*)+)\)", re.IGNORECASE)
+_STD_EQ = re.compile(r"\bstandard_id\s*=\s*" + _LITERAL, re.IGNORECASE)
+_STD_LIKE = re.compile(r"\bstandard_id\s+I?LIKE\s+" + _LITERAL, re.IGNORECASE)
+_TOP = re.compile(r"^\s*SELECT\s+TOP\s+(\d+)", re.IGNORECASE)
+
+
+def _literals(pattern: re.Pattern[str], text: str) -> list[str]:
+    return [match.group(1).replace("''", "'") for match in pattern.finditer(text)]
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    parts = (re.escape(piece) for piece in pattern.lower().split("%"))
+    return re.compile(".*".join(part.replace("_", ".") for part in parts) + r"\Z", re.DOTALL)
+
+
+def _wanted_interfaces(entry: RegistryEntry, query: str) -> list[tuple[str, str, str]]:
+    ids: set[str] = {i.lower() for i in _literals(_STD_EQ, query)}
+    for match in _STD_IN.finditer(query):
+        ids.update(i.lower() for i in _literals(re.compile(_LITERAL), match.group(1)))
+    likes = [_like(p) for p in _literals(_STD_LIKE, query)]
+    if not ids and not likes:
+        return list(entry.interfaces)
+    return [
+        interface
+        for interface in entry.interfaces
+        if interface[0].lower() in ids or any(like.match(interface[0].lower()) for like in likes)
+    ]
+
+
+def _word(word: str, text: str) -> bool:
+    return re.search(r"\b" + re.escape(word) + r"\b", text, re.IGNORECASE) is not None
+
+
+def _matches(entry: RegistryEntry, query: str) -> bool:
+    bands = {band.strip().lower() for band in _literals(_WAVEBAND, query)}
+    if bands and not bands & {band.lower() for band in entry.waveband}:
+        return False
+    ivoids = {i.lower() for i in _literals(_IVOID_EQ, query)}
+    for match in _IVOID_IN.finditer(query):
+        ivoids.update(i.lower() for i in _literals(re.compile(_LITERAL), match.group(1)))
+    if ivoids and entry.ivoid.lower() not in ivoids:
+        return False
+    # A keyword matches the title, the description or (a pattern) a subject; all keywords
+    # must match: registries AND the keyword groups they are given.
+    words = dict.fromkeys(w.lower() for w in _literals(_HASWORD, query))
+    subjects = dict.fromkeys(_like(p) for p in _literals(_SUBJECT, query))
+    text = f"{entry.title} {entry.description}"
+    for word in words:
+        if not _word(word, text) and not any(word in s.lower() for s in entry.subjects):
+            return False
+    return not (
+        subjects
+        and not words
+        and not any(like.match(s.lower()) for like in subjects for s in entry.subjects)
+    )
+
+
+def registry_answer(
+    entries: Sequence[RegistryEntry], params: Mapping[str, str]
+) -> tuple[int, bytes]:
+    """(HTTP status, VOTable) for a TAP sync request on the RegTAP tables."""
+    request = params.get("REQUEST", "doQuery")
+    if request.lower() != "doquery":
+        return 400, error_votable(f"REQUEST={request} is not supported; use doQuery")
+    lang = params.get("LANG", "ADQL")
+    if not lang.upper().startswith("ADQL"):
+        return 400, error_votable(f"LANG={lang} is not supported; use ADQL")
+    query = params.get("QUERY", "")
+    if "rr." not in query.lower():
+        return 400, error_votable("this TAP service holds only the RegTAP tables (rr.*)")
+    rows = []
+    for entry in entries:
+        if not _matches(entry, query):
+            continue
+        wanted = _wanted_interfaces(entry, query)
+        if wanted:
+            rows.append(entry.row(wanted))
+    top = _TOP.match(query)
+    if top is not None:
+        rows = rows[: int(top.group(1))]
+    overflow = False
+    maxrec = params.get("MAXREC", "").strip()
+    if maxrec.isdigit() and len(rows) > int(maxrec):
+        rows, overflow = rows[: int(maxrec)], True
+    return 200, table_votable(REGISTRY_FIELDS, rows, overflow=overflow)
+
+
+def sesame_answer(name: str) -> bytes:
+    """The Sesame XML answer for a name: its position, or "Nothing found"."""
+    galaxy = resolve_name(name)
+    body = f"<name>{escape(name)}</name>\n"
+    if galaxy is None:
+        body += "<INFO>*** Nothing found ***</INFO>\n"
+    else:
+        body += (
+            '<Resolver name="E=embedded sky catalogue">\n'
+            f"<oname>{escape(galaxy.name)}</oname>\n"
+            f"<jradeg>{galaxy.ra!r}</jradeg>\n<jdedeg>{galaxy.dec!r}</jdedeg>\n"
+            + "".join(f"<alias>{escape(alias)}</alias>\n" for alias in galaxy.aliases)
+            + "</Resolver>\n"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Sesame>\n<Target option="E">\n'
+        + body
+        + "</Target>\n</Sesame>\n"
+    ).encode()
