@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
@@ -84,12 +85,24 @@ class SIAService:
         format: Any = None,
         intersect: str | None = None,
         verbosity: int | None = None,
-        **extra: Any,
+        extra: Mapping[str, Any] | None = None,
+        **params: Any,
     ) -> SIAResults:
-        """Images around ``pos`` (SkyCoord, (ra, dec) degrees, or a name to resolve)."""
+        """Images around ``pos`` (SkyCoord, (ra, dec) degrees, or a name to resolve).
+
+        ``size``: one or two angles (degrees, Quantity, ``"2arcmin"``). Further
+        parameters as :func:`voharvest.protocol.sia1.build_url` takes them: a
+        service's own in upper case (``NAXIS="300,300"``) or in ``extra``.
+        """
         position = await self.client.position(pos)
         url = self.search_url(
-            position, size, format=format, intersect=intersect, verbosity=verbosity, **extra
+            position,
+            size,
+            format=format,
+            intersect=intersect,
+            verbosity=verbosity,
+            extra=extra,
+            **params,
         )
         return votable.sia_results(await self.client.query("GET", url))
 
@@ -104,14 +117,18 @@ class SIA2Service:
     def __repr__(self) -> str:
         return f"SIA2Service({self.access_url!r})"
 
-    async def search(self, pos: Any = None, **params: Any) -> SIAResults:
-        """Images matching SIA 2.0 parameters (see :func:`voharvest.protocol.sia2.build_params`).
+    async def search(
+        self, pos: Any = None, *, extra: Mapping[str, Any] | None = None, **params: Any
+    ) -> SIAResults:
+        """Images matching SIA 2.0 parameters (see :func:`voharvest.protocol.sia2.build_url`):
+        this library's names, the standard's or pyvo's (``calib_level=2`` sends
+        ``CALIB=2``); a service's own parameters in upper case or in ``extra``.
 
         ``pos`` may name its centre: ``("M51", radius)`` is resolved first.
         """
         if isinstance(pos, tuple | list) and len(pos) == 2 and isinstance(pos[0], str):
             pos = (await self.client.resolve(pos[0]), pos[1])
-        url = sia2.build_url(self.access_url, pos=pos, **params)
+        url = sia2.build_url(self.access_url, pos=pos, extra=extra, **params)
         return votable.sia_results(await self.client.query("GET", url))
 
 
