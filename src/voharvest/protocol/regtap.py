@@ -74,15 +74,24 @@ WAVEBANDS = (
 
 _DATAMODELS = ("obscore", "epntap", "regtap")
 
+# The rr.resource columns asked for: those pyvo's registry results have, so that
+# a regsearch's ``to_table()`` has them too (pyvo.registry.regtap.RegistryResource).
 _RESOURCE_COLUMNS = (
     "ivoid",
     "res_type",
     "short_name",
     "res_title",
+    "content_level",
     "res_description",
     "reference_url",
     "creator_seq",
+    "created",
+    "updated",
+    "rights",
     "content_type",
+    "source_format",
+    "source_value",
+    "region_of_regard",
     "waveband",
 )
 
