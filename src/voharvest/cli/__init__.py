@@ -35,10 +35,7 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-_SIZE_HELP = (
-    "size: degrees, or an angle such as 2arcmin, 30arcsec, 0.2deg; in (0, 180] deg "
-    "(for SIA 2.0 a circle of this diameter)"
-)
+_SIZE_HELP = "degrees or an angle (2arcmin, 0.2deg), in (0, 180] deg; SIA 2.0: a diameter"
 
 
 def _split(values: list[str] | None) -> list[str] | None:

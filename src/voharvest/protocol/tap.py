@@ -223,7 +223,7 @@ def parse_job(data: bytes, *, url: str | None = None) -> Job:
 
     ``url`` only goes into error messages. Elements the job model doesn't cover
     (``jobInfo``, extensions) are ignored. Raises :class:`~voharvest.FormatError`
-    for anything that isn't a valid job document: not XML, a DOCTYPE, another
+    for anything that isn't a valid job document: not XML, a DTD subset or entity, another
     root element, a missing ``jobId`` or ``phase``, an unknown phase, a bad time
     or duration, a result without ``id`` or ``xlink:href``.
     """
