@@ -30,6 +30,7 @@ def test_exported_members():
         "RegistryEndpoint",
         "RegistryFeatures",
         "RegistryResource",
+        "RegistryResources",
         "RequestTimeoutError",
         "RetryPolicy",
         "SIA2Service",

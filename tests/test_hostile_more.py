@@ -81,26 +81,32 @@ def everything_under(root: Path) -> list[Path]:
 # --- XML: DTDs and entities in every XML the client reads ----------------------------------
 
 # Each would make a naive parser fetch or read something: the DTD server below
-# counts the fetches, and none may arrive.
+# counts the fetches, and none may arrive. A DOCTYPE that only names an external
+# DTD is read without it (VOTable 1.0/1.1 services send one); an internal subset
+# is refused, and so is what is not well-formed XML.
 DOCTYPES = {
-    "external DTD": '<!DOCTYPE VOTABLE SYSTEM "{dtd}">',
-    "public DTD": '<!DOCTYPE VOTABLE PUBLIC "-//IVOA//DTD VOTable//EN" "{dtd}">',
-    "lower-case doctype": '<!doctype votable SYSTEM "{dtd}">',
-    "another root name": '<!DOCTYPE foo SYSTEM "{dtd}">',
-    "parameter entity": '<!DOCTYPE VOTABLE [<!ENTITY % remote SYSTEM "{dtd}"> %remote;]>',
-    "after a BOM and a comment": '\ufeff<!-- hi --><!DOCTYPE VOTABLE SYSTEM "{dtd}">',
+    "external DTD": ('<!DOCTYPE VOTABLE SYSTEM "{dtd}">', True),
+    "public DTD": ('<!DOCTYPE VOTABLE PUBLIC "-//IVOA//DTD VOTable//EN" "{dtd}">', True),
+    "lower-case doctype": ('<!doctype votable SYSTEM "{dtd}">', False),
+    "another root name": ('<!DOCTYPE foo SYSTEM "{dtd}">', True),
+    "parameter entity": ('<!DOCTYPE VOTABLE [<!ENTITY % remote SYSTEM "{dtd}"> %remote;]>', False),
+    "after a BOM and a comment": ('\ufeff<!-- hi --><!DOCTYPE VOTABLE SYSTEM "{dtd}">', True),
 }
 
 
-@pytest.mark.parametrize("doctype", list(DOCTYPES.values()), ids=list(DOCTYPES))
-async def test_a_search_answer_with_a_dtd_is_refused_and_nothing_fetched(
-    server: LocalServer, client: VOClient, doctype: str
+@pytest.mark.parametrize("doctype,readable", list(DOCTYPES.values()), ids=list(DOCTYPES))
+async def test_a_search_answer_with_a_dtd_never_makes_it_fetched(
+    server: LocalServer, client: VOClient, doctype: str, readable: bool
 ):
     server.route("GET", "/dtd/*", answer(b"<!ENTITY x 'y'>", "application/xml-dtd"))
     prolog = doctype.format(dtd=server.url("/dtd/votable.dtd"))
     server.route("GET", "/sia", answer(prolog.encode() + SIA_TABLE))
-    with pytest.raises(FormatError):
-        await client.sia_service(server.url("/sia")).search((10.0, 20.0), 0.1)
+    search = client.sia_service(server.url("/sia")).search((10.0, 20.0), 0.1)
+    if readable:
+        assert len(await search) == 1
+    else:
+        with pytest.raises(FormatError):
+            await search
     assert server.hits_for("/dtd/votable.dtd") == []
 
 

@@ -38,7 +38,13 @@ if TYPE_CHECKING:
     from ._limiter import HostStats
     from .client import VOClient
     from .harvesting import Harvest, HarvestItem, HarvestOptions, Target, harvest
-    from .services import RegistryResource, SIA2Service, SIAService, TAPService
+    from .services import (
+        RegistryResource,
+        RegistryResources,
+        SIA2Service,
+        SIAService,
+        TAPService,
+    )
 
 logging.getLogger("voharvest").addHandler(logging.NullHandler())
 
@@ -53,6 +59,7 @@ _LAZY = {
     "Target": ".harvesting",
     "harvest": ".harvesting",
     "RegistryResource": ".services",
+    "RegistryResources": ".services",
     "SIA2Service": ".services",
     "SIAService": ".services",
     "TAPService": ".services",
@@ -91,6 +98,7 @@ __all__ = [
     "RegistryEndpoint",
     "RegistryFeatures",
     "RegistryResource",
+    "RegistryResources",
     "RequestTimeoutError",
     "RetryPolicy",
     "SIA2Service",

@@ -68,7 +68,13 @@ from .protocol import datalink, regtap, sesame, tap, votable
 from .protocol._encoding import position_degrees
 from .protocol.records import TableResults
 from .protocol.soda import Cutout
-from .services import RegistryResource, SIA2Service, SIAService, TAPService
+from .services import (
+    RegistryResource,
+    RegistryResources,
+    SIA2Service,
+    SIAService,
+    TAPService,
+)
 from .transport import Answer, Transport, _Budget, check_url
 
 if TYPE_CHECKING:
@@ -229,8 +235,12 @@ class VOClient:
 
     # --- registry ---------------------------------------------------------------
 
-    async def regsearch(self, **constraints: Any) -> list[RegistryResource]:
+    async def regsearch(self, **constraints: Any) -> RegistryResources:
         """Registry resources matching constraints (see ``protocol.regtap.build_query``).
+
+        A list of :class:`RegistryResource` that is also indexed by ivoid or
+        short name, has ``to_table()`` (pyvo's columns) and ``overflow``
+        (:class:`~voharvest.services.RegistryResources`).
 
         The RegTAP endpoints of the configuration are tried in order: when one
         fails (after its retries), can't run a constraint, or answers an error,
@@ -253,7 +263,12 @@ class VOClient:
                 logger.warning("registry %s failed: %s", endpoint.url, exc)
                 failures.append(exc)
                 continue
-            return [RegistryResource.bind(resource, self) for resource in resources]
+            return RegistryResources(
+                (RegistryResource.bind(resource, self) for resource in resources),
+                table=resources.to_table(),
+                overflow=resources.overflow,
+                url=resources.url,
+            )
         raise failures[-1]
 
     # --- services -----------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Services bound to a client: SIA v1, SIA v2 and TAP (sync and async UWS jobs)."""
+"""Services bound to a client: registry resources, SIA v1, SIA v2 and TAP (sync and
+async UWS jobs)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import asyncio
 import dataclasses
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, SupportsIndex, overload
 from urllib.parse import urljoin
+
+import numpy as np
+from astropy.table import Column, MaskedColumn, Table
 
 from ._exceptions import (
     FormatError,
@@ -25,7 +30,14 @@ if TYPE_CHECKING:
     from .client import VOClient
     from .transport import Answer
 
-__all__ = ["RegistryResource", "SIA2Service", "SIAService", "TAPService"]
+__all__ = [
+    "REGISTRY_COLUMNS",
+    "RegistryResource",
+    "RegistryResources",
+    "SIA2Service",
+    "SIAService",
+    "TAPService",
+]
 
 logger = logging.getLogger("voharvest.services")
 
@@ -52,6 +64,144 @@ class RegistryResource(Resource):
         if wanted == "sia2":
             return SIA2Service(self.client, url)
         return TAPService(self.client, url)
+
+
+#: The columns of pyvo's registry results (``RegistryResource.expected_columns`` of
+#: ``pyvo.registry.regtap``), in its order: :meth:`RegistryResources.to_table`'s.
+REGISTRY_COLUMNS = (
+    "ivoid",
+    "res_type",
+    "short_name",
+    "res_title",
+    "content_level",
+    "res_description",
+    "reference_url",
+    "creator_seq",
+    "created",
+    "updated",
+    "rights",
+    "content_type",
+    "source_format",
+    "source_value",
+    "region_of_regard",
+    "waveband",
+    "access_urls",
+    "standard_ids",
+    "intf_types",
+    "intf_roles",
+    "cap_descriptions",
+)
+# The per-interface columns, from each resource's interfaces (a tuple per row).
+_INTERFACE_COLUMNS = {
+    "access_urls": "access_url",
+    "standard_ids": "standard_id",
+    "intf_types": "type",
+    "intf_roles": "role",
+    "cap_descriptions": "description",
+}
+
+
+class RegistryResources(list[RegistryResource]):
+    """What :meth:`VOClient.regsearch` found: a list of :class:`RegistryResource`,
+    with pyvo's conveniences.
+
+    - a list as before: ``len()``, iteration, ``[0]``, slices, ``+``;
+    - ``[key]`` with a string: the resource of that ivoid (``"ivo://..."``,
+      compared case-insensitively as IVOA identifiers are) or short name
+      (``services["SDSSDR7"]``); KeyError if none has it, or if several share
+      the short name (its message lists their ivoids);
+    - :meth:`to_table`: an astropy Table with pyvo's columns;
+    - ``overflow``: the registry said it truncated the answer (QUERY_STATUS=OVERFLOW);
+      ``url``: the registry endpoint that answered.
+    """
+
+    def __init__(
+        self,
+        resources: Iterable[RegistryResource] = (),
+        *,
+        table: Table | None = None,
+        overflow: bool = False,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(resources)
+        self.overflow = overflow
+        self.url = url
+        self._answer = table  # the registry's rows: their columns for to_table()
+
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> RegistryResource: ...
+    @overload
+    def __getitem__(self, key: slice) -> list[RegistryResource]: ...
+    @overload
+    def __getitem__(self, key: str) -> RegistryResource: ...
+    def __getitem__(
+        self, key: SupportsIndex | slice | str
+    ) -> RegistryResource | list[RegistryResource]:
+        if isinstance(key, str):
+            return self._lookup(key)
+        return super().__getitem__(key)
+
+    def _lookup(self, key: str) -> RegistryResource:
+        by_ivoid = key.strip().lower().startswith("ivo://")
+        if by_ivoid:
+            found = [r for r in self if r.ivoid.lower() == key.strip().lower()]
+        else:
+            found = [r for r in self if r.short_name == key]
+        if len(found) == 1:
+            return found[0]
+        what = "ivoid" if by_ivoid else "short name"
+        if not found:
+            raise KeyError(f"none of the {len(self)} resources has the {what} {key!r}")
+        ivoids = ", ".join(r.ivoid for r in found)
+        raise KeyError(f"{len(found)} resources have the {what} {key!r} ({ivoids}): use an ivoid")
+
+    def to_table(self) -> Table:
+        """The resources as an astropy Table with pyvo's registry columns.
+
+        The resource columns are as the registry sent them (masked where it
+        sent nothing); ``access_urls``, ``standard_ids``, ``intf_types``,
+        ``intf_roles`` and ``cap_descriptions`` hold a tuple per resource, one
+        item per interface, in the same order in each.
+        """
+        answer = self._answer
+        ivoids = _source(answer, "ivoid")
+        rows = {} if ivoids is None else {str(v).strip().lower(): i for i, v in enumerate(ivoids)}
+        where = [rows.get(r.ivoid.lower()) for r in self]
+        columns: list[Any] = []
+        for name in REGISTRY_COLUMNS:
+            if name in _INTERFACE_COLUMNS:
+                cells = np.empty(len(self), dtype=object)
+                for i, resource in enumerate(self):
+                    cells[i] = tuple(
+                        getattr(f, _INTERFACE_COLUMNS[name]) for f in resource.interfaces
+                    )
+                columns.append(Column(cells, name=name))
+            elif name == "ivoid":
+                columns.append(Column([r.ivoid for r in self], name=name, dtype=str))
+            else:
+                columns.append(_answer_column(answer, name, where))
+        return Table(columns)
+
+
+def _source(answer: Table | None, name: str) -> Any:
+    """Column ``name`` (any case) of the registry's answer, or None."""
+    if answer is None:
+        return None
+    return next((answer[c] for c in answer.colnames if c.lower() == name), None)
+
+
+def _answer_column(answer: Table | None, name: str, where: list[int | None]) -> MaskedColumn:
+    """Column ``name`` of the registry's answer for the rows ``where`` (masked: none)."""
+    source = _source(answer, name)
+    if source is None:
+        return MaskedColumn([""] * len(where), name=name, mask=[True] * len(where), dtype=str)
+    mask = np.ma.getmaskarray(source)
+    data = np.ma.getdata(source)
+    values = [data[i] if i is not None else data[:1].dtype.type() for i in where]
+    hidden = [i is None or bool(mask[i]) for i in where]
+    column = MaskedColumn(values, name=name, mask=hidden, dtype=source.dtype)
+    column.unit, column.description = source.unit, source.description
+    return column
 
 
 class SIAService:
@@ -84,12 +234,24 @@ class SIAService:
         format: Any = None,
         intersect: str | None = None,
         verbosity: int | None = None,
-        **extra: Any,
+        extra: Mapping[str, Any] | None = None,
+        **params: Any,
     ) -> SIAResults:
-        """Images around ``pos`` (SkyCoord, (ra, dec) degrees, or a name to resolve)."""
+        """Images around ``pos`` (SkyCoord, (ra, dec) degrees, or a name to resolve).
+
+        ``size``: one or two angles (degrees, Quantity, ``"2arcmin"``). Further
+        parameters as :func:`voharvest.protocol.sia1.build_url` takes them: a
+        service's own in upper case (``NAXIS="300,300"``) or in ``extra``.
+        """
         position = await self.client.position(pos)
         url = self.search_url(
-            position, size, format=format, intersect=intersect, verbosity=verbosity, **extra
+            position,
+            size,
+            format=format,
+            intersect=intersect,
+            verbosity=verbosity,
+            extra=extra,
+            **params,
         )
         return votable.sia_results(await self.client.query("GET", url))
 
@@ -104,14 +266,18 @@ class SIA2Service:
     def __repr__(self) -> str:
         return f"SIA2Service({self.access_url!r})"
 
-    async def search(self, pos: Any = None, **params: Any) -> SIAResults:
-        """Images matching SIA 2.0 parameters (see :func:`voharvest.protocol.sia2.build_params`).
+    async def search(
+        self, pos: Any = None, *, extra: Mapping[str, Any] | None = None, **params: Any
+    ) -> SIAResults:
+        """Images matching SIA 2.0 parameters (see :func:`voharvest.protocol.sia2.build_url`):
+        this library's names, the standard's or pyvo's (``calib_level=2`` sends
+        ``CALIB=2``); a service's own parameters in upper case or in ``extra``.
 
         ``pos`` may name its centre: ``("M51", radius)`` is resolved first.
         """
         if isinstance(pos, tuple | list) and len(pos) == 2 and isinstance(pos[0], str):
             pos = (await self.client.resolve(pos[0]), pos[1])
-        url = sia2.build_url(self.access_url, pos=pos, **params)
+        url = sia2.build_url(self.access_url, pos=pos, extra=extra, **params)
         return votable.sia_results(await self.client.query("GET", url))
 
 

@@ -202,6 +202,6 @@ async def test_harvest_cutouts_from_the_command_line(server: LocalServer, tmp_pa
     code, _, err = await voharvest(*changed)
     assert code == 2 and "other options" in err
     code, _, err = await voharvest(
-        *args[: -len(FAST) - 3], "--cutout", "3", "--out", tmp_path / "x"
+        *args[: -len(FAST) - 3], "--cutout", "3 m", "--out", tmp_path / "x"
     )
-    assert code == 2 and "needs a unit" in err
+    assert code == 2 and "not an angle" in err

@@ -44,6 +44,11 @@ async def test_registry_to_fits_on_two_sloan_hosts(tmp_path: Path):
                 "SDSS DR7 sloan images",
                 "SDSS DR7 sloan mirror",
             ]
+            # The notebook's look at what was found, and its pick by short name.
+            summary = services.to_table()["ivoid", "short_name", "res_title"]
+            assert sorted(summary["res_title"]) == sorted(s.title for s in services)
+            for row in summary:
+                assert services[row["short_name"]].ivoid == row["ivoid"]
             # The mirror's access URL carries FORMAT=image/fits: a user asking for ALL
             # still gets an answer, because the preset is not sent a second time.
             mirror = next(s for s in services if "mirror" in s.title)

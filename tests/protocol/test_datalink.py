@@ -309,10 +309,11 @@ def test_cutout_parsing_and_refusals() -> None:
     assert Cutout.parse("3arcmin").radius == pytest.approx(0.05)
     assert Cutout.parse(0.05 * u.deg).radius == pytest.approx(0.05)
     assert Cutout.parse(0.05).radius == pytest.approx(0.05)
+    assert Cutout.parse("3").radius == 3.0  # a bare number is degrees, as everywhere
     box = Cutout.parse("4arcmin x 2arcmin")
     assert (box.width, box.height) == pytest.approx((4 / 60, 2 / 60))
     assert Cutout.parse(box) is box
-    for bad in ("three", "3", "3kg", -1, 0, 120, "1deg x", float("nan")):
+    for bad in ("three", "3kg", -1, 0, 120, "91", "1deg x", float("nan")):
         with pytest.raises(ParameterError):
             Cutout.parse(bad)
     with pytest.raises(ParameterError):

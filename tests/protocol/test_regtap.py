@@ -22,8 +22,9 @@ from voharvest.protocol.regtap import (
 )
 
 HEAD = (
-    "SELECT ivoid, res_type, short_name, res_title, res_description, reference_url, "
-    "creator_seq, content_type, waveband,\n"
+    "SELECT ivoid, res_type, short_name, res_title, content_level, res_description, "
+    "reference_url, creator_seq, created, updated, rights, content_type, source_format, "
+    "source_value, region_of_regard, waveband,\n"
     "  ivo_string_agg((COALESCE(standard_id, '')) || '|vh|' || (COALESCE(intf_type, ''))"
     " || '|vh|' || (COALESCE(intf_role, '')) || '|vh|' || (COALESCE(std_version, ''))"
     " || '|vh|' || (COALESCE(access_url, '')) || '|vh|' || (COALESCE(cap_description, '')),"
@@ -34,8 +35,9 @@ HEAD = (
     "NATURAL LEFT OUTER JOIN rr.interface\n"
 )
 TAIL = (
-    "\nGROUP BY ivoid, res_type, short_name, res_title, res_description, reference_url, "
-    "creator_seq, content_type, waveband\n"
+    "\nGROUP BY ivoid, res_type, short_name, res_title, content_level, res_description, "
+    "reference_url, creator_seq, created, updated, rights, content_type, source_format, "
+    "source_value, region_of_regard, waveband\n"
     "ORDER BY ivoid"
 )
 

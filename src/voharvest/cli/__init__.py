@@ -31,10 +31,14 @@ from .. import __version__
 from .._config import ClientConfig, HostPolicy, RegistryEndpoint, RetryPolicy, Timeouts
 from .._exceptions import ParameterError, VOHarvestError
 from ..protocol import regtap, sia1, sia2
+from ..protocol._encoding import angle
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+_SIZE_HELP = "degrees or an angle (2arcmin, 0.2deg), in (0, 180] deg; SIA 2.0: a diameter"
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -143,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     search.add_argument("service", help="SIA access URL, or an ivoid (ivo://...)")
     search.add_argument("--pos", required=True, help='a name ("M51") or "ra dec" in degrees')
-    search.add_argument("--size", type=float, required=True, help="size in degrees")
+    search.add_argument("--size", required=True, help=_SIZE_HELP)
     search.add_argument("--format", help="FORMAT, e.g. image/fits, image/jpeg, ALL")
     search.add_argument("--sia2", action="store_true", help="the service is SIA 2.0")
     _add_client_options(search)
@@ -171,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_constraints(harvest)
     what = harvest.add_argument_group("what to fetch")
-    what.add_argument("--size", type=float, required=True, help="search size in degrees")
+    what.add_argument("--size", required=True, help=_SIZE_HELP)
     what.add_argument("--format", help="FORMAT sent with each search, e.g. image/fits")
     what.add_argument(
         "--keep", action="append", help="MIME types of records to download (default: --format)"
@@ -247,9 +251,8 @@ def _parser() -> argparse.ArgumentParser:
     url.add_argument("--dec", type=float, required=True, help="ICRS declination, degrees")
     url.add_argument(
         "--size",
-        type=float,
         required=True,
-        help="size in degrees (for SIA 2.0 a circle of this diameter)",
+        help=_SIZE_HELP,
     )
     url.add_argument("--format", help="FORMAT (e.g. image/fits, ALL)")
     url.add_argument("--version2", action="store_true", help="SIA 2.0 instead of 1.0")
@@ -286,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "size", None) is not None:  # the library's one angle parser
+            args.size = angle(args.size, "--size")
         if args.command in ("adql", "sia-url"):
             return _offline(args)
         from . import _commands

@@ -24,6 +24,7 @@ import aiofiles.os
 
 from .._exceptions import DataLinkError, ParameterError, VOHarvestError
 from .._files import inside
+from ..protocol._encoding import angle
 from ..protocol.datalink import (
     DATALINK_MIME,
     DataLinks,
@@ -64,8 +65,9 @@ class UnexpectedError(VOHarvestError):
 class HarvestOptions:
     """What to search and what to keep.
 
-    - ``size``: search size in degrees (SIA v1 SIZE; for SIA v2 a circle of
-      this diameter).
+    - ``size``: search size (SIA v1 SIZE; for SIA v2 a circle of this
+      diameter): degrees, a Quantity or text such as ``"2arcmin"``, in
+      (0, 180] deg; kept in degrees.
     - ``format``: the FORMAT sent with each search (None: not sent).
     - ``formats``: MIME types (shell patterns such as ``image/*`` allowed) of
       the records to keep; None keeps every record with a data URL. When
@@ -105,10 +107,7 @@ class HarvestOptions:
             object.__setattr__(self, "formats", (self.formats,))
         elif self.formats is not None:
             object.__setattr__(self, "formats", tuple(self.formats))
-        if isinstance(self.size, bool) or not isinstance(self.size, int | float):
-            raise ParameterError(f"size: expected degrees, got {self.size!r}")
-        if not 0 < self.size <= 180:
-            raise ParameterError(f"size: {self.size} deg is outside (0, 180]")
+        object.__setattr__(self, "size", angle(self.size, "size"))
         if self.max_records is not None and (
             isinstance(self.max_records, bool)
             or not isinstance(self.max_records, int)
@@ -650,7 +649,7 @@ def harvest(
     services: Any,
     targets: Any,
     *,
-    size: float = 0.1,
+    size: Any = 0.1,
     format: str | None = None,
     formats: tuple[str, ...] | None = None,
     max_records: int | None = None,

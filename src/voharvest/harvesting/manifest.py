@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -182,15 +183,36 @@ def _votable_frame(columns: tuple[str, ...] = MANIFEST_COLUMNS) -> tuple[str, st
     return head + "<TABLEDATA>\n", "</TABLEDATA>" + tail
 
 
+def _double(value: object) -> str:
+    """A double as VOTable TABLEDATA writes it: ``+Inf``, ``-Inf``, ``NaN`` or the number."""
+    number = float(value)  # type: ignore[arg-type]
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    return repr(number)
+
+
+def _long(value: object) -> str | None:
+    """A VOTable long (64-bit), or None (null) for what isn't one."""
+    if isinstance(value, float):
+        if not value.is_integer():  # (also NaN and infinities)
+            return None
+        value = int(value)
+    number = int(value)  # type: ignore[call-overload]
+    return str(number) if -(2**63) <= number < 2**63 else None
+
+
 def _cell(name: str, value: object) -> str:
     if value is None or (value == "" and (name in _FLOATS or name in _INTEGERS)):
         return "<TD/>"  # VOTable 1.3: an empty cell is null, for every datatype
     try:
         if name == "partition" or name in _INTEGERS:
-            return f"<TD>{int(value)}</TD>"  # type: ignore[call-overload]
+            text = _long(value)  # an integer column has no null value: empty cell
+            return "<TD/>" if text is None else f"<TD>{text}</TD>"
         if name in _FLOATS:
-            return f"<TD>{float(value)!r}</TD>"  # type: ignore[arg-type]
-    except ValueError:
+            return f"<TD>{_double(value)}</TD>"
+    except (ValueError, TypeError, OverflowError):
         return "<TD/>"  # a CSV cell that isn't a number (not one we wrote): null
     return f"<TD>{xml_escape(_NOT_XML.sub(chr(0xFFFD), str(value)))}</TD>"
 

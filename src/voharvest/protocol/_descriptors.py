@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from lxml import etree
 
 from .._exceptions import FormatError, ParameterError
+from ._xml import check_prolog
 
 __all__ = [
     "DATALINK_LINKS",
@@ -238,13 +239,11 @@ def descriptors_of(data: bytes, *, url: str | None = None) -> tuple[ServiceDescr
     """
     if b"adhoc:service" not in data:
         return ()
+    check_prolog(data, url, what="VOTable")  # an external DTD only, never loaded
     try:
         root = etree.fromstring(data, _PARSER)
     except (etree.LxmlError, ValueError) as exc:
         raise FormatError(f"malformed VOTable: {exc}", url=url) from exc
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None:
-        raise FormatError("refusing a VOTable with a document type declaration", url=url)
     found: list[ServiceDescriptor] = []
     for resource in root.iter():
         if _local(resource) != "RESOURCE" or (resource.get("utype") or "").lower() != (

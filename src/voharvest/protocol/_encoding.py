@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
@@ -19,12 +19,15 @@ from astropy.time import Time
 from .._exceptions import ParameterError
 
 __all__ = [
+    "MAX_ANGLE",
     "Params",
     "adql_string",
+    "angle",
     "as_list",
     "endpoints",
     "format_number",
     "join_url",
+    "named_parameters",
     "position_degrees",
     "to_degrees",
     "to_float",
@@ -56,8 +59,35 @@ def to_degrees(value: Any, name: str) -> float:
         try:
             value = value.to_value(u.deg)
         except u.UnitConversionError as exc:
-            raise ParameterError(f"{name}: {value!r} is not an angle") from exc
+            raise ParameterError(f"{name}: {value} is not an angle") from exc
     return to_float(value, name)
+
+
+#: The largest size or radius, in degrees: a size (an SIA 1.0 SIZE, a harvest's
+#: size, a box's side) is at most half the sky across, and so is a circle's radius.
+MAX_ANGLE = 180.0
+
+
+def angle(value: Any, name: str, *, maximum: float = MAX_ANGLE) -> float:
+    """A size or radius in degrees, in (0, ``maximum``]: every one the library takes.
+
+    ``value``: a number (degrees), a Quantity in any angular unit, or text:
+    ``"2arcmin"``, ``"0.2deg"``, ``"30 arcsec"``, or a bare number (degrees,
+    as a number is). ParameterError naming ``name`` otherwise.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            quantity = u.Quantity(text)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(
+                f"{name}: {text!r} is not an angle such as '2arcmin', '0.2deg' or 0.2 (degrees)"
+            ) from exc
+        value = quantity.value if quantity.unit == u.dimensionless_unscaled else quantity
+    degrees = to_degrees(value, name)
+    if not 0.0 < degrees <= maximum:
+        raise ParameterError(f"{name}: {degrees:g} deg is outside (0, {maximum:g}] deg")
+    return degrees
 
 
 def format_number(value: float) -> str:
@@ -162,3 +192,42 @@ def join_url(access_url: str, params: Params) -> str:
         raise ParameterError(f"a parameter can't be encoded as UTF-8: {exc}") from exc
     query = "&".join(part for part in (existing, added) if part)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def named_parameters(
+    given: Mapping[str, Any], keywords: Mapping[str, str], protocol: str
+) -> tuple[dict[str, tuple[str, Any]], list[tuple[str, Any]]]:
+    """Keyword arguments sorted into a protocol's own parameters and the service's.
+
+    ``keywords`` maps every lower-case keyword the protocol accepts (the
+    standard's names in lower case, this library's and pyvo's spellings) to the
+    standard's parameter name. A keyword in lower case must be one of them
+    (ParameterError naming them all: a misspelt constraint must not be sent as a
+    parameter the service ignores); a name with an upper-case letter is the
+    standard's parameter if it is one (``CALIB``), else a service-specific
+    parameter, sent as given. Returns ``{standard name: (keyword, value)}``
+    without the None values, and the service-specific ``(name, value)`` pairs.
+    """
+    standard = set(keywords.values())
+    known: dict[str, tuple[str, Any]] = {}
+    passed: list[tuple[str, Any]] = []
+    for name, value in given.items():
+        if name == name.lower():
+            if name not in keywords:
+                raise ParameterError(
+                    f"{protocol}: unknown parameter {name!r}; the {protocol} parameters are "
+                    f"{', '.join(sorted(keywords))}. A service-specific parameter goes in "
+                    f"upper case ({name.upper()}=...) or in extra={{{name!r}: ...}}, sent as given"
+                )
+            key = keywords[name]
+        elif name.upper() in standard:
+            key = name.upper()
+        else:
+            passed.append((name, value))
+            continue
+        if value is None:
+            continue
+        if key in known:
+            raise ParameterError(f"{protocol}: {key} given twice, as {known[key][0]} and {name}")
+        known[key] = (name, value)
+    return known, passed

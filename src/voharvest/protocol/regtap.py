@@ -23,7 +23,14 @@ from astropy.coordinates import SkyCoord
 from astropy.time import Time
 
 from .._exceptions import ParameterError, UnsupportedConstraintError
-from ._encoding import adql_string, as_list, endpoints, position_degrees, to_degrees, to_float
+from ._encoding import (
+    adql_string,
+    angle,
+    as_list,
+    endpoints,
+    position_degrees,
+    to_float,
+)
 from ._services import (
     FIELD_SEPARATOR,
     INTERFACE_FIELDS,
@@ -67,15 +74,24 @@ WAVEBANDS = (
 
 _DATAMODELS = ("obscore", "epntap", "regtap")
 
+# The rr.resource columns asked for: those pyvo's registry results have, so that
+# a regsearch's ``to_table()`` has them too (pyvo.registry.regtap.RegistryResource).
 _RESOURCE_COLUMNS = (
     "ivoid",
     "res_type",
     "short_name",
     "res_title",
+    "content_level",
     "res_description",
     "reference_url",
     "creator_seq",
+    "created",
+    "updated",
+    "rights",
     "content_type",
+    "source_format",
+    "source_value",
+    "region_of_regard",
     "waveband",
 )
 
@@ -280,9 +296,7 @@ def _geometry(geometry: Any) -> tuple[str, str]:
         items = [items[0].icrs.ra.deg, items[0].icrs.dec.deg, items[1]]
     if len(items) == 3 and not isinstance(items[0], SkyCoord | Sequence):
         ra, dec = position_degrees(items[:2], "spatial")
-        radius = to_degrees(items[2], "spatial radius")
-        if not 0 < radius <= 180:
-            raise ParameterError(f"spatial: radius {radius} deg is outside (0, 180]")
+        radius = angle(items[2], "spatial radius")
         return "circle", f"CIRCLE({_number(ra)}, {_number(dec)}, {_number(radius)})"
     if items and all(isinstance(item, SkyCoord | Sequence) for item in items):
         vertices = [_vertex(item, "spatial vertex") for item in items]

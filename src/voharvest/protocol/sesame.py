@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 from lxml import etree
 
 from .._exceptions import FormatError, NameResolutionError, ParameterError
+from ._xml import check_prolog
 
 __all__ = ["build_url", "parse"]
 
@@ -40,6 +41,8 @@ def parse(data: bytes, name: str = "", *, url: str | None = None) -> tuple[float
     isn't Sesame XML.
     """
     text = data.lstrip()[:200].decode("utf-8", errors="replace")
+    # An external DTD may be named (never loaded); internal subsets and entities are refused.
+    check_prolog(data, url, what="Sesame answer")
     try:
         root = etree.fromstring(data, parser=_PARSER)
     except etree.XMLSyntaxError as exc:

@@ -8,16 +8,26 @@ recommendation defines them. A parameter preset in the service's access URL
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from astropy import units as u
 
 from .._exceptions import ParameterError
-from ._encoding import Params, as_list, format_number, join_url, position_degrees, to_degrees
+from ._encoding import (
+    Params,
+    angle,
+    as_list,
+    format_number,
+    join_url,
+    named_parameters,
+    position_degrees,
+)
 
 __all__ = [
     "FORMAT_KEYWORDS",
     "INTERSECT_VALUES",
+    "KEYWORDS",
     "build_params",
     "build_url",
     "encode_format",
@@ -56,7 +66,7 @@ def encode_format(format: Any) -> str:
     return ",".join(values)
 
 
-def _size(size: Any) -> str:
+def _size(size: Any, name: str = "size") -> str:
     if isinstance(size, u.Quantity) and not size.isscalar:
         items = list(size)
     elif isinstance(size, tuple | list):
@@ -64,48 +74,58 @@ def _size(size: Any) -> str:
     else:
         items = [size]
     if len(items) not in (1, 2):
-        raise ParameterError(f"size: expected one or two angles, got {size!r}")
-    values = []
-    for item in items:
-        degrees = to_degrees(item, "size")
-        if not 0.0 <= degrees <= 360.0:
-            raise ParameterError(f"size: {degrees} deg is outside [0, 360]")
-        values.append(format_number(degrees))
-    return ",".join(values)
+        raise ParameterError(f"{name}: expected one or two angles, got {size!r}")
+    return ",".join(format_number(angle(item, name)) for item in items)
 
 
-def build_params(
-    *,
-    pos: Any,
-    size: Any,
-    format: Any = None,
-    intersect: str | None = None,
-    verbosity: int | None = None,
-    **extra: Any,
-) -> Params:
-    """The SIA 1.0 query parameters, in order, as (name, text) pairs."""
-    ra, dec = position_degrees(pos)
-    params: Params = [("POS", f"{format_number(ra)},{format_number(dec)}"), ("SIZE", _size(size))]
-    if format is not None:
-        params.append(("FORMAT", encode_format(format)))
-    if intersect is not None:
+#: Every keyword accepted, to the SIA 1.0 parameter name (pyvo's ``SIAQuery`` uses
+#: the same keywords: pos, size, format, intersect, verbosity).
+KEYWORDS = {
+    "pos": "POS",
+    "size": "SIZE",
+    "format": "FORMAT",
+    "intersect": "INTERSECT",
+    "verbosity": "VERB",
+    "verb": "VERB",
+}
+
+
+def build_params(*, extra: Mapping[str, Any] | None = None, **given: Any) -> Params:
+    """The SIA 1.0 query parameters, in order, as (name, text) pairs (see :func:`build_url`)."""
+    known, passed = named_parameters(given, KEYWORDS, "SIA 1.0")
+    for key in ("POS", "SIZE"):
+        if key not in known:
+            raise ParameterError(f"{key.lower()}: an SIA 1.0 search needs {key}")
+    value = {key: item for key, (_, item) in known.items()}
+    ra, dec = position_degrees(value["POS"], known["POS"][0])
+    params: Params = [
+        ("POS", f"{format_number(ra)},{format_number(dec)}"),
+        ("SIZE", _size(value["SIZE"], known["SIZE"][0])),
+    ]
+    if "FORMAT" in value:
+        params.append(("FORMAT", encode_format(value["FORMAT"])))
+    if "INTERSECT" in value:
+        intersect = value["INTERSECT"]
         if not isinstance(intersect, str) or intersect.strip().upper() not in INTERSECT_VALUES:
             raise ParameterError(
-                f"intersect: {intersect!r} is not one of {', '.join(INTERSECT_VALUES)}"
+                f"{known['INTERSECT'][0]}: {intersect!r} is not one of "
+                f"{', '.join(INTERSECT_VALUES)}"
             )
         params.append(("INTERSECT", intersect.strip().upper()))
-    if verbosity is not None:
+    if "VERB" in value:
+        verbosity = value["VERB"]
         if isinstance(verbosity, bool) or verbosity not in (0, 1, 2, 3):
-            raise ParameterError(f"verbosity: expected 0, 1, 2 or 3, got {verbosity!r}")
+            raise ParameterError(f"{known['VERB'][0]}: expected 0, 1, 2 or 3, got {verbosity!r}")
         params.append(("VERB", str(int(verbosity))))  # 1.0 and numpy ints as "1"
-    params.extend(extra_params(extra))
+    params.extend(extra_params(passed))
+    params.extend(extra_params(list((extra or {}).items())))
     return params
 
 
-def extra_params(extra: dict[str, Any]) -> Params:
-    """Service-specific parameters: a list sends the name once per value."""
+def extra_params(extra: Iterable[tuple[str, Any]]) -> Params:
+    """Service-specific parameters, sent as given: a list sends the name once per value."""
     params: Params = []
-    for name, value in extra.items():
+    for name, value in extra:
         for item in as_list(value):
             if item is None:
                 continue
@@ -119,25 +139,17 @@ def extra_params(extra: dict[str, Any]) -> Params:
     return params
 
 
-def build_url(
-    access_url: str,
-    *,
-    pos: Any,
-    size: Any,
-    format: Any = None,
-    intersect: str | None = None,
-    verbosity: int | None = None,
-    **extra: Any,
-) -> str:
+def build_url(access_url: str, *, extra: Mapping[str, Any] | None = None, **params: Any) -> str:
     """The SIA 1.0 query URL for ``access_url``.
 
     ``pos``: a SkyCoord (any frame, converted to ICRS) or (ra, dec) degrees.
-    ``size``: one or two angles (Quantity or degrees). ``format``: None (not
-    sent), ALL / GRAPHIC / METADATA / GRAPHIC-xxx, a MIME type, or a list.
-    ``intersect``: COVERS, ENCLOSED, CENTER or OVERLAPS. ``verbosity``: VERB 0-3.
-    Further keyword arguments are sent as they are.
+    ``size``: one or two angles (degrees, a Quantity or text such as
+    ``"2arcmin"``; see :func:`~._encoding.angle`). ``format``: None (not sent),
+    ALL / GRAPHIC / METADATA / GRAPHIC-xxx, a MIME type, or a list.
+    ``intersect``: COVERS, ENCLOSED, CENTER or OVERLAPS. ``verbosity`` (or
+    ``verb``): VERB 0-3. The standard's upper-case names work too. Any other
+    lower-case keyword is a ParameterError; a service-specific parameter is
+    given in upper case (``NAXIS="300,300"``) or in ``extra`` (any name, such as
+    SkyView's ``{"survey": "dss"}``), and sent as given.
     """
-    params = build_params(
-        pos=pos, size=size, format=format, intersect=intersect, verbosity=verbosity, **extra
-    )
-    return join_url(access_url, params)
+    return join_url(access_url, build_params(extra=extra, **params))

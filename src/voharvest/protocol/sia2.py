@@ -10,7 +10,7 @@ with ``-Inf``/``+Inf`` for open ends. Every list becomes repeated parameters
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from astropy import units as u
@@ -21,17 +21,27 @@ from astropy.time.core import ScaleValueError
 from .._exceptions import ParameterError
 from ._encoding import (
     Params,
+    angle,
     as_list,
     endpoints,
     format_number,
     join_url,
+    named_parameters,
     position_degrees,
     to_degrees,
 )
 from ._encoding import to_float as _to_float
 from .sia1 import extra_params
 
-__all__ = ["POLARIZATION_STATES", "build_params", "build_url", "encode_interval", "encode_pos"]
+__all__ = [
+    "KEYWORDS",
+    "PARAMETERS",
+    "POLARIZATION_STATES",
+    "build_params",
+    "build_url",
+    "encode_interval",
+    "encode_pos",
+]
 
 #: Polarization states SIA 2.0 knows (POL).
 POLARIZATION_STATES = (
@@ -68,9 +78,7 @@ def _bound(value: Any, name: str, *, low: float, high: float) -> float:
 
 def _circle(center: Any, radius: Any) -> str:
     ra, dec = position_degrees(center, "pos")
-    r = to_degrees(radius, "pos radius")
-    if not 0 < r <= 180:
-        raise ParameterError(f"pos: circle radius {r} deg is outside (0, 180]")
+    r = angle(radius, "pos radius")
     return f"CIRCLE {format_number(ra)} {format_number(dec)} {format_number(r)}"
 
 
@@ -212,91 +220,113 @@ def _strings(value: Any, name: str) -> list[str]:
     return texts
 
 
-def _calib(value: Any) -> list[str]:
+def _calib(value: Any, name: str) -> list[str]:
     levels = []
     for item in as_list(value):
         if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= 4:
-            raise ParameterError(f"calib: expected calibration levels 0-4, got {item!r}")
+            raise ParameterError(f"{name}: expected calibration levels 0-4, got {item!r}")
         levels.append(str(item))
     if not levels:
-        raise ParameterError("calib: empty list")
+        raise ParameterError(f"{name}: empty list")
     return levels
 
 
-def build_params(
-    *,
-    pos: Any = None,
-    band: Any = None,
-    time: Any = None,
-    pol: Any = None,
-    field_of_view: Any = None,
-    spatial_resolution: Any = None,
-    exptime: Any = None,
-    timeres: Any = None,
-    specrp: Any = None,
-    id: Any = None,
-    collection: Any = None,
-    facility: Any = None,
-    instrument: Any = None,
-    dptype: Any = None,
-    calib: Any = None,
-    target: Any = None,
-    format: Any = None,
-    maxrec: int | None = None,
-    **extra: Any,
-) -> Params:
-    """The SIA 2.0 query parameters, in order, as (name, text) pairs."""
+#: The SIA 2.0 parameters: the standard's name and this library's keyword for each.
+PARAMETERS = {
+    "POS": "pos",
+    "BAND": "band",
+    "TIME": "time",
+    "POL": "pol",
+    "FOV": "field_of_view",
+    "SPATRES": "spatial_resolution",
+    "EXPTIME": "exptime",
+    "TIMERES": "timeres",
+    "SPECRP": "specrp",
+    "ID": "id",
+    "COLLECTION": "collection",
+    "FACILITY": "facility",
+    "INSTRUMENT": "instrument",
+    "DPTYPE": "dptype",
+    "CALIB": "calib",
+    "TARGET": "target",
+    "FORMAT": "format",
+    "MAXREC": "maxrec",
+}
+#: Every keyword accepted, to the standard's name: this library's, the standard's
+#: names in lower case, and pyvo's (``pyvo.dal.sia2.SIA2Query``) spellings.
+KEYWORDS = {
+    **{keyword: name for name, keyword in PARAMETERS.items()},
+    **{name.lower(): name for name in PARAMETERS},
+    "spectral_resolving_power": "SPECRP",
+    "publisher_did": "ID",
+    "data_type": "DPTYPE",
+    "calib_level": "CALIB",
+    "target_name": "TARGET",
+    "res_format": "FORMAT",
+}
+
+_NUMERIC = (
+    ("FOV", u.deg),
+    ("SPATRES", u.arcsec),
+    ("EXPTIME", u.s),
+    ("TIMERES", u.s),
+    ("SPECRP", u.dimensionless_unscaled),
+)
+_TEXTS = ("ID", "COLLECTION", "FACILITY", "INSTRUMENT", "DPTYPE")
+
+
+def build_params(*, extra: Mapping[str, Any] | None = None, **given: Any) -> Params:
+    """The SIA 2.0 query parameters, in order, as (name, text) pairs.
+
+    Keywords are those of :data:`KEYWORDS` (see :func:`build_url`); a keyword
+    with an upper-case letter that is no SIA 2.0 parameter, and everything in
+    ``extra``, is a service-specific parameter sent as given.
+    """
+    known, passed = named_parameters(given, KEYWORDS, "SIA 2.0")
+    value = {key: item for key, (_, item) in known.items()}
+    name = {key: keyword for key, (keyword, _) in known.items()}
     params: Params = []
-    if pos is not None:
-        params.extend(("POS", encode_pos(shape)) for shape in _shapes(pos))
-    if band is not None:
-        for item in _interval_list(band):
-            params.append(
-                ("BAND", encode_interval(item, "band", u.m, equivalencies=u.spectral(), lower=0.0))
-            )
-    if time is not None:
-        params.extend(("TIME", encode_interval(item, "time", u.d)) for item in _interval_list(time))
-    if pol is not None:
-        for state in _strings(pol, "pol"):
+    if "POS" in value:
+        params.extend(("POS", encode_pos(shape)) for shape in _shapes(value["POS"]))
+    if "BAND" in value:
+        for item in _interval_list(value["BAND"]):
+            text = encode_interval(item, name["BAND"], u.m, equivalencies=u.spectral(), lower=0.0)
+            params.append(("BAND", text))
+    if "TIME" in value:
+        params.extend(
+            ("TIME", encode_interval(item, name["TIME"], u.d))
+            for item in _interval_list(value["TIME"])
+        )
+    if "POL" in value:
+        for state in _strings(value["POL"], name["POL"]):
             if state.upper() not in POLARIZATION_STATES:
                 raise ParameterError(
-                    f"pol: {state!r} is not one of {', '.join(POLARIZATION_STATES)}"
+                    f"{name['POL']}: {state!r} is not one of {', '.join(POLARIZATION_STATES)}"
                 )
             params.append(("POL", state.upper()))
-    numeric = (
-        ("FOV", field_of_view, "field_of_view", u.deg),
-        ("SPATRES", spatial_resolution, "spatial_resolution", u.arcsec),
-        ("EXPTIME", exptime, "exptime", u.s),
-        ("TIMERES", timeres, "timeres", u.s),
-        ("SPECRP", specrp, "specrp", u.dimensionless_unscaled),
-    )
-    for key, value, name, unit in numeric:
-        if value is not None:
+    for key, unit in _NUMERIC:
+        if key in value:
             params.extend(
-                (key, encode_interval(item, name, unit, lower=0.0))
-                for item in _interval_list(value)
+                (key, encode_interval(item, name[key], unit, lower=0.0))
+                for item in _interval_list(value[key])
             )
-    texts = (
-        ("ID", id, "id"),
-        ("COLLECTION", collection, "collection"),
-        ("FACILITY", facility, "facility"),
-        ("INSTRUMENT", instrument, "instrument"),
-        ("DPTYPE", dptype, "dptype"),
-    )
-    for key, value, name in texts:
-        if value is not None:
-            params.extend((key, text) for text in _strings(value, name))
-    if calib is not None:
-        params.extend(("CALIB", level) for level in _calib(calib))
-    if target is not None:
-        params.extend(("TARGET", text) for text in _strings(target, "target"))
-    if format is not None:
-        params.extend(("FORMAT", text) for text in _strings(format, "format"))
-    if maxrec is not None:
+    for key in _TEXTS:
+        if key in value:
+            params.extend((key, text) for text in _strings(value[key], name[key]))
+    if "CALIB" in value:
+        params.extend(("CALIB", level) for level in _calib(value["CALIB"], name["CALIB"]))
+    for key in ("TARGET", "FORMAT"):
+        if key in value:
+            params.extend((key, text) for text in _strings(value[key], name[key]))
+    if "MAXREC" in value:
+        maxrec = value["MAXREC"]
         if isinstance(maxrec, bool) or not isinstance(maxrec, int) or maxrec < 0:
-            raise ParameterError(f"maxrec: expected a non-negative integer, got {maxrec!r}")
+            raise ParameterError(
+                f"{name['MAXREC']}: expected a non-negative integer, got {maxrec!r}"
+            )
         params.append(("MAXREC", str(maxrec)))
-    params.extend(extra_params(extra))
+    params.extend(extra_params(passed))
+    params.extend(extra_params(list((extra or {}).items())))
     return params
 
 
@@ -307,7 +337,7 @@ def _interval_list(value: Any) -> list[Any]:
     return [value]
 
 
-def build_url(access_url: str, **params: Any) -> str:
+def build_url(access_url: str, *, extra: Mapping[str, Any] | None = None, **params: Any) -> str:
     """The SIA 2.0 query URL for ``access_url``; see :func:`build_params`.
 
     ``pos``: shapes (see :func:`encode_pos`), one or a list. ``band``: spectral
@@ -318,6 +348,13 @@ def build_url(access_url: str, **params: Any) -> str:
     ``specrp`` dimensionless; all intervals, None for an open end. ``pol``,
     ``id``, ``collection``, ``facility``, ``instrument``, ``dptype``, ``target``,
     ``format``: a string or a list (each value sent). ``calib``: level(s) 0-4.
-    ``maxrec``: 0 or more. Further keyword arguments are sent as they are.
+    ``maxrec``: 0 or more.
+
+    The standard's names work too, in upper or lower case (``CALIB``,
+    ``fov``, ``spatres``), and so do pyvo's: ``calib_level``, ``res_format``,
+    ``data_type``, ``target_name``, ``publisher_did``,
+    ``spectral_resolving_power``. Any other lower-case keyword is a
+    ParameterError; a service-specific parameter is given in upper case
+    (``RESPONSEFORMAT="votable"``) or in ``extra`` (any name), and sent as given.
     """
-    return join_url(access_url, build_params(**params))
+    return join_url(access_url, build_params(extra=extra, **params))

@@ -20,24 +20,14 @@ from astropy import units as u
 
 from .._exceptions import ParameterError, UnsupportedConstraintError
 from ._descriptors import ServiceDescriptor
-from ._encoding import format_number, to_degrees
+from ._encoding import MAX_ANGLE, angle, format_number
 
 __all__ = ["Cutout", "soda_params"]
 
 
 def _angle(value: Any, name: str) -> float:
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = u.Quantity(text)
-        except (TypeError, ValueError) as exc:
-            raise ParameterError(f"{name}: {text!r} is not an angle such as '3arcmin'") from exc
-        if value.unit == u.dimensionless_unscaled:
-            raise ParameterError(f"{name}: {text!r} needs a unit, such as '3arcmin'")
-    degrees = to_degrees(value, name)
-    if not 0 < degrees <= 90:
-        raise ParameterError(f"{name}: {degrees} deg is outside (0, 90]")
-    return degrees
+    # A radius is at most 90 deg: its cutout, 2 radii across, fits an SIA 1.0 SIZE.
+    return angle(value, name, maximum=90.0 if name.endswith("radius") else MAX_ANGLE)
 
 
 def _wavelength(value: Any, name: str) -> float:

@@ -12,10 +12,11 @@ posts the fields, fetches the documents and calls these functions on the bytes.
 * :func:`parse_phase` -- the plain-text answer of ``GET {tap}/async/{id}/phase``.
 
 Anything that isn't a well-formed UWS job -- an HTML error page, a truncated
-body, an unknown phase, an XML document with a DOCTYPE -- raises
-:class:`~voharvest.FormatError` carrying the start of the body as ``snippet``.
-XML is parsed with entity expansion, DTD loading and network access all off,
-and a DOCTYPE is refused outright: a UWS document never needs one.
+body, an unknown phase, an XML document with an internal DTD subset or an
+entity -- raises :class:`~voharvest.FormatError` carrying the start of the body
+as ``snippet``. XML is parsed with entity expansion, DTD loading and network
+access all off; a DOCTYPE that only names an external DTD is allowed (never
+fetched), as for every XML reader here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import NoReturn
 from lxml import etree
 
 from .._exceptions import FormatError, ParameterError
+from ._xml import check_prolog
 
 __all__ = [
     "ACTIVE_PHASES",
@@ -221,7 +223,7 @@ def parse_job(data: bytes, *, url: str | None = None) -> Job:
 
     ``url`` only goes into error messages. Elements the job model doesn't cover
     (``jobInfo``, extensions) are ignored. Raises :class:`~voharvest.FormatError`
-    for anything that isn't a valid job document: not XML, a DOCTYPE, another
+    for anything that isn't a valid job document: not XML, a DTD subset or entity, another
     root element, a missing ``jobId`` or ``phase``, an unknown phase, a bad time
     or duration, a result without ``id`` or ``xlink:href``.
     """
@@ -282,6 +284,11 @@ class _Reader:
         self.data, self.url = data, url
         if not data.strip():
             self.fail("empty body where a UWS job document was expected")
+        # An external DTD may be named (never loaded); internal subsets and entities are refused.
+        try:
+            check_prolog(data, url, what="UWS job document")
+        except FormatError as exc:
+            self.fail(exc.message)
         parser = etree.XMLParser(
             resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
         )
@@ -289,9 +296,6 @@ class _Reader:
             root = etree.fromstring(data, parser)
         except (etree.LxmlError, ValueError) as exc:
             self.fail(f"not an XML document (a UWS job was expected): {exc}")
-        docinfo = root.getroottree().docinfo
-        if docinfo.doctype or docinfo.internalDTD is not None:
-            self.fail("a UWS job document must not have a DOCTYPE (entities are refused)")
         qname = etree.QName(root)
         namespace = qname.namespace
         if qname.localname != "job" or not (

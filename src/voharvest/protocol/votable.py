@@ -7,8 +7,10 @@
   OVERFLOW emits :class:`~voharvest.OverflowWarning` and flags the result.
 - A body that isn't a VOTable (an HTML error page, plain text, a truncated or
   malformed document) raises :class:`~voharvest.FormatError` quoting its start;
-  so does a VOTable without a table. Document type declarations are refused
-  outright: a VOTable never needs one, and they carry entity attacks.
+  so does a VOTable without a table. A document type declaration that only
+  names an external DTD (VOTable 1.0/1.1 services write one) is accepted and
+  never fetched; an internal subset, entity declarations and entity references
+  beyond XML's five are refused (they carry entity attacks).
 
 Parsing is pure CPU work on ``bytes``; the client decides where it runs.
 """
@@ -16,7 +18,6 @@ Parsing is pure CPU work on ``bytes``; the client decides where it runs.
 from __future__ import annotations
 
 import io
-import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -25,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from .._exceptions import FormatError, OverflowWarning, QueryError
+from . import _xml
 from ._descriptors import ServiceDescriptor, descriptors_of
 from ._lean import Field, read_lean
+from ._xml import snippet
 from .records import RegistryResults, SIAResults, TableResults, python_value, sia_version
 
 if TYPE_CHECKING:
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Decoded",
     "QueryStatus",
+    "check_prolog",
     "decode",
     "parse_registry",
     "parse_sia",
@@ -47,13 +51,6 @@ __all__ = [
     "sia_results",
     "table_results",
 ]
-
-_SNIPPET = 200
-# The prolog before the root element: XML declaration, processing
-# instructions, comments and white space.
-_PROLOG = re.compile(rb"\A(?:\s+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
-_DOCTYPE = re.compile(rb"<!DOCTYPE\s+(?:[A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)", re.IGNORECASE)
-_ROOT = re.compile(rb"<([A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
 
 
 @dataclass(frozen=True)
@@ -72,39 +69,23 @@ class QueryStatus:
         return self.value == "OVERFLOW"
 
 
-def snippet(data: bytes, length: int = _SNIPPET) -> str:
-    """The start of a body as text, for error messages."""
-    text = data[:length].decode("utf-8", errors="replace")
-    return " ".join(text.split())
+def check_prolog(data: bytes, url: str | None = None) -> None:
+    """FormatError unless ``data`` starts like a VOTable that is safe to parse.
+
+    A document type declaration naming an external DTD is accepted (never
+    fetched); an internal subset, entity declarations and references to
+    entities beyond XML's five are refused (see :mod:`._xml`).
+    """
+    prolog = _xml.check_prolog(data, url, what="VOTable")
+    if prolog.root.upper() != "VOTABLE":
+        raise FormatError(
+            f"expected a VOTable, got a <{prolog.root}> document: {snippet(data)!r}",
+            snippet=snippet(data),
+            url=url,
+        )
 
 
-def _check_root(data: bytes, url: str | None) -> None:
-    head = data[:65536].lstrip(b"\xef\xbb\xbf")
-    if not head.strip():
-        raise FormatError("empty answer where a VOTable was due", url=url)
-    prolog = _PROLOG.match(head)
-    rest = head[prolog.end() if prolog else 0 :]
-    doctype = _DOCTYPE.match(rest)
-    if doctype is not None and doctype.group(1).upper() == b"VOTABLE":
-        raise FormatError(
-            "refusing a VOTable with a document type declaration (DTD/entities)",
-            snippet=snippet(data),
-            url=url,
-        )
-    root = _ROOT.match(rest) if doctype is None else _ROOT.match(b"<" + doctype.group(1))
-    if root is None:
-        raise FormatError(
-            f"expected a VOTable, got a non-XML answer: {snippet(data)!r}",
-            snippet=snippet(data),
-            url=url,
-        )
-    if root.group(2).upper() != b"VOTABLE":
-        tag = root.group(2).decode("ascii", errors="replace")
-        raise FormatError(
-            f"expected a VOTable, got a <{tag}> document: {snippet(data)!r}",
-            snippet=snippet(data),
-            url=url,
-        )
+_check_root = check_prolog
 
 
 def read_votable(data: bytes, *, url: str | None = None) -> VOTableFile:
