@@ -21,6 +21,7 @@ nothing of voharvest's client.
 
 from __future__ import annotations
 
+from ._auth import FARM_METHODS, FarmAuth
 from ._config import ENDPOINTS, FAULT_KINDS, HTTP_FAULTS, SEARCH_FAULTS, FarmCounters, HostConfig
 from ._farm import FarmHost, VOFarm
 from ._host import LAST_MODIFIED
@@ -28,11 +29,13 @@ from ._sky import TILE_DEG, Tile, search_tiles, tile_by_id, tile_of
 
 __all__ = [
     "ENDPOINTS",
+    "FARM_METHODS",
     "FAULT_KINDS",
     "HTTP_FAULTS",
     "LAST_MODIFIED",
     "SEARCH_FAULTS",
     "TILE_DEG",
+    "FarmAuth",
     "FarmCounters",
     "FarmHost",
     "HostConfig",
