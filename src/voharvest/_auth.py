@@ -319,10 +319,10 @@ class Credentials:
         if self.environment:
             if env.get(ENV_NETRC):
                 netrc_files.append(env[ENV_NETRC])
-            for spec in filter(None, env.get(ENV_TOKEN_FILE, "").split(os.pathsep)):
-                token_specs.append(split_spec(spec))
-            for spec in filter(None, env.get(ENV_CERT, "").split(os.pathsep)):
-                found.append(cert_from_spec(spec))
+            if env.get(ENV_TOKEN_FILE):  # one each: a token file holds any number
+                token_specs.append(split_spec(env[ENV_TOKEN_FILE]))
+            if env.get(ENV_CERT):
+                found.append(cert_from_spec(env[ENV_CERT]))
         for path in netrc_files:
             found.extend(read_netrc(path))
         for scope, path in token_specs:
@@ -382,6 +382,8 @@ def read_netrc(path: str) -> list[BasicAuth]:
         raise ParameterError(f"netrc {path}: can't read it ({type(exc).__name__})") from None
     found = []
     for machine, (login, _account, password) in parsed.hosts.items():
+        if machine == "default":  # Python's netrc files the default entry under this name
+            continue
         scope = machine if "://" in machine else f"https://{machine}"
         found.append(BasicAuth(scope, login or "", password or ""))
     return found
