@@ -305,6 +305,17 @@ class Credentials:
             self.entries or self.netrc or self.token_files or self.cert_files or self.environment
         )
 
+    def check_portable(self) -> None:
+        """ParameterError unless these credentials can travel to other processes
+        as names only (files, the environment): none given in code."""
+        if any(not isinstance(e, ClientCertificate) or e.context is not None for e in self.entries):
+            raise ParameterError(
+                "credentials given in code never travel to Dask workers (a task graph would "
+                "carry them in clear): name files (Credentials(netrc=..., token_files=..., "
+                "cert_files=...)) or use Credentials.from_env() with the variables set on the "
+                "workers (docs/auth.md)"
+            )
+
     @classmethod
     def from_env(cls) -> Credentials:
         """Credentials read from the environment wherever they are loaded."""
