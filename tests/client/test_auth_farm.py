@@ -222,3 +222,36 @@ async def test_capabilities_are_learned_and_a_refused_method_is_not_sent(farm_fo
         assert choice.method == "ivo://ivoa.net/sso#BasicAA"
         answer = await client.transport.request("GET", host.sia2_url + "?MAXREC=1")
         assert answer.status == 200
+
+
+async def test_two_protected_hosts_each_get_their_own_credential(tmp_path: Path):
+    """Host 0 wants a password, host 1 a token: a harvest of both sends each its
+    own (either one's credential at the other would be refused)."""
+    per_host = {
+        0: HostConfig(auth=FarmAuth(method="basic", username="alice", password=PASSWORD)),
+        1: HostConfig(auth=FarmAuth(method="token", secret=TOKEN)),
+    }
+    async with VOFarm(hosts=2, per_host=per_host) as farm:
+        first, second = farm.hosts
+        credentials = Credentials(
+            entries=(
+                BasicAuth(first.base_url, "alice", PASSWORD),
+                BearerToken(second.base_url, TOKEN),
+            )
+        )
+        async with VOClient(_config(credentials)) as client:
+            items = [
+                item
+                async for item in harvest(
+                    client,
+                    [client.sia_service(h.sia2_url, version=2) for h in farm.hosts],
+                    TARGETS,
+                    size=0.2,
+                    format="image/fits",
+                    download_to=tmp_path,
+                )
+            ]
+        assert sum(i.kind == "search" for i in items) == 4
+        assert all(i.ok for i in items), [i.error for i in items if not i.ok]
+        for host in farm.hosts:
+            assert host.counters.statuses[401] == 0 and host.counters.image_fetches
