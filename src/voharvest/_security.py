@@ -32,14 +32,15 @@ import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
-
-import aiohttp
 
 from ._auth import ANONYMOUS, ClientCertificate, Credential
 from ._exceptions import AuthenticationError, RedirectError
 from .protocol.vosi import AccessRule
+
+if TYPE_CHECKING:  # the transport hands its session in; aiohttp is imported there
+    import aiohttp
 
 __all__ = ["Authenticator", "Choice", "challenge_schemes"]
 
