@@ -186,9 +186,13 @@ class Cookies(_NoPickle):
     def __init__(self, scope: str | Scope, cookies: Mapping[str, str]) -> None:
         pairs = tuple(cookies.items())
         if not pairs or any(
-            not name or any(c in name + value for c in ";=\r\n ") for name, value in pairs
+            not name or "=" in name or any(c in name + value for c in ';,"\\\r\n\t ')
+            for name, value in pairs
         ):
-            raise ParameterError("Cookies: expected name/value pairs without ';', '=' or spaces")
+            raise ParameterError(
+                "Cookies: expected name=value pairs without ';', ',', quotes or white space "
+                "(RFC 6265, section 4.1.1)"
+            )
         object.__setattr__(self, "scope", _scope(scope))
         object.__setattr__(self, "cookies", pairs)
 
@@ -293,6 +297,13 @@ class Credentials:
     environment: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "entries", tuple(self.entries))
+        object.__setattr__(self, "cert_files", tuple(self.cert_files))
+        object.__setattr__(
+            self, "token_files", tuple((scope, os.fspath(path)) for scope, path in self.token_files)
+        )
+        if self.netrc is not None:
+            object.__setattr__(self, "netrc", os.fspath(self.netrc))
         for entry in self.entries + self.cert_files:
             if not isinstance(entry, BearerToken | BasicAuth | Cookies | ClientCertificate):
                 raise ParameterError(f"Credentials: not a credential: {type(entry).__name__}")
