@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from ._auth import ANONYMOUS, ClientCertificate, Credential
+from ._auth import ANONYMOUS, ClientCertificate, Credential, Credentials
 from ._exceptions import AuthenticationError, RedirectError
 from .protocol.vosi import AccessRule
 
@@ -77,11 +77,21 @@ class Authenticator:
         ordered = list(credentials)
         # Most specific scope first; the configured order breaks ties (sort is stable).
         self._credentials = sorted(ordered, key=lambda c: -len(c.scope.path.rstrip("/")))
-        self._verify = verify_tls
         self._exact: dict[str, frozenset[str]] = {}
         self._prefixes: dict[str, frozenset[str]] = {}
-        self._contexts: dict[int, Any] = {}
         self._methods: dict[int, str] = {}
+        # One context per certificate, made now (files are read: not on the event
+        # loop, see Transport.open); connections are pooled by context.
+        self._contexts = {
+            id(c): c.ssl_context(verify=verify_tls)
+            for c in self._credentials
+            if isinstance(c, ClientCertificate)
+        }
+
+    @classmethod
+    def load(cls, credentials: Credentials, *, verify_tls: bool = True) -> Authenticator:
+        """Read the credentials' files and certificates (blocking: run it in a thread)."""
+        return cls(credentials.load(), verify_tls=verify_tls)
 
     def learn(self, rules: Iterable[AccessRule]) -> None:
         """Record what a service's capabilities accept (methods add up per URL)."""
@@ -112,10 +122,7 @@ class Authenticator:
         credential = choice.credential
         if not isinstance(credential, ClientCertificate):
             return default
-        key = id(credential)
-        if key not in self._contexts:  # one context per certificate: connections are pooled by it
-            self._contexts[key] = credential.ssl_context(verify=self._verify)
-        return self._contexts[key]
+        return self._contexts[id(credential)]
 
     # --- redirects (RFC 9110, section 15.4) -----------------------------------
 

@@ -196,8 +196,9 @@ class Transport:
 
     async def open(self) -> None:
         if self.config.credentials:  # files are read now, where the client runs
-            loaded = await asyncio.to_thread(self.config.credentials.load)
-            self._auth = Authenticator(loaded, verify_tls=self.config.verify_tls)
+            self._auth = await asyncio.to_thread(
+                Authenticator.load, self.config.credentials, verify_tls=self.config.verify_tls
+            )
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self.config.max_connections,

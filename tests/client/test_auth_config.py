@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.client.tls import ScratchCA
 from voharvest import (
     BasicAuth,
     BearerToken,
@@ -203,20 +204,20 @@ def test_capabilities_give_the_methods_per_access_url():
     assert rules[("https://b.example/private", False)] == {CLIENT_CERTIFICATE}
 
 
-def _ours() -> Authenticator:
+def _ours(cert: Path, key: Path) -> Authenticator:
     authenticator = Authenticator(
         [
             BasicAuth("https://a.example", "alice", SECRET),
             Cookies("https://a.example", {"sid": SECRET}),
             BearerToken("https://a.example", SECRET),
-            ClientCertificate("https://b.example", "cert.pem"),
+            ClientCertificate("https://b.example", cert, key),
         ]
     )
     authenticator.learn(parse_capabilities(CAPABILITIES))
     return authenticator
 
 
-def test_the_choice_per_url_is_pyvos_within_each_credentials_origin():
+def test_the_choice_per_url_is_pyvos_within_each_credentials_origin(tmp_path: Path):
     """pyvo's AuthSession (AuthURLs + CredentialStore) is the oracle, offline.
 
     pyvo binds a credential to a method, not to an origin; voharvest binds it
@@ -235,13 +236,14 @@ def test_the_choice_per_url_is_pyvos_within_each_credentials_origin():
     pyvo_session.credentials.set_password("alice", SECRET)
     pyvo_session.credentials.set_cookie("sid", SECRET)
     pyvo_session.credentials.set(TOKEN, object())
-    pyvo_session.credentials.set_client_certificate("cert.pem")
+    cert, key = ScratchCA(tmp_path).issue("alice", server=False)
+    pyvo_session.credentials.set_client_certificate(str(cert))
 
     def pyvo_choice(url: str) -> str:
         allowed = pyvo_session._auth_urls.allowed_auth_methods(url)
         return str(pyvo_session.credentials.negotiate_method(allowed))
 
-    ours = _ours()
+    ours = _ours(cert, key)
     agreeing = [
         "https://a.example/tap/sync?QUERY=SELECT+1",
         "https://a.example/tap/async/job1",
@@ -263,3 +265,16 @@ def test_the_choice_per_url_is_pyvos_within_each_credentials_origin():
     assert ours.choose("https://a.example/files/x.fits").method == BASIC
     # The exact access URL is exact: a path below it is not covered by it.
     assert ours.choose("https://a.example/soda/sync").method == TOKEN
+
+
+async def test_an_unreadable_certificate_fails_when_the_client_opens(tmp_path: Path):
+    from voharvest import VOClient
+
+    broken = tmp_path / "cert.pem"
+    broken.write_text("not a certificate")
+    config = ClientConfig(
+        credentials=Credentials(cert_files=(ClientCertificate("https://a.example", broken),))
+    )
+    with pytest.raises(ParameterError, match="can't load"):
+        async with VOClient(config):
+            pass
