@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class LocalServer:
     in_flight: int = 0
     max_in_flight: int = 0
     port: int = 0
+    ssl_context: ssl.SSLContext | None = None
     _runner: web.AppRunner | None = None
     _routes: dict[tuple[str, str], Handler] = field(default_factory=dict)
 
@@ -38,7 +40,8 @@ class LocalServer:
         self._routes[(method.upper(), path)] = handler
 
     def url(self, path: str = "/") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}{path}"
 
     def hits_for(self, path: str) -> list[Hit]:
         return [hit for hit in self.hits if hit.path == path]
@@ -77,7 +80,7 @@ class LocalServer:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context)
         await site.start()
         server = site._server
         assert server is not None and server.sockets

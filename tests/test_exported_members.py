@@ -7,9 +7,15 @@ import voharvest
 
 def test_exported_members():
     assert set(voharvest.__all__) == {
+        "AuthenticationError",
+        "BasicAuth",
+        "BearerToken",
+        "ClientCertificate",
         "ClientConfig",
         "ClientStateError",
         "ConnectError",
+        "Cookies",
+        "Credentials",
         "Cutout",
         "DataLinkError",
         "FormatError",

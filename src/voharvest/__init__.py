@@ -6,8 +6,10 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._auth import BasicAuth, BearerToken, ClientCertificate, Cookies, Credentials
 from ._config import ClientConfig, HostPolicy, RegistryEndpoint, RetryPolicy, Timeouts
 from ._exceptions import (
+    AuthenticationError,
     ClientStateError,
     ConnectError,
     DataLinkError,
@@ -75,9 +77,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AuthenticationError",
+    "BasicAuth",
+    "BearerToken",
+    "ClientCertificate",
     "ClientConfig",
     "ClientStateError",
     "ConnectError",
+    "Cookies",
+    "Credentials",
     "Cutout",
     "DataLinkError",
     "FormatError",

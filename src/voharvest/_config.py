@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ._auth import Credentials
 from ._exceptions import ParameterError
 from .protocol.regtap import RegistryFeatures
 
@@ -215,6 +216,8 @@ class ClientConfig:
       off for speed when power loss is not a concern (it costs about half the
       throughput of many parallel downloads on this machine's disk).
     - ``verify_tls``: certificate verification (turning it off is explicit).
+    - ``credentials``: :class:`~voharvest.Credentials`, each bound to the
+      origin (and path prefix) it belongs to; see docs/auth.md. Shown masked.
     - ``max_connections``: connections in the pool over all hosts.
     - ``gate``: politeness shared with other processes (a
       :class:`~voharvest._limiter.HostGate`, such as the one ``voharvest.dask``
@@ -241,6 +244,7 @@ class ClientConfig:
     max_connections: int = 256
     max_redirects: int = 10
     user_agent: str | None = None
+    credentials: Credentials = field(default_factory=Credentials)
     gate: HostGate | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -249,6 +253,10 @@ class ClientConfig:
         for name in ("parse_workers", "file_workers", "offload_bytes", "max_redirects"):
             _count(f"ClientConfig.{name}", getattr(self, name), minimum=0)
         _positive("ClientConfig.turn_budget", self.turn_budget)
+        if not isinstance(self.credentials, Credentials):
+            raise ParameterError(
+                f"ClientConfig.credentials: expected Credentials, got {type(self.credentials)}"
+            )
         if not self.registries:
             raise ParameterError("ClientConfig.registries: at least one endpoint is needed")
         for pattern, policy in self.hosts:

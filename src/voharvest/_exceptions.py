@@ -20,6 +20,7 @@ raw::
         ├── ConnectError                       connection refused, reset, closed, DNS
         ├── RequestTimeoutError                connect / stall / total / deadline
         ├── HTTPStatusError                    an HTTP error status (.status, .retry_after)
+        │   └── AuthenticationError            401/403: .origin, .method tried, .challenge
         ├── PayloadError                       a body cut short or not the announced size
         ├── TooLargeError                      an answer over its size cap
         └── RedirectError                      a redirect loop, limit or non-HTTP target
@@ -34,6 +35,7 @@ an answer that the service truncated (QUERY_STATUS=OVERFLOW).
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ClientStateError",
     "ConnectError",
     "DataLinkError",
@@ -214,6 +216,33 @@ class HTTPStatusError(TransportError):
         self.status = status
         self.retry_after = retry_after
         self.body = body
+
+
+class AuthenticationError(HTTPStatusError):
+    """401 or 403: the credential sent (or its absence) was not accepted. Never retried.
+
+    ``origin`` (``scheme://host:port``) and ``method`` (the IVOA security
+    method sent, ``"anonymous"`` for none) say what was tried; ``challenge``
+    the auth-schemes a 401's ``WWW-Authenticate`` asks for (``("Basic",)``).
+    No secret is ever part of it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        url: str | None = None,
+        origin: str = "",
+        method: str = "anonymous",
+        challenge: tuple[str, ...] = (),
+        body: str = "",
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, status=status, url=url, attempts=attempts, body=body)
+        self.origin = origin
+        self.method = method
+        self.challenge = challenge
 
 
 class PayloadError(TransportError):

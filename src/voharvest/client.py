@@ -46,6 +46,7 @@ from ._downloads import (
     resumable,
 )
 from ._exceptions import (
+    AuthenticationError,
     ClientStateError,
     DataLinkError,
     FormatError,
@@ -64,10 +65,11 @@ from ._exceptions import (
 from ._files import filename_from_url, inside, safe_filename
 from ._limiter import Clock, HostStats
 from ._turns import TurnBudget
-from .protocol import datalink, regtap, sesame, tap, votable
+from .protocol import datalink, regtap, sesame, tap, vosi, votable
 from .protocol._encoding import position_degrees
 from .protocol.records import TableResults
 from .protocol.soda import Cutout
+from .protocol.vosi import AccessRule
 from .services import (
     RegistryResource,
     RegistryResources,
@@ -349,6 +351,18 @@ class VOClient:
         answer = await self._transport.request("GET", url, max_bytes=self.config.max_fetch_bytes)
         return answer.body
 
+    async def capabilities(self, url: str) -> list[AccessRule]:
+        """A service's VOSI capabilities at ``url``: which security methods each of
+        its access URLs accepts. With credentials configured, they are learned: a
+        credential then goes only where the service accepts its method (docs/auth.md).
+        """
+        self._check_open()
+        answer = await self._transport.request("GET", check_url(url), max_bytes=4 * 1024 * 1024)
+        rules = vosi.parse_capabilities(answer.body, url=answer.url)
+        if self._transport.authenticator is not None:
+            self._transport.authenticator.learn(rules)
+        return rules
+
     async def query(self, method: str, url: str, data: Any = None) -> votable.Decoded:
         """A DAL request whose answer is a VOTable: fetched, parsed and checked.
 
@@ -402,7 +416,7 @@ class VOClient:
     @staticmethod
     def _raise_dali_error(exc: HTTPStatusError, url: str) -> None:
         """QueryError with the service's message if an HTTP error carried a DALI error VOTable."""
-        if "QUERY_STATUS" not in exc.body:
+        if "QUERY_STATUS" not in exc.body or isinstance(exc, AuthenticationError):
             return
         try:
             votable.decode(exc.body.encode("utf-8"), url=url)

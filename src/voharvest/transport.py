@@ -46,6 +46,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._limiter import Clock, HostLimiter, HostStats, LoopClock
+from ._security import Authenticator, authentication_error
 from ._version import __version__
 
 __all__ = ["Answer", "Stream", "Transport", "default_user_agent", "parse_retry_after"]
@@ -189,10 +190,15 @@ class Transport:
         self._clock: Clock = clock or LoopClock()
         self._limiters: dict[str, HostLimiter] = {}
         self.user_agent = config.user_agent or default_user_agent()
+        self._auth: Authenticator | None = None
 
     # --- lifetime -------------------------------------------------------------
 
     async def open(self) -> None:
+        if self.config.credentials:  # files are read now, where the client runs
+            self._auth = await asyncio.to_thread(
+                Authenticator.load, self.config.credentials, verify_tls=self.config.verify_tls
+            )
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self.config.max_connections,
@@ -209,6 +215,18 @@ class Transport:
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
             await self._session.close()
+
+    @property
+    def authenticator(self) -> Authenticator | None:
+        """Chooses credentials per URL (None: no credentials configured)."""
+        return self._auth
+
+    def _send(self, session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Any:
+        """``session.request``; with credentials, redirects are followed by the
+        authenticator so that each hop gets its own origin's credential or none."""
+        if self._auth is None:
+            return session.request(method, url, **kwargs)
+        return self._auth.send(session, method, url, **kwargs)
 
     @property
     def clock(self) -> Clock:
@@ -334,6 +352,18 @@ class Transport:
         limiter.stats.statuses[status] = limiter.stats.statuses.get(status, 0) + 1
         if 200 <= status < 300 or status in ok:
             return
+        if status in (401, 403):
+            method = self._auth.method_of(response) if self._auth else "anonymous"
+            body = await self._error_body(response)
+            raise authentication_error(
+                status,
+                str(response.url),
+                origin_of(str(response.url)),
+                method,
+                response.headers.get("WWW-Authenticate"),
+                response.reason or "",
+                body,
+            )
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         policy = self.config.retry
         if retry_after is not None:
@@ -355,6 +385,14 @@ class Transport:
             retry_after=retry_after,
             body=body,
         )
+
+    @staticmethod
+    async def _error_body(response: aiohttp.ClientResponse) -> str:
+        try:
+            head = await asyncio.wait_for(response.content.read(_ERROR_BODY), 5)
+        except _CAUGHT:
+            head = b""
+        return head.decode("utf-8", errors="replace")
 
     async def _read(self, response: aiohttp.ClientResponse, cap: int, stats: HostStats) -> bytes:
         url = str(response.url)
@@ -410,7 +448,8 @@ class Transport:
                 start = self._clock.now()
                 limiter.stats.requests += 1
                 try:
-                    async with session.request(
+                    async with self._send(
+                        session,
                         method,
                         url,
                         data=data,
@@ -444,8 +483,12 @@ class Transport:
             limiter.stats.requests += 1
             handed_over = False
             try:
-                async with session.get(
-                    url, timeout=self._timeout(None, url), **self._request_kwargs(headers)
+                async with self._send(
+                    session,
+                    "GET",
+                    url,
+                    timeout=self._timeout(None, url),
+                    **self._request_kwargs(headers),
                 ) as response:
                     limiter.stats.responses += 1
                     limiter.stats.latency_total += self._clock.now() - start

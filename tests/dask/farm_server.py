@@ -21,7 +21,7 @@ import json
 import sys
 from typing import Any
 
-from voharvest.testing import HostConfig, VOFarm
+from voharvest.testing import FarmAuth, HostConfig, VOFarm
 
 
 def counters(farm: VOFarm) -> dict[str, Any]:
@@ -38,6 +38,8 @@ def counters(farm: VOFarm) -> dict[str, Any]:
 async def main(config: dict[str, Any], hosts: int, duration: float) -> None:
     if "formats" in config:
         config["formats"] = tuple(config["formats"])
+    if "auth" in config:
+        config["auth"] = FarmAuth(**config["auth"])
     async with VOFarm(hosts=hosts, config=HostConfig(**config), seed=0) as farm:
         print(json.dumps({"event": "ready", **farm.describe()}), flush=True)
         loop = asyncio.get_running_loop()

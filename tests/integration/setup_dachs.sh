@@ -14,6 +14,9 @@
 #     /voharvest/dlimg/q/dl/dlget, SIA v2 over it alone (access_url: the
 #     DataLink document) at /voharvest/dlimg/q/sia2/siap2.xml, SIA v1 at
 #     /voharvest/dlimg/q/i/siap.xml
+#   - a protected SIA v1 service over the sdss images,
+#     /voharvest/secure/svc/i/siap.xml (limitTo: HTTP basic auth for the
+#     DaCHS user "voharvest"); it has no table, so it is never imported
 #
 # Idempotent: run it again at any time. It installs only what is missing,
 # starts PostgreSQL and DaCHS if they are down, rewrites the inputs only where
@@ -119,6 +122,23 @@ records="$(mktemp)"
 install_file "$records" "$target/rr/records.json"
 rm -f "$records"
 
+# The protected service: an RD without tables (no import, so it is kept out of
+# 'changed' and of the import digest below, whose glob takes */q.rd only; DaCHS
+# reads a new or changed RD on the next request) and its DaCHS user.
+secure_user=voharvest
+secure_password=voharvest-dachs-pw
+if ! cmp -s "$source_dir/secure/svc.rd" "$target/secure/svc.rd"; then
+    as_root install -D -m 0644 "$source_dir/secure/svc.rd" "$target/secure/svc.rd"
+fi
+if as_root dachs adm listusers 2>/dev/null | grep -q "^$secure_user "; then
+    secure_account=changeuser
+else
+    secure_account=adduser
+fi
+as_root dachs adm "$secure_account" "$secure_user" "$secure_password" \
+    "voharvest integration tests (limitTo)" >/dev/null 2>&1 \
+    || fail "dachs adm $secure_account $secure_user failed"
+
 # What the imports were made from: RDs (the glob takes every collection's,
 # dlimg's too), records, the image generator (it writes the same bytes every
 # time), DaCHS's ObsCore.
@@ -167,6 +187,21 @@ all_answer() {
     && check_cutout "$base/voharvest/dlimg/q/dl/dlget?ID=$dl_id&$dl_circle"
 }
 
+secure_answers() {  # refused without the password, served with it
+    local url="$base/voharvest/secure/svc/i/siap.xml?POS=202.47,47.2&SIZE=0.2&RESPONSEFORMAT=votabletd"
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url")" = 401 ] || return 1
+    curl -fsS --max-time 10 -u "$secure_user:$secure_password" "$url" 2>/dev/null \
+        | grep -qF "sdss_m51_g.fits"
+}
+wait_for_secure() {  # wait_for_secure SECONDS
+    local tries=0
+    until secure_answers; do
+        tries=$((tries + 1))
+        [ "$tries" -le "$1" ] || fail "the protected service voharvest/secure/svc does not answer as expected"
+        sleep 1
+    done
+}
+
 server_up() { curl -fsS -o /dev/null --max-time 5 "$base/tap/availability" 2>/dev/null; }
 wait_for_services() {  # wait_for_services SECONDS: until every service answers
     local tries=0
@@ -185,6 +220,7 @@ if [ "$changed" = 0 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$digest" ]; then
         as_root dachs serve start >/dev/null 2>&1 || fail "dachs serve start failed"
     fi
     if wait_for_services 30; then
+        wait_for_secure 30
         say "DaCHS already serves these inputs at $base"
         exit 0
     fi
@@ -234,4 +270,5 @@ if ! wait_for_services 60; then
     fail "DaCHS at $base does not answer as expected after 60 s"
 fi
 echo "$digest" | as_root tee "$stamp" >/dev/null
-say "DaCHS is up at $base (TAP with rr, SIA v1 sdss and uvot, SIA v2 site-wide with sdss, uvot and dlimg, DataLink/SODA dlimg)"
+wait_for_secure 30
+say "DaCHS is up at $base (TAP with rr, SIA v1 sdss and uvot, SIA v2 site-wide with sdss, uvot and dlimg, DataLink/SODA dlimg, protected SIA v1 secure)"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .._auth import ENV_CERT, ENV_NETRC, ENV_TOKEN_FILE, Credentials, cert_from_spec, split_spec
 from .._config import ClientConfig, HostPolicy, RegistryEndpoint, RetryPolicy, Timeouts
 from .._exceptions import ParameterError, VOHarvestError
 from ..protocol import regtap, sia1, sia2
@@ -100,6 +101,34 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--insecure", action="store_true", help="don't verify TLS certificates (not recommended)"
     )
+    auth = parser.add_argument_group(
+        "credentials (docs/auth.md)",
+        "Each goes only to the origin (scheme, host, port) and path it is bound to; also "
+        f"read from ${ENV_NETRC}, ${ENV_TOKEN_FILE} and ${ENV_CERT} (same syntax).",
+    )
+    auth.add_argument(
+        "--netrc", help="netrc file: 'machine HOST' is https://HOST; a machine may be a URL"
+    )
+    auth.add_argument(
+        "--token-file",
+        action="append",
+        metavar="[SCOPE=]FILE",
+        help="bearer token(s): SCOPE=FILE holds one token for SCOPE (an http(s) URL); "
+        "FILE alone holds 'SCOPE TOKEN' lines (repeatable)",
+    )
+    auth.add_argument(
+        "--cert",
+        action="append",
+        metavar="SCOPE=CERT[,KEY]",
+        help="TLS client certificate (PEM) for the https SCOPE (repeatable)",
+    )
+    auth.add_argument(
+        "--capabilities",
+        action="append",
+        metavar="URL",
+        help="a service's VOSI capabilities, read first: credentials then go only where "
+        "its interfaces accept their method (repeatable)",
+    )
 
 
 def _client_config(args: argparse.Namespace) -> ClientConfig:
@@ -109,6 +138,9 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
     if args.sesame:
         extra["sesame"] = tuple(args.sesame)
     rate = math.inf if args.rate <= 0 else args.rate
+    credentials = _credentials(args)
+    if credentials:
+        extra["credentials"] = credentials
     return ClientConfig(
         timeouts=Timeouts(
             connect=args.connect_timeout, read=args.read_timeout, total=args.total_timeout
@@ -117,6 +149,16 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
         host=HostPolicy(rate=rate, concurrency=args.concurrency),
         verify_tls=not args.insecure,
         **extra,
+    )
+
+
+def _credentials(args: argparse.Namespace) -> Credentials:
+    """The credentials the options and the environment name (files are read later)."""
+    return Credentials(
+        netrc=args.netrc,
+        token_files=tuple(split_spec(spec) for spec in args.token_file or ()),
+        cert_files=tuple(cert_from_spec(spec) for spec in args.cert or ()),
+        environment=any(name in os.environ for name in (ENV_NETRC, ENV_TOKEN_FILE, ENV_CERT)),
     )
 
 

@@ -55,11 +55,18 @@ async def _service_for(client: VOClient, spec: str, *, version2: bool) -> SIASer
     return client.sia_service(spec, version=2 if version2 else 1)
 
 
+async def _learn(client: VOClient, args: argparse.Namespace) -> None:
+    """Read the services' capabilities named with --capabilities (docs/auth.md)."""
+    for url in getattr(args, "capabilities", None) or ():
+        await client.capabilities(url)
+
+
 async def search(
     args: argparse.Namespace, config: ClientConfig, constraints: dict[str, Any]
 ) -> int:
     target = parse_target(args.pos)
     async with VOClient(config) as client:
+        await _learn(client, args)
         service = await _service_for(client, args.service, version2=args.sia2)
         position: Any = target.position
         if position is None:
@@ -137,6 +144,7 @@ async def harvest(
         cutout_fallback=args.cutout_fallback,
     )
     async with VOClient(config) as client:
+        await _learn(client, args)
         services: list[Any] = list(args.service or [])
         services += [client.sia_service(url, version=2) for url in args.sia2 or []]
         services += [client.sia_service(url, cuts=True) for url in args.cutout_service or []]

@@ -107,6 +107,7 @@ class DaskHarvest:
         self.client = client
         self.options = options
         self.config = config or ClientConfig()
+        self.config.credentials.check_portable()
         self.store = Store(download_to, storage_options)
         if staging is None and not self.store.is_local:
             staging = Path.home() / ".cache" / "voharvest" / "staging"

@@ -30,6 +30,7 @@ real positions (``voharvest demo`` runs on it)::
 
 from __future__ import annotations
 
+from ._auth import FARM_METHODS, FarmAuth
 from ._catalogue import GALAXIES, Galaxy
 from ._config import ENDPOINTS, FAULT_KINDS, HTTP_FAULTS, SEARCH_FAULTS, FarmCounters, HostConfig
 from ._embedded import SURVEYS, EmbeddedSky
@@ -39,6 +40,7 @@ from ._sky import TILE_DEG, Tile, search_tiles, tile_by_id, tile_of
 
 __all__ = [
     "ENDPOINTS",
+    "FARM_METHODS",
     "FAULT_KINDS",
     "GALAXIES",
     "HTTP_FAULTS",
@@ -47,6 +49,7 @@ __all__ = [
     "SURVEYS",
     "TILE_DEG",
     "EmbeddedSky",
+    "FarmAuth",
     "FarmCounters",
     "FarmHost",
     "Galaxy",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import ssl
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._exceptions import ParameterError
+from ._auth import FarmAuth
 
 __all__ = [
     "ENDPOINTS",
@@ -71,6 +73,9 @@ class HostConfig:
     - ``bandwidth``: bytes per second per image response (None: as fast as possible).
     - ``waveband`` and ``title``: what the registry says of the host
       (``title`` None: "VOFarm <waveband> survey host <i>").
+    - ``auth``: a :class:`~voharvest.testing.FarmAuth` the host requires of
+      every request (None: open to all); ``tls``: the host serves https with
+      this server ``ssl.SSLContext`` (None: plain http).
     - ``sia1_format_preset``: a FORMAT preset in the SIA v1 access URL
       (``/sia?FORMAT=image/fits&``), as some real services publish; such a host
       answers an error to any other FORMAT a client adds (``FORMAT=ALL``).
@@ -92,6 +97,8 @@ class HostConfig:
     waveband: str = "optical"
     title: str | None = None
     sia1_format_preset: str | None = None
+    auth: FarmAuth | None = None
+    tls: ssl.SSLContext | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         _number("latency", self.latency, low=0.0)

@@ -47,7 +47,8 @@ class FarmHost:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.address}:{self.port}"
+        scheme = "https" if self.config.tls is not None else "http"
+        return f"{scheme}://{self.address}:{self.port}"
 
     @property
     def sia1_url(self) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ._auth import capabilities
 from ._config import FAULT_KINDS, IMAGE_FORMATS, SEARCH_FAULTS
 from ._searches import Answer, registry_answer, sia1_answer, sia2_answer
 from ._sky import FitsImage, tile_by_id
@@ -100,11 +101,12 @@ class HostServer:
         app.router.add_route("GET", "/tap/sync", self._tap_sync)
         app.router.add_route("POST", "/tap/sync", self._tap_sync)
         app.router.add_get("/images/{name}", self._image)
+        app.router.add_get("/capabilities", self._capabilities)
         self.runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host.address, 0)
+        site = web.TCPSite(self.runner, self.host.address, 0, ssl_context=self.config.tls)
         try:
             await site.start()
         except OSError as exc:
@@ -139,6 +141,11 @@ class HostServer:
                     )
                     counters.statuses[response.status] += 1
                     return response
+            auth = self.config.auth
+            refusal = auth.refusal(request) if auth and request.path != "/capabilities" else None
+            if refusal is not None:
+                counters.statuses[refusal.status] += 1
+                return refusal
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
@@ -308,6 +315,11 @@ class HostServer:
                 if isinstance(item, str):
                     params.setdefault(key.upper(), item)
         return await self._search(request, "tap", lambda: registry_answer(self.farm, params))
+
+    async def _capabilities(self, request: web.Request) -> web.StreamResponse:
+        """VOSI capabilities: each interface's security method (anonymous if open)."""
+        body = capabilities(self.host, self.config.auth)
+        return web.Response(body=body, content_type="text/xml")
 
     async def _image(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
