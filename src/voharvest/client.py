@@ -45,9 +45,8 @@ from ._exceptions import (
     VOHarvestError,
 )
 from ._limiter import Clock, HostStats
-from .protocol import datalink, regtap, sesame, tap, votable
+from .protocol import datalink, regtap, sesame, tap
 from .protocol._encoding import position_degrees
-from .protocol.records import TableResults
 from .protocol.soda import Cutout
 from .services import RegistryResource, SIA2Service, SIAService, TAPService
 from .transport import Answer, Transport, check_url
@@ -56,7 +55,9 @@ if TYPE_CHECKING:
     import aiohttp
     from astropy.coordinates import SkyCoord
 
+    from .protocol import votable
     from .protocol.datalink import DataLinks
+    from .protocol.records import TableResults
 
 __all__ = ["VOClient"]
 
@@ -188,6 +189,8 @@ class VOClient:
 
     async def decode(self, answer: Answer) -> votable.Decoded:
         """Parse and check a VOTable answer; large ones in a worker process."""
+        from .protocol import votable  # (the VOTable reader loads with the first answer)
+
         return await self._parse(votable.decode, answer.body, answer.url)
 
     async def _parse(self, parse: Callable[..., T], body: bytes, url: str | None) -> T:
@@ -222,6 +225,8 @@ class VOClient:
         the next one is asked. The error of the last one is raised if all fail.
         """
         self._check_open()
+        from .protocol import votable
+
         failures: list[VOHarvestError] = []
         for endpoint in self.config.registries:
             try:
@@ -338,6 +343,8 @@ class VOClient:
 
     async def query_table(self, method: str, url: str, data: Any = None) -> TableResults:
         """A DAL request whose answer is a VOTable, as table results."""
+        from .protocol import votable
+
         return votable.table_results(await self.query(method, url, data))
 
     # --- DataLink -------------------------------------------------------------------
@@ -377,6 +384,8 @@ class VOClient:
         if "QUERY_STATUS" not in exc.body:
             return
         try:
+            from .protocol import votable
+
             votable.decode(exc.body.encode("utf-8"), url=url)
         except QueryError as query_error:
             query_error.status = exc.status

@@ -17,17 +17,23 @@ from ._exceptions import (
     RequestTimeoutError,
     VOHarvestError,
 )
-from .protocol import sia1, sia2, tap, votable
-from .protocol.records import SIAResults, TableResults
+from .protocol import sia1, sia2, tap
 from .protocol.regtap import Resource, resolve_servicetype
 
 if TYPE_CHECKING:
     from .client import VOClient
+    from .protocol.records import SIAResults, TableResults
     from .transport import Answer
 
 __all__ = ["RegistryResource", "SIA2Service", "SIAService", "TAPService"]
 
 logger = logging.getLogger("voharvest.services")
+
+
+def _sia_results(decoded: Any) -> SIAResults:
+    from .protocol import votable  # (the VOTable reader loads with the first answer)
+
+    return votable.sia_results(decoded)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +97,7 @@ class SIAService:
         url = self.search_url(
             position, size, format=format, intersect=intersect, verbosity=verbosity, **extra
         )
-        return votable.sia_results(await self.client.query("GET", url))
+        return _sia_results(await self.client.query("GET", url))
 
 
 class SIA2Service:
@@ -112,7 +118,7 @@ class SIA2Service:
         if isinstance(pos, tuple | list) and len(pos) == 2 and isinstance(pos[0], str):
             pos = (await self.client.resolve(pos[0]), pos[1])
         url = sia2.build_url(self.access_url, pos=pos, **params)
-        return votable.sia_results(await self.client.query("GET", url))
+        return _sia_results(await self.client.query("GET", url))
 
 
 class TAPService:

@@ -32,7 +32,6 @@ from ..protocol.datalink import (
     plan_datasets,
     same_format,
 )
-from ..protocol.records import ImageRecord, SIAResults
 from ..protocol.soda import Cutout
 from ..services import RegistryResource, SIA2Service, SIAService
 from ._journal import FoundRecord, Journal, PendingRecord
@@ -41,6 +40,7 @@ from ._targets import Target, iter_targets
 
 if TYPE_CHECKING:
     from ..client import VOClient
+    from ..protocol.records import ImageRecord, SIAResults
 
 __all__ = [
     "Harvest",

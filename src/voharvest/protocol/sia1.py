@@ -10,10 +10,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from astropy import units as u
-
 from .._exceptions import ParameterError
-from ._encoding import Params, as_list, format_number, join_url, position_degrees, to_degrees
+from ._encoding import (
+    Params,
+    as_list,
+    format_number,
+    is_quantity,
+    join_url,
+    position_degrees,
+    to_degrees,
+)
 
 __all__ = [
     "FORMAT_KEYWORDS",
@@ -57,7 +63,7 @@ def encode_format(format: Any) -> str:
 
 
 def _size(size: Any) -> str:
-    if isinstance(size, u.Quantity) and not size.isscalar:
+    if is_quantity(size) and not size.isscalar:
         items = list(size)
     elif isinstance(size, tuple | list):
         items = list(size)

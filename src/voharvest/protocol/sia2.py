@@ -13,17 +13,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from astropy import units as u
-from astropy.coordinates import SkyCoord
-from astropy.time import Time
-from astropy.time.core import ScaleValueError
-
 from .._exceptions import ParameterError
 from ._encoding import (
     Params,
     as_list,
     endpoints,
     format_number,
+    is_quantity,
+    is_skycoord,
+    is_time,
     join_url,
     position_degrees,
     to_degrees,
@@ -53,7 +51,7 @@ POLARIZATION_STATES = (
 
 
 def _is_scalar(value: Any) -> bool:
-    if isinstance(value, u.Quantity | SkyCoord | Time):
+    if is_quantity(value) or is_skycoord(value) or is_time(value):
         return bool(value.isscalar)
     return not isinstance(value, Sequence) or isinstance(value, str)
 
@@ -100,16 +98,16 @@ def encode_pos(shape: Any) -> str:
     vertices (``[(ra, dec), ...]``, a SkyCoord array, or a flat even list of six
     or more numbers) a polygon. Numbers are degrees; Quantities any angle.
     """
-    if isinstance(shape, SkyCoord) and not shape.isscalar:
+    if is_skycoord(shape) and not shape.isscalar:
         return _polygon([position_degrees(c, "pos vertex") for c in shape])
-    if isinstance(shape, u.Quantity) and not shape.isscalar:
+    if is_quantity(shape) and not shape.isscalar:
         shape = list(shape)
     if not isinstance(shape, Sequence) or isinstance(shape, str):
         raise ParameterError(
             f"pos: expected a circle (ra, dec, radius), a range or a polygon, got {shape!r}"
         )
     items = list(shape)
-    if len(items) == 2 and isinstance(items[0], SkyCoord):
+    if len(items) == 2 and is_skycoord(items[0]):
         return _circle(items[0], items[1])
     if all(not _is_scalar(item) for item in items):
         return _polygon([position_degrees(item, "pos vertex") for item in items])
@@ -130,14 +128,14 @@ def _shapes(pos: Any) -> list[Any]:
         isinstance(pos, list | tuple)
         and pos
         and all(
-            (isinstance(item, SkyCoord) and not item.isscalar)
+            (is_skycoord(item) and not item.isscalar)
             or (
                 isinstance(item, list | tuple)
                 and not (
                     len(item) == 2
                     and _is_scalar(item[0])
                     and _is_scalar(item[1])
-                    and not isinstance(item[0], SkyCoord)
+                    and not is_skycoord(item[0])
                 )
             )
             for item in pos
@@ -150,14 +148,15 @@ def _shapes(pos: Any) -> list[Any]:
 def encode_interval(
     value: Any,
     name: str,
-    unit: u.UnitBase,
+    unit: Any,
     *,
     equivalencies: Any = None,
     lower: float | None = None,
 ) -> str:
     """A DALI interval ``low high`` from a value or a (low, high) pair.
 
-    Quantities are converted to ``unit`` (with ``equivalencies``), plain numbers
+    Quantities are converted to ``unit`` (an astropy unit or its text, such as
+    ``"m"``; with ``equivalencies``, or ``"spectral"`` for those), plain numbers
     are taken to be in ``unit`` already, None is an open end (``-Inf``/``+Inf``).
     A single value is the interval from it to itself. The ends are put in order;
     a conversion that reverses the axis (frequency or energy to wavelength) also
@@ -170,8 +169,10 @@ def encode_interval(
         if item is None:
             numbers.append(None)
             continue
-        if isinstance(item, Time):
-            if unit != u.d:
+        if is_time(item):
+            from astropy.time.core import ScaleValueError
+
+            if _unit(unit) != _unit("d"):
                 raise ParameterError(f"{name}: a Time is not a valid value here")
             try:  # DALI: TIME values are MJD in UTC
                 mjd = item.utc.mjd
@@ -179,7 +180,12 @@ def encode_interval(
                 raise ParameterError(f"{name}: {item!r} can't be converted to UTC") from exc
             numbers.append(_to_float(float(mjd), name))
             continue
-        if isinstance(item, u.Quantity):
+        if is_quantity(item):
+            from astropy import units as u
+
+            unit = _unit(unit)
+            if equivalencies == "spectral":
+                equivalencies = u.spectral()
             try:
                 converted = float(item.to_value(unit, equivalencies=equivalencies or []))
             except u.UnitConversionError as exc:
@@ -199,6 +205,13 @@ def encode_interval(
     if lower is not None and math.isfinite(lo) and lo < lower:
         raise ParameterError(f"{name}: values below {lower} are not valid, got {value!r}")
     return f"{format_number(lo)} {format_number(hi)}"
+
+
+def _unit(unit: Any) -> Any:
+    """An astropy unit from a unit or its text (astropy imported here: a value has units)."""
+    from astropy import units as u
+
+    return u.Unit(unit)
 
 
 def _strings(value: Any, name: str) -> list[str]:
@@ -252,10 +265,10 @@ def build_params(
     if band is not None:
         for item in _interval_list(band):
             params.append(
-                ("BAND", encode_interval(item, "band", u.m, equivalencies=u.spectral(), lower=0.0))
+                ("BAND", encode_interval(item, "band", "m", equivalencies="spectral", lower=0.0))
             )
     if time is not None:
-        params.extend(("TIME", encode_interval(item, "time", u.d)) for item in _interval_list(time))
+        params.extend(("TIME", encode_interval(item, "time", "d")) for item in _interval_list(time))
     if pol is not None:
         for state in _strings(pol, "pol"):
             if state.upper() not in POLARIZATION_STATES:
@@ -264,11 +277,11 @@ def build_params(
                 )
             params.append(("POL", state.upper()))
     numeric = (
-        ("FOV", field_of_view, "field_of_view", u.deg),
-        ("SPATRES", spatial_resolution, "spatial_resolution", u.arcsec),
-        ("EXPTIME", exptime, "exptime", u.s),
-        ("TIMERES", timeres, "timeres", u.s),
-        ("SPECRP", specrp, "specrp", u.dimensionless_unscaled),
+        ("FOV", field_of_view, "field_of_view", "deg"),
+        ("SPATRES", spatial_resolution, "spatial_resolution", "arcsec"),
+        ("EXPTIME", exptime, "exptime", "s"),
+        ("TIMERES", timeres, "timeres", "s"),
+        ("SPECRP", specrp, "specrp", ""),
     )
     for key, value, name, unit in numeric:
         if value is not None:
