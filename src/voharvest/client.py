@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import importlib
 import logging
 import multiprocessing
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -85,6 +87,19 @@ def _keep_links(source: Any, links: DataLinks) -> None:
     keep = getattr(source, "keep_links", None)
     if keep is not None:
         keep(links)
+
+
+_READER = "voharvest.protocol.votable"
+
+
+async def _load_reader() -> None:
+    """Import the VOTable reader (and what it needs) in a thread, not on the event loop.
+
+    ``import voharvest`` leaves it out (a client that only downloads never
+    needs it); the first answer to parse loads it, and the loop runs on meanwhile.
+    """
+    if _READER not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, _READER)
 
 
 def _parse_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -189,12 +204,14 @@ class VOClient:
 
     async def decode(self, answer: Answer) -> votable.Decoded:
         """Parse and check a VOTable answer; large ones in a worker process."""
-        from .protocol import votable  # (the VOTable reader loads with the first answer)
+        await _load_reader()
+        from .protocol import votable
 
         return await self._parse(votable.decode, answer.body, answer.url)
 
     async def _parse(self, parse: Callable[..., T], body: bytes, url: str | None) -> T:
         """``parse(body, url=url)``: on the loop if small, else in a worker process."""
+        await _load_reader()
         if len(body) <= self.config.offload_bytes:
             return parse(body, url=url)
         if self.config.parse_workers and not self._pool_failed:
