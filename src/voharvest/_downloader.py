@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import json
 import logging
 import os
@@ -65,10 +66,12 @@ _IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 16
 
 def write_all(fd: int, pieces: Sequence[bytes | memoryview]) -> None:
     """Write ``pieces`` in order to ``fd``, however short each ``writev`` falls."""
-    queue: list[bytes | memoryview] = list(pieces)
+    queue: list[bytes | memoryview] = [piece for piece in pieces if len(piece)]
     start = 0
     while start < len(queue):
         written = os.writev(fd, queue[start : start + _IOV_MAX])
+        if written <= 0:
+            raise OSError(errno.EIO, "the disk took none of the bytes written")
         while written:
             head = queue[start]
             if written >= len(head):

@@ -576,8 +576,7 @@ class Harvest:
             try:
                 relative = Path(record.path)
                 folder = self.out / relative.parent
-                final = inside(folder, relative.name)
-                existed = await aiofiles.os.path.exists(final)
+                existed = await asyncio.to_thread(_complete, folder, relative.name)
                 path = await self.client.download(
                     record.url,
                     folder,
@@ -613,6 +612,11 @@ class Harvest:
 # Marks a DataLink record's key as one target's (a cutout differs per target);
 # a fragment, so it never reaches a server.
 _TARGET_MARK = "#voharvest-target="
+
+
+def _complete(folder: Path, name: str) -> bool:
+    """Whether the file is under its final name already (a path check: in a thread)."""
+    return inside(folder, name).exists()
 
 
 def _child_name(stem: str, dataset: Dataset) -> str:
