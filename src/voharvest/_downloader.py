@@ -82,6 +82,15 @@ def write_all(fd: int, pieces: Sequence[bytes | memoryview]) -> None:
                 written = 0
 
 
+def _write_after(
+    pending: concurrent.futures.Future[None] | None, fd: int, pieces: list[bytes]
+) -> None:
+    """Write ``pieces`` once the write before them ended (written, or failed: then not)."""
+    if pending is not None:
+        pending.result()
+    write_all(fd, pieces)
+
+
 def _close_after(pending: concurrent.futures.Future[None] | None, fd: int) -> None:
     """Close ``fd`` once the write in flight on it ended (in a file thread, never on the loop)."""
     try:
@@ -126,9 +135,16 @@ class PartFile:
         if self._fd is None:
             raise ValueError("write to a closed part file")
         if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await asyncio.wrap_future(pending)
+            # Shielded: a cancelled caller leaves the write running (and known to
+            # abandon(), which closes the file only after it).
+            await asyncio.shield(asyncio.wrap_future(self._pending))
         self._pending = self._executor.submit(write_all, self._fd, pieces)
+
+    def keep(self, pieces: list[bytes]) -> None:
+        """Queue a last write behind the one in flight, without waiting (after a failure:
+        what was received stays on disk for a resume)."""
+        if self._fd is not None and pieces:
+            self._pending = self._executor.submit(_write_after, self._pending, self._fd, pieces)
 
     async def seal(self, sync: bool) -> None:
         """Wait for the last write, fsync if ``sync``, close (errors of any of them raised)."""
@@ -364,24 +380,33 @@ class Downloader:
         received = 0
         gathered: list[bytes] = []
         size = 0
-        async for piece in stream.pieces():
-            received += len(piece)
-            if offset + received > limit:
-                await self._remove(place.part, place.note)
-                if total is not None:
-                    # More than announced (a body gzipped against our wish, a
-                    # bomb): stop now, and keep nothing of it.
-                    raise PayloadError(f"the body runs past the {total} bytes announced", url=url)
-                raise TooLargeError(
-                    f"a download without a length passed max_fetch_bytes "
-                    f"({self.config.max_fetch_bytes})",
-                    url=url,
-                )
-            gathered.append(piece)
-            size += len(piece)
-            if size >= chunk_bytes:
-                await part.write(gathered)
-                gathered, size = [], 0
+        try:
+            async for piece in stream.pieces():
+                received += len(piece)
+                if offset + received > limit:
+                    gathered = []
+                    await self._remove(place.part, place.note)
+                    if total is not None:
+                        # More than announced (a body gzipped against our wish, a
+                        # bomb): stop now, and keep nothing of it.
+                        raise PayloadError(
+                            f"the body runs past the {total} bytes announced", url=url
+                        )
+                    raise TooLargeError(
+                        f"a download without a length passed max_fetch_bytes "
+                        f"({self.config.max_fetch_bytes})",
+                        url=url,
+                    )
+                gathered.append(piece)
+                size += len(piece)
+                if size >= chunk_bytes:
+                    pieces, gathered, size = gathered, [], 0
+                    await part.write(pieces)
+        except BaseException:
+            # Cut, reset, stalled or cancelled: every byte received goes to disk,
+            # so that a resume asks only for the rest.
+            part.keep(gathered)
+            raise
         if gathered:
             await part.write(gathered)
         return received

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from tests.servers import LocalServer
-from voharvest import ClientConfig, HostPolicy, VOClient, _downloader
+from voharvest import ClientConfig, HostPolicy, RetryPolicy, VOClient, _downloader
 from voharvest.transport import Stream
 
 BODY = b"SIMPLE  =                    T" + b" " * 50 + os.urandom(600_000)
@@ -109,3 +109,23 @@ async def test_any_chunk_size_gives_the_same_file(
         )
     assert path.read_bytes() == BODY
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.fits"]
+
+
+async def test_a_cut_keeps_every_byte_received_for_the_resume(server: LocalServer, tmp_path: Path):
+    from tests.client.test_downloads import RangeServer
+
+    source = RangeServer(BODY)
+    source.cut_after = 50_000  # well under one write of chunk_bytes
+    server.route("GET", "/img.fits", source.handle)
+    config = ClientConfig(
+        host=HostPolicy(rate=math.inf),
+        retry=RetryPolicy(attempts=2, initial=0.01, jitter=0.0),
+        chunk_bytes=1024 * 1024,
+    )
+    async with VOClient(config) as client:
+        path = await client.download(server.url("/img.fits"), tmp_path, keep_partial=True)
+    assert path.read_bytes() == BODY
+    assert [hit.headers.get("Range") for hit in server.hits_for("/img.fits")] == [
+        None,
+        "bytes=50000-",
+    ]
