@@ -69,3 +69,21 @@ def test_every_error_derives_from_the_one_base():
     ]
     assert len(errors) >= 8
     assert all(issubclass(error, voharvest.VOHarvestError) for error in errors)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import voharvest",
+        # The download path: a client, its downloads and the harvest engine.
+        "from voharvest import VOClient, harvest, ClientConfig, Cutout, RegistryFeatures",
+        "import voharvest.cli",
+    ],
+)
+def test_importing_voharvest_loads_no_astropy(statement):
+    """astropy (~45 MB, ~0.4 s) loads only where VOTables are parsed or positions built."""
+    code = f"import sys\n{statement}\nprint(sorted(m for m in sys.modules if m == 'astropy'))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

@@ -1,19 +1,15 @@
-"""Downloads: the file-level helpers of ``VOClient.download`` (no aiohttp here).
+"""Downloads: the file-level helpers of the :class:`~voharvest._downloader.Downloader`.
 
-Content-Range parsing, the content check of a finished ``.part``, fsync, which
+Content-Range parsing, the content check of a finished ``.part``, which
 failures leave a ``.part`` worth keeping, and the reading of a DataLink
-document that came where a file was due.
+document that came where a file was due. No aiohttp here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import os
 from pathlib import Path
 from typing import Any
-
-import aiofiles
 
 from ._exceptions import FormatError, PayloadError, TooLargeError, TransportError
 from ._files import matches, sniff_kind
@@ -22,10 +18,9 @@ from .protocol import datalink
 __all__ = [
     "MAX_LINKS_BYTES",
     "LinksInstead",
-    "check_content",
     "content_range",
     "content_range_total",
-    "fsync_file",
+    "head_problem",
     "plain_format",
     "read_capped",
     "resumable",
@@ -62,15 +57,6 @@ def plain_format(value: str | None) -> str | None:
     return value
 
 
-def fsync_file(path: Path) -> None:
-    """Flush a closed file's data to the disk (fsync works on any descriptor of it)."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def resumable(exc: BaseException) -> bool:
     """Whether a ``.part`` is worth keeping after ``exc``: transport trouble or cancellation."""
     return isinstance(exc, TransportError | asyncio.CancelledError)
@@ -95,18 +81,20 @@ def content_range(value: str | None) -> tuple[int, int | None]:
     raise PayloadError(f"a 206 answer with an unreadable Content-Range {value!r}")
 
 
-async def check_content(
-    part: Path, mime: str | None, url: str, executor: concurrent.futures.Executor | None
-) -> None:
-    """FormatError if a file of a known type doesn't start as one (an error page, say)."""
+def head_problem(part: Path, mime: str | None, url: str) -> FormatError | None:
+    """A FormatError if a file of a known type doesn't start as one (an error page, say).
+
+    Blocking (it reads the file's head): call it in a thread.
+    """
     kind = sniff_kind(mime)
     if kind is None:
-        return
-    async with aiofiles.open(part, "rb", executor=executor) as handle:
-        head = await handle.read(2880)
-    if not matches(kind, head):
-        raise FormatError(
-            f"expected {mime}, but the file starts with {head[:60]!r}",
-            snippet=head[:200].decode("utf-8", errors="replace"),
-            url=url,
-        )
+        return None
+    with part.open("rb") as handle:
+        head = handle.read(2880)
+    if matches(kind, head):
+        return None
+    return FormatError(
+        f"expected {mime}, but the file starts with {head[:60]!r}",
+        snippet=head[:200].decode("utf-8", errors="replace"),
+        url=url,
+    )

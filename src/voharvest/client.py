@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import json
 import logging
 import multiprocessing
 import os
@@ -29,22 +28,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiofiles
-import aiofiles.os
-from astropy.coordinates import SkyCoord
-
 from ._config import ClientConfig
-from ._downloads import (
-    MAX_LINKS_BYTES,
-    LinksInstead,
-    check_content,
-    content_range,
-    content_range_total,
-    fsync_file,
-    plain_format,
-    read_capped,
-    resumable,
-)
+from ._downloader import Downloader
+from ._downloads import MAX_LINKS_BYTES, LinksInstead, plain_format
 from ._exceptions import (
     AuthenticationError,
     ClientStateError,
@@ -53,21 +39,16 @@ from ._exceptions import (
     HTTPStatusError,
     NameResolutionError,
     ParameterError,
-    PayloadError,
     QueryError,
     ServiceError,
-    StorageError,
-    TooLargeError,
     TransportError,
     UnsupportedConstraintError,
     VOHarvestError,
 )
-from ._files import filename_from_url, inside, safe_filename
 from ._limiter import Clock, HostStats
 from ._turns import TurnBudget
 from .protocol import datalink, regtap, sesame, tap, vosi, votable
 from .protocol._encoding import position_degrees
-from .protocol.records import TableResults
 from .protocol.soda import Cutout
 from .protocol.vosi import AccessRule
 from .services import (
@@ -77,12 +58,15 @@ from .services import (
     SIAService,
     TAPService,
 )
-from .transport import Answer, Transport, _Budget, check_url
+from .transport import Answer, Transport, check_url
 
 if TYPE_CHECKING:
     import aiohttp
+    from astropy.coordinates import SkyCoord
 
+    from .protocol import votable
     from .protocol.datalink import DataLinks
+    from .protocol.records import TableResults
 
 __all__ = ["VOClient"]
 
@@ -113,7 +97,7 @@ def _keep_links(source: Any, links: DataLinks) -> None:
 
 
 def _parse_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    """Worker processes for large answers, forked from a server that has astropy loaded.
+    """Worker processes for large answers, forked from a server that has the reader loaded.
 
     forkserver, not fork: forking a process that runs an event loop and threads
     can deadlock. Like every multiprocessing start method but fork, it re-imports
@@ -141,6 +125,7 @@ class VOClient:
         self._parse_pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._pool_failed = False
         self._files: concurrent.futures.ThreadPoolExecutor | None = None
+        self._downloader: Downloader | None = None
         self._names: dict[str, tuple[float, float]] = {}
         self._unknown_names: set[str] = set()
         self._resolving: dict[str, asyncio.Future[None]] = {}
@@ -155,6 +140,9 @@ class VOClient:
         await self._transport.open()
         self._files = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, self.config.file_workers), thread_name_prefix="voharvest-files"
+        )
+        self._downloader = Downloader(
+            self._transport, self.config, self._files, self.run_in_background
         )
         self._state = _OPEN
         return self
@@ -185,6 +173,11 @@ class VOClient:
                 if self._state == _UNOPENED
                 else "the client is closed"
             )
+
+    def _open_downloader(self) -> Downloader:
+        self._check_open()
+        assert self._downloader is not None
+        return self._downloader
 
     @property
     def transport(self) -> Transport:
@@ -249,6 +242,8 @@ class VOClient:
         the next one is asked. The error of the last one is raised if all fail.
         """
         self._check_open()
+        from .protocol import votable
+
         failures: list[VOHarvestError] = []
         for endpoint in self.config.registries:
             try:
@@ -267,7 +262,7 @@ class VOClient:
                 continue
             return RegistryResources(
                 (RegistryResource.bind(resource, self) for resource in resources),
-                table=resources.to_table(),
+                table=resources,  # its astropy table only when to_table() is asked for
                 overflow=resources.overflow,
                 url=resources.url,
             )
@@ -311,6 +306,8 @@ class VOClient:
                 pending.add_done_callback(lambda done: self._resolved(key, done))
             await asyncio.shield(pending)
         ra, dec = self._names[key]
+        from astropy.coordinates import SkyCoord  # (loaded only where positions are built)
+
         return SkyCoord(ra, dec, unit="deg", frame="icrs")
 
     def _resolved(self, key: str, done: asyncio.Future[None]) -> None:
@@ -380,6 +377,8 @@ class VOClient:
 
     async def query_table(self, method: str, url: str, data: Any = None) -> TableResults:
         """A DAL request whose answer is a VOTable, as table results."""
+        from .protocol import votable
+
         return votable.table_results(await self.query(method, url, data))
 
     # --- DataLink -------------------------------------------------------------------
@@ -419,6 +418,8 @@ class VOClient:
         if "QUERY_STATUS" not in exc.body or isinstance(exc, AuthenticationError):
             return
         try:
+            from .protocol import votable
+
             votable.decode(exc.body.encode("utf-8"), url=url)
         except QueryError as query_error:
             query_error.status = exc.status
@@ -554,7 +555,7 @@ class VOClient:
             expected_format = record_format
         try:
             return [
-                await self._download_file(
+                await self._open_downloader().fetch(
                     url, directory, filename, overwrite, keep_partial, expected_format
                 )
             ]
@@ -594,7 +595,7 @@ class VOClient:
                 )
             name = filename if filename is not None and len(planned) == 1 else dataset.name
             try:
-                path = await self._download_file(
+                path = await self._open_downloader().fetch(
                     dataset.url,
                     directory,
                     name,
@@ -609,171 +610,3 @@ class VOClient:
                 ) from None
             paths.append(path)
         return paths
-
-    async def _download_file(
-        self,
-        url: str,
-        directory: str | os.PathLike[str],
-        filename: str | None,
-        overwrite: bool,
-        keep_partial: bool,
-        expected_format: str | None,
-    ) -> Path:
-        folder = Path(directory)
-        name = safe_filename(filename) if filename is not None else filename_from_url(url)
-        try:
-            await aiofiles.os.makedirs(folder, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"can't create the directory {folder}: {exc}") from exc
-        final = inside(folder, name)
-        part = final.with_name(final.name + ".part")
-        meta = final.with_name(final.name + ".part.json")
-        if not overwrite and await aiofiles.os.path.exists(final):
-            # Complete already (renames are atomic); what a killed run left beside it is stale.
-            await self._remove(part, meta)
-            return final
-        links_welcome = not datalink.is_datalink_format(expected_format)
-
-        async def attempt(budget: _Budget) -> None:
-            budget.begin()
-            await self._download_once(url, part, meta, keep_partial, links_welcome)
-
-        try:
-            try:
-                await self._transport.with_retries(url, attempt)
-                await check_content(part, expected_format, url, self._files)
-                await aiofiles.os.replace(part, final)
-                await self._remove(meta)
-            except OSError as exc:
-                raise StorageError(f"can't write {final}: {exc}") from exc
-        except BaseException as exc:
-            doomed = [] if keep_partial and resumable(exc) else [part, meta]
-            removal = asyncio.ensure_future(self._remove(*doomed))
-            try:
-                await asyncio.shield(removal)
-            except asyncio.CancelledError:
-                self.run_in_background(removal)
-            raise
-        return final
-
-    async def _remove(self, *paths: Path) -> None:
-        for path in paths:
-            try:
-                await aiofiles.os.remove(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                logger.warning("could not remove %s: %s", path, exc)
-
-    async def _resume_point(self, url: str, part: Path, meta: Path) -> tuple[int, str | None]:
-        """(bytes already in ``part``, validator) for a resumable ``.part``, else (0, None)."""
-        try:
-            async with aiofiles.open(meta, encoding="utf-8", executor=self._files) as handle:
-                saved = json.loads(await handle.read())
-            size = (await aiofiles.os.stat(part)).st_size
-        except (OSError, ValueError):
-            return 0, None
-        if not isinstance(saved, dict) or saved.get("url") != url:
-            return 0, None
-        etag = saved.get("etag")
-        validator = etag if isinstance(etag, str) and not etag.startswith("W/") else None
-        validator = validator or saved.get("last_modified")
-        if not validator or size <= 0:
-            return 0, None
-        return size, str(validator)
-
-    async def _download_once(
-        self, url: str, part: Path, meta: Path, keep_partial: bool, detect_links: bool
-    ) -> None:
-        chunk_bytes = self.config.chunk_bytes
-        loop = asyncio.get_running_loop()
-        offset, validator = (0, None)
-        if keep_partial:
-            offset, validator = await self._resume_point(url, part, meta)
-        headers = {"Accept-Encoding": "identity"}
-        if offset and validator:
-            headers["Range"] = f"bytes={offset}-"
-            headers["If-Range"] = validator
-        async with self._transport.stream(url, headers=headers, ok=(200, 206, 416)) as stream:
-            total = stream.content_length
-            if stream.status == 204:
-                raise FormatError(
-                    "the server answered 204 No Content: nothing to save "
-                    "(a SODA cutout outside the image, say)",
-                    url=url,
-                )
-            if (
-                detect_links
-                and stream.status == 200
-                and datalink.is_datalink_format(stream.headers.get("Content-Type"))
-            ):
-                raise LinksInstead(await read_capped(stream, url), url)
-            if stream.status == 416:
-                # Nothing left to send: the .part may already hold the whole file.
-                length = content_range_total(stream.headers.get("Content-Range"))
-                if offset and length == offset:
-                    return
-                await self._remove(part, meta)
-                raise PayloadError(
-                    "the server can't serve the rest of the kept part; starting over",
-                    url=url,
-                    retryable=True,
-                )
-            if stream.status == 206:
-                start, total = content_range(stream.headers.get("Content-Range"))
-                if start != offset:
-                    await self._remove(part, meta)
-                    raise PayloadError(
-                        f"asked for bytes from {offset}, got a range from {start}",
-                        url=url,
-                        retryable=True,
-                    )
-            else:
-                offset = 0  # a full answer: start over, never append
-            if keep_partial:
-                record = {
-                    "url": url,
-                    "etag": stream.headers.get("ETag"),
-                    "last_modified": stream.headers.get("Last-Modified"),
-                    "length": total,
-                }
-                async with aiofiles.open(meta, "w", encoding="utf-8", executor=self._files) as h:
-                    await h.write(json.dumps(record))
-            received = 0
-            opened = (
-                aiofiles.open(part, "ab", executor=self._files)
-                if offset
-                else aiofiles.open(part, "wb", executor=self._files)
-            )
-            async with opened as handle:
-                buffer = bytearray()
-                async for chunk in stream.chunks(chunk_bytes):
-                    buffer += chunk
-                    received += len(chunk)
-                    if total is not None and offset + received > total:
-                        # More than announced (a body gzipped against our wish, a
-                        # bomb): stop now, and keep nothing of it.
-                        await self._remove(part, meta)
-                        raise PayloadError(
-                            f"the body runs past the {total} bytes announced", url=url
-                        )
-                    if total is None and offset + received > self.config.max_fetch_bytes:
-                        await self._remove(part, meta)
-                        raise TooLargeError(
-                            f"a download without a length passed max_fetch_bytes "
-                            f"({self.config.max_fetch_bytes})",
-                            url=url,
-                        )
-                    if len(buffer) >= chunk_bytes:
-                        await handle.write(bytes(buffer))
-                        buffer.clear()
-                if buffer:
-                    await handle.write(bytes(buffer))
-                await handle.flush()
-        if total is not None and offset + received != total:
-            raise PayloadError(
-                f"received {offset + received} bytes, {total} announced", url=url, retryable=True
-            )
-        if self.config.fsync:
-            # After the response: the host's connection slot is free while the disk works.
-            await loop.run_in_executor(self._files, fsync_file, part)

@@ -11,9 +11,6 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, SupportsIndex, overload
 from urllib.parse import urljoin
 
-import numpy as np
-from astropy.table import Column, MaskedColumn, Table
-
 from ._exceptions import (
     FormatError,
     HTTPStatusError,
@@ -22,12 +19,14 @@ from ._exceptions import (
     RequestTimeoutError,
     VOHarvestError,
 )
-from .protocol import sia1, sia2, tap, votable
-from .protocol.records import SIAResults, TableResults
+from .protocol import sia1, sia2, tap
 from .protocol.regtap import Resource, resolve_servicetype
 
 if TYPE_CHECKING:
+    from astropy.table import MaskedColumn, Table
+
     from .client import VOClient
+    from .protocol.records import SIAResults, TableResults
     from .transport import Answer
 
 __all__ = [
@@ -40,6 +39,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("voharvest.services")
+
+
+def _sia_results(decoded: Any) -> SIAResults:
+    from .protocol import votable  # (the VOTable reader loads with the first answer)
+
+    return votable.sia_results(decoded)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,14 +124,16 @@ class RegistryResources(list[RegistryResource]):
         self,
         resources: Iterable[RegistryResource] = (),
         *,
-        table: Table | None = None,
+        table: Any = None,
         overflow: bool = False,
         url: str | None = None,
     ) -> None:
         super().__init__(resources)
         self.overflow = overflow
         self.url = url
-        self._answer = table  # the registry's rows: their columns for to_table()
+        # The registry's rows (a Table, or results whose to_table() gives one, on
+        # demand): their columns for to_table().
+        self._answer = table
 
     @overload
     def __getitem__(self, key: SupportsIndex) -> RegistryResource: ...
@@ -163,7 +170,12 @@ class RegistryResources(list[RegistryResource]):
         ``intf_roles`` and ``cap_descriptions`` hold a tuple per resource, one
         item per interface, in the same order in each.
         """
+        import numpy as np
+        from astropy.table import Column, Table
+
         answer = self._answer
+        if answer is not None and not isinstance(answer, Table):
+            answer = self._answer = answer.to_table()
         ivoids = _source(answer, "ivoid")
         rows = {} if ivoids is None else {str(v).strip().lower(): i for i, v in enumerate(ivoids)}
         where = [rows.get(r.ivoid.lower()) for r in self]
@@ -193,6 +205,9 @@ def _source(answer: Table | None, name: str) -> Any:
 def _answer_column(answer: Table | None, name: str, where: list[int | None]) -> MaskedColumn:
     """Column ``name`` of the registry's answer for the rows ``where`` (masked: none)."""
     source = _source(answer, name)
+    import numpy as np
+    from astropy.table import MaskedColumn
+
     if source is None:
         return MaskedColumn([""] * len(where), name=name, mask=[True] * len(where), dtype=str)
     mask = np.ma.getmaskarray(source)
@@ -253,7 +268,7 @@ class SIAService:
             extra=extra,
             **params,
         )
-        return votable.sia_results(await self.client.query("GET", url))
+        return _sia_results(await self.client.query("GET", url))
 
 
 class SIA2Service:
@@ -278,7 +293,7 @@ class SIA2Service:
         if isinstance(pos, tuple | list) and len(pos) == 2 and isinstance(pos[0], str):
             pos = (await self.client.resolve(pos[0]), pos[1])
         url = sia2.build_url(self.access_url, pos=pos, extra=extra, **params)
-        return votable.sia_results(await self.client.query("GET", url))
+        return _sia_results(await self.client.query("GET", url))
 
 
 class TAPService:

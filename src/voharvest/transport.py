@@ -155,6 +155,22 @@ class Stream:
         except _CAUGHT as exc:
             raise _translate(exc, self.url) from exc
 
+    async def pieces(self) -> AsyncIterator[bytes]:
+        """The body as the socket delivered it: each buffered piece as is, never joined
+        or copied (sizes vary, up to the transport's read size)."""
+        content = self._response.content
+        try:
+            while True:
+                piece, end_of_http_chunk = await content.readchunk()
+                if not piece:
+                    if end_of_http_chunk:
+                        continue
+                    return
+                self._stats.bytes += len(piece)
+                yield piece
+        except _CAUGHT as exc:
+            raise _translate(exc, self.url) from exc
+
 
 class _Budget:
     """The deadline of one operation, counted from its first attempt's start."""

@@ -33,7 +33,6 @@ from ..protocol.datalink import (
     plan_datasets,
     same_format,
 )
-from ..protocol.records import ImageRecord, SIAResults
 from ..protocol.soda import Cutout
 from ..services import RegistryResource, SIA2Service, SIAService
 from ._journal import FoundRecord, Journal, PendingRecord
@@ -42,6 +41,7 @@ from ._targets import Target, iter_targets
 
 if TYPE_CHECKING:
     from ..client import VOClient
+    from ..protocol.records import ImageRecord, SIAResults
 
 __all__ = [
     "Harvest",
@@ -586,8 +586,7 @@ class Harvest:
             try:
                 relative = Path(record.path)
                 folder = self.out / relative.parent
-                final = inside(folder, relative.name)
-                existed = await aiofiles.os.path.exists(final)
+                existed = await asyncio.to_thread(_complete, folder, relative.name)
                 path = await self.client.download(
                     record.url,
                     folder,
@@ -623,6 +622,11 @@ class Harvest:
 # Marks a DataLink record's key as one target's (a cutout differs per target);
 # a fragment, so it never reaches a server.
 _TARGET_MARK = "#voharvest-target="
+
+
+def _complete(folder: Path, name: str) -> bool:
+    """Whether the file is under its final name already (a path check: in a thread)."""
+    return inside(folder, name).exists()
 
 
 def _child_name(stem: str, dataset: Dataset) -> str:

@@ -21,7 +21,12 @@ its final name at start-up is therefore complete (renames are atomic), and is
 marked done without being fetched again.
 
 SQLite calls block, so they run in the journal's own thread, never on the
-event loop. WAL mode keeps readers (``voharvest status``) out of the writer's way.
+event loop. Writes are grouped: every call made while the thread is busy (or
+in the same turn of the event loop) joins one transaction, each call in a
+savepoint of its own, so a failing call undoes only itself. A harvest thus
+commits once per batch, not once per search and once per file, and the event
+loop hands the thread one job per batch. A call returns once its batch is
+committed. WAL mode keeps readers (``voharvest status``) out of the writer's way.
 """
 
 from __future__ import annotations
@@ -269,6 +274,9 @@ def mark_records(
     return changed
 
 
+_Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+
+
 class Journal:
     """The journal of one output directory; every method runs in the journal's thread."""
 
@@ -280,13 +288,113 @@ class Journal:
         )
         self._db: sqlite3.Connection | None = None
         self._lock: IO[str] | None = None
+        self._queued: list[_Call] = []
+        self._writing: asyncio.Future[None] | None = None  # a batch is being written
+        #: Transactions committed (a batch each), for tests and diagnosis.
+        self.commits = 0
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` alone in the thread (opening and closing)."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, function, *args)
         except sqlite3.Error as exc:
             raise JournalError(f"journal {self.path}: {exc}") from exc
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in the next batch's transaction (see the module documentation)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queued.append((function, args, future))
+        if self._writing is None:
+            # Started at the end of this turn of the loop: the calls made in
+            # this turn go in the same transaction.
+            self._writing = loop.create_future()
+            loop.call_soon(self._write_batch)
+        return await future
+
+    def _write_batch(self) -> None:
+        """Hand what is queued to the thread as one transaction; when none is left, say so."""
+        writing = self._writing
+        if not self._queued:
+            self._writing = None
+            if writing is not None and not writing.done():
+                writing.set_result(None)
+            return
+        batch, self._queued = self._queued, []
+        jobs = [(function, args) for function, args, _ in batch]
+        try:
+            done = asyncio.wrap_future(self._executor.submit(self._transaction, jobs))
+        except RuntimeError:  # closed: its thread is gone
+            done = asyncio.get_running_loop().create_future()
+            done.set_exception(JournalError(f"the journal {self.path} is closed"))
+        done.add_done_callback(lambda outcome: self._deliver(batch, outcome))
+
+    def _deliver(self, batch: list[_Call], outcome: asyncio.Future[list[Any]]) -> None:
+        """Each call's result or error; then the next batch (what queued meanwhile)."""
+        exc = outcome.exception()
+        if exc is not None:  # the transaction itself failed: all its calls did
+            if isinstance(exc, sqlite3.Error):
+                wrapped = JournalError(f"journal {self.path}: {exc}")
+                wrapped.__cause__ = exc
+                exc = wrapped
+            outcomes: list[tuple[bool, Any]] = [(False, exc)] * len(batch)
+        else:
+            outcomes = outcome.result()
+        for (_, _, future), (ok, value) in zip(batch, outcomes, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        self._write_batch()
+
+    def _transaction(self, jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+        """(Thread.) Every job in one transaction, each in a savepoint: (ok, value or error)."""
+        db = self.db
+        outcomes: list[tuple[bool, Any]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if len(jobs) == 1:  # alone: the transaction is its savepoint
+                function, args = jobs[0]
+                try:
+                    outcomes.append((True, function(*args)))
+                except Exception as exc:
+                    db.execute("ROLLBACK")
+                    self._failed(exc, outcomes)
+                    return outcomes
+                jobs = []
+            for function, args in jobs:
+                db.execute("SAVEPOINT job")
+                try:
+                    value = function(*args)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO job")
+                    db.execute("RELEASE job")
+                    self._failed(exc, outcomes)
+                else:
+                    db.execute("RELEASE job")
+                    outcomes.append((True, value))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return outcomes
+
+    def _failed(self, exc: Exception, outcomes: list[tuple[bool, Any]]) -> None:
+        if isinstance(exc, sqlite3.Error):
+            error = JournalError(f"journal {self.path}: {exc}")
+            error.__cause__ = exc
+            exc = error
+        outcomes.append((False, exc))
+
+    async def _drain(self) -> None:
+        """Wait until every queued call is committed."""
+        while self._writing is not None:
+            await asyncio.shield(self._writing)
 
     # --- lifetime -------------------------------------------------------------
 
@@ -333,6 +441,8 @@ class Journal:
 
     async def close(self) -> None:
         try:
+            if self._db is not None:
+                await self._drain()
             await self._call(self._close)
         finally:
             self._executor.shutdown(wait=True)
@@ -366,7 +476,7 @@ class Journal:
     async def set_finished(self, finished: bool) -> None:
         """Mark whether every target was read and every task run (by this run)."""
         value = "1" if finished else "0"
-        await self._call(
+        await self._run(
             lambda: self.db.execute("INSERT OR REPLACE INTO meta VALUES ('finished', ?)", (value,))
         )
 
@@ -380,7 +490,7 @@ class Journal:
 
     async def done_pairs(self, targets: Sequence[str]) -> set[tuple[str, str]]:
         """The (service, target) pairs among ``targets`` whose search is done."""
-        return await self._call(self._done_pairs, list(targets))
+        return await self._run(self._done_pairs, list(targets))
 
     def _done_pairs(self, targets: list[str]) -> set[tuple[str, str]]:
         done: set[tuple[str, str]] = set()
@@ -405,7 +515,7 @@ class Journal:
         overflow: bool,
     ) -> list[PendingRecord]:
         """Journal a finished search and its records; return the records new to the harvest."""
-        return await self._call(
+        return await self._run(
             self._search_done, service, target, label, position, list(found), overflow
         )
 
@@ -422,24 +532,18 @@ class Journal:
         ra, dec = position if position else (None, None)
         new: list[PendingRecord] = []
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for record in found:
-                pending = _insert(db, record, service, target, label, None, position, now)
-                if pending is not None:
-                    new.append(pending)
-                db.execute(
-                    "INSERT OR IGNORE INTO sightings VALUES (?, ?, ?)",
-                    (record.url, service, target),
-                )
+        for record in found:
+            pending = _insert(db, record, service, target, label, None, position, now)
+            if pending is not None:
+                new.append(pending)
             db.execute(
-                "INSERT OR REPLACE INTO searches VALUES (?, ?, ?, ?, ?, 'done', ?, ?, NULL, ?)",
-                (service, target, label, ra, dec, len(found), int(overflow), now),
+                "INSERT OR IGNORE INTO sightings VALUES (?, ?, ?)",
+                (record.url, service, target),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        db.execute(
+            "INSERT OR REPLACE INTO searches VALUES (?, ?, ?, ?, ?, 'done', ?, ?, NULL, ?)",
+            (service, target, label, ra, dec, len(found), int(overflow), now),
+        )
         return new
 
     async def search_failed(
@@ -450,7 +554,7 @@ class Journal:
         position: tuple[float, float] | None,
         error: str,
     ) -> None:
-        await self._call(self._search_failed, service, target, label, position, error)
+        await self._run(self._search_failed, service, target, label, position, error)
 
     def _search_failed(
         self,
@@ -470,7 +574,7 @@ class Journal:
 
     async def unfinished(self, after: int, below: int, limit: int) -> list[PendingRecord]:
         """Pending or failed records with ``after < id <= below``, in id order."""
-        return await self._call(self._unfinished, after, below, limit)
+        return await self._run(self._unfinished, after, below, limit)
 
     def _unfinished(self, after: int, below: int, limit: int) -> list[PendingRecord]:
         rows = self.db.execute(
@@ -511,7 +615,7 @@ class Journal:
         The children and the parent's new state (``resolved``, or ``skipped``
         with ``note`` when there are none) are written in one transaction.
         """
-        return await self._call(self._resolved, parent, list(children), note)
+        return await self._run(self._resolved, parent, list(children), note)
 
     def _resolved(
         self, parent: PendingRecord, children: list[FoundRecord], note: str | None
@@ -519,40 +623,34 @@ class Journal:
         now = time.time()
         db = self.db
         new: list[PendingRecord] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for child in children:
-                pending = _insert(
-                    db, child, parent.service, parent.target, parent.target_label, parent.id,
-                    parent.centre, now,
-                )  # fmt: skip
-                if pending is not None:
-                    new.append(pending)
-                else:
-                    # Found before by another route: the parent's searches saw it too.
-                    db.execute(
-                        "INSERT OR IGNORE INTO sightings SELECT ?, service, target"
-                        " FROM sightings WHERE url = ?",
-                        (child.url, parent.url),
-                    )
-            state = "resolved" if children else "skipped"
-            db.execute(
-                "UPDATE records SET state = ?, error = ?, updated = ? WHERE id = ?",
-                (state, note, now, parent.id),
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        for child in children:
+            pending = _insert(
+                db, child, parent.service, parent.target, parent.target_label, parent.id,
+                parent.centre, now,
+            )  # fmt: skip
+            if pending is not None:
+                new.append(pending)
+            else:
+                # Found before by another route: the parent's searches saw it too.
+                db.execute(
+                    "INSERT OR IGNORE INTO sightings SELECT ?, service, target"
+                    " FROM sightings WHERE url = ?",
+                    (child.url, parent.url),
+                )
+        state = "resolved" if children else "skipped"
+        db.execute(
+            "UPDATE records SET state = ?, error = ?, updated = ? WHERE id = ?",
+            (state, note, now, parent.id),
+        )
         return new
 
     async def last_record_id(self) -> int:
-        return await self._call(
+        return await self._run(
             lambda: int(self.db.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0])
         )
 
     async def download_done(self, record_id: int, size: int) -> None:
-        await self._call(
+        await self._run(
             lambda: self.db.execute(
                 "UPDATE records SET state = 'done', bytes = ?, error = NULL, updated = ?"
                 " WHERE id = ?",
@@ -561,7 +659,7 @@ class Journal:
         )
 
     async def download_failed(self, record_id: int, error: str) -> None:
-        await self._call(
+        await self._run(
             lambda: self.db.execute(
                 "UPDATE records SET state = 'failed', error = ?, updated = ? WHERE id = ?",
                 (error, time.time(), record_id),

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles
-from astropy.coordinates import SkyCoord
 
 from .._exceptions import ParameterError
 from .._files import safe_filename
-from ..protocol._encoding import position_degrees
+from ..protocol._encoding import is_skycoord, position_degrees
 
 __all__ = ["Target", "iter_targets", "parse_target"]
 
@@ -77,7 +76,7 @@ def parse_target(value: Any) -> Target:
     """
     if isinstance(value, Target):
         return value
-    if isinstance(value, SkyCoord):
+    if is_skycoord(value):
         ra, dec = position_degrees(value, "target")
         return Target(ra=ra, dec=dec)
     if isinstance(value, tuple | list) and len(value) in (2, 3) and not isinstance(value[0], str):
@@ -141,8 +140,8 @@ async def iter_targets(source: Any) -> AsyncIterator[Target]:
     if _is_one_position(source):
         yield parse_target(source)
         return
-    if isinstance(source, str | SkyCoord | Target):
-        if isinstance(source, SkyCoord) and not source.isscalar:
+    if isinstance(source, str | Target) or is_skycoord(source):
+        if is_skycoord(source) and not source.isscalar:
             for coord in source:
                 yield parse_target(coord)
             return

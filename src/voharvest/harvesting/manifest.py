@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
-import numpy as np
-from astropy.table import MaskedColumn, Table
-
 from ._journal import open_readonly
 
 __all__ = [
@@ -163,6 +160,9 @@ def manifest_rows(db: sqlite3.Connection) -> Iterator[tuple[object, ...]]:
 
 def _votable_frame(columns: tuple[str, ...] = MANIFEST_COLUMNS) -> tuple[str, str]:
     """The VOTable document around the rows, written by astropy (for one stand-in row)."""
+    import numpy as np  # (astropy loads only for a manifest's VOTable)
+    from astropy.table import MaskedColumn, Table
+
     table = Table()
     for name in columns:
         if name == "partition":

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
-
-from astropy import units as u
-from astropy.coordinates import SkyCoord
-from astropy.time import Time
 
 from .._exceptions import ParameterError
 
@@ -26,6 +23,9 @@ __all__ = [
     "as_list",
     "endpoints",
     "format_number",
+    "is_quantity",
+    "is_skycoord",
+    "is_time",
     "join_url",
     "named_parameters",
     "position_degrees",
@@ -41,6 +41,29 @@ Params = list[tuple[str, str]]
 _SAFE = ",/:*"
 
 
+# astropy is imported where positions or units are built, not to read a number:
+# a value can be a Quantity, SkyCoord or Time only once astropy's module of that
+# class was imported, so asking sys.modules answers isinstance without importing it.
+
+
+def is_quantity(value: Any) -> bool:
+    """Whether ``value`` is an astropy Quantity (an Angle, say)."""
+    units = sys.modules.get("astropy.units")
+    return units is not None and isinstance(value, units.Quantity)
+
+
+def is_skycoord(value: Any) -> bool:
+    """Whether ``value`` is an astropy SkyCoord."""
+    coordinates = sys.modules.get("astropy.coordinates")
+    return coordinates is not None and isinstance(value, coordinates.SkyCoord)
+
+
+def is_time(value: Any) -> bool:
+    """Whether ``value`` is an astropy Time."""
+    time = sys.modules.get("astropy.time")
+    return time is not None and isinstance(value, time.Time)
+
+
 def to_float(value: Any, name: str) -> float:
     """A plain real number from ``value`` or a ParameterError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -53,7 +76,9 @@ def to_float(value: Any, name: str) -> float:
 
 def to_degrees(value: Any, name: str) -> float:
     """An angle in degrees from a Quantity (any angular unit) or a plain number."""
-    if isinstance(value, u.Quantity):
+    if is_quantity(value):
+        from astropy import units as u
+
         if not value.isscalar:
             raise ParameterError(f"{name}: expected one angle, got {value!r}")
         try:
@@ -76,6 +101,8 @@ def angle(value: Any, name: str, *, maximum: float = MAX_ANGLE) -> float:
     as a number is). ParameterError naming ``name`` otherwise.
     """
     if isinstance(value, str):
+        from astropy import units as u  # text is read by astropy's unit parser
+
         text = value.strip()
         try:
             quantity = u.Quantity(text)
@@ -110,13 +137,13 @@ def position_degrees(pos: Any, name: str = "pos") -> tuple[float, float]:
             f"{name}: {pos!r} is a name; resolve it to a position first "
             "(VOClient.resolve does this with Sesame)"
         )
-    if isinstance(pos, SkyCoord):
+    if is_skycoord(pos):
         if not pos.isscalar:
             raise ParameterError(f"{name}: expected one position, got {len(pos)}")
         icrs = pos.icrs
         ra, dec = float(icrs.ra.deg), float(icrs.dec.deg)
     else:
-        if isinstance(pos, u.Quantity) and not pos.isscalar:
+        if is_quantity(pos) and not pos.isscalar:
             pos = list(pos)
         if not isinstance(pos, Sequence) or len(pos) != 2:
             raise ParameterError(
@@ -141,7 +168,7 @@ def as_list(value: Any) -> list[Any]:
 def endpoints(value: Any, name: str) -> list[Any]:
     """One or two ends of a point or interval value (a pair, a 2-element Quantity or
     Time, or one value); None marks an open end, but not both."""
-    if isinstance(value, u.Quantity | Time) and not value.isscalar:
+    if (is_quantity(value) or is_time(value)) and not value.isscalar:
         items = list(value)
     elif isinstance(value, tuple | list):
         items = list(value)

@@ -40,7 +40,6 @@ from ._descriptors import (
     same_format,
 )
 from .soda import Cutout, soda_params
-from .votable import query_status, read_votable, results_table
 
 __all__ = [
     "DATALINK_LINKS",
@@ -262,6 +261,9 @@ def _length(value: Any) -> int | None:
 def parse_datalink(data: bytes, *, url: str | None = None) -> DataLinks:
     """A DataLink ``{links}`` answer: QueryError on QUERY_STATUS=ERROR, FormatError if
     it is not a links table (no ID / semantics / access_url columns)."""
+    # (VOTable reading imported here: a harvest that meets no DataLink never loads it)
+    from .votable import query_status, read_votable, results_table
+
     votable = read_votable(data, url=url)
     status = query_status(votable)
     if status.is_error:

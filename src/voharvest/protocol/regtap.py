@@ -18,16 +18,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from astropy import units as u
-from astropy.coordinates import SkyCoord
-from astropy.time import Time
-
 from .._exceptions import ParameterError, UnsupportedConstraintError
 from ._encoding import (
     adql_string,
     angle,
     as_list,
     endpoints,
+    is_quantity,
+    is_skycoord,
+    is_time,
     position_degrees,
     to_float,
 )
@@ -274,31 +273,36 @@ def _vertex(value: Any, name: str) -> tuple[float, float]:
     return position_degrees(value, name)
 
 
+def _coordinate_like(value: Any) -> bool:
+    """A SkyCoord or a sequence (an (ra, dec) pair, say), not one number."""
+    return is_skycoord(value) or isinstance(value, Sequence)
+
+
 def _geometry(geometry: Any) -> tuple[str, str]:
     """(kind, ADQL geometry) for the forms :class:`Spatial` accepts."""
     if isinstance(geometry, str):
         if not _MOC_ASCII.match(geometry):
             raise ParameterError(f"spatial: {geometry!r} is not an ASCII MOC (e.g. '6/1-3 7/40')")
         return "moc", f"MOC({adql_string(' '.join(geometry.split()), 'spatial')})"
-    if isinstance(geometry, SkyCoord) and geometry.isscalar:
+    if is_skycoord(geometry) and geometry.isscalar:
         ra, dec = position_degrees(geometry, "spatial")
         return "point", f"POINT({_number(ra)}, {_number(dec)})"
-    if isinstance(geometry, SkyCoord):
+    if is_skycoord(geometry):
         items: list[Any] = list(geometry)
     elif isinstance(geometry, Sequence):
         items = list(geometry)
     else:
         raise ParameterError(f"spatial: can't use {geometry!r} as a geometry")
-    if len(items) == 2 and not isinstance(items[0], SkyCoord | Sequence):
+    if len(items) == 2 and not _coordinate_like(items[0]):
         ra, dec = position_degrees(items, "spatial")
         return "point", f"POINT({_number(ra)}, {_number(dec)})"
-    if len(items) == 2 and isinstance(items[0], SkyCoord):
+    if len(items) == 2 and is_skycoord(items[0]):
         items = [items[0].icrs.ra.deg, items[0].icrs.dec.deg, items[1]]
-    if len(items) == 3 and not isinstance(items[0], SkyCoord | Sequence):
+    if len(items) == 3 and not _coordinate_like(items[0]):
         ra, dec = position_degrees(items[:2], "spatial")
         radius = angle(items[2], "spatial radius")
         return "circle", f"CIRCLE({_number(ra)}, {_number(dec)}, {_number(radius)})"
-    if items and all(isinstance(item, SkyCoord | Sequence) for item in items):
+    if items and all(_coordinate_like(item) for item in items):
         vertices = [_vertex(item, "spatial vertex") for item in items]
     elif len(items) % 2 == 0:
         vertices = [_vertex(items[i : i + 2], "spatial vertex") for i in range(0, len(items), 2)]
@@ -350,15 +354,17 @@ def _spectral(spectral: Any, features: RegistryFeatures) -> str:
         if item is None:
             joules.append(None)
             continue
-        if not isinstance(item, u.Quantity):
+        if not is_quantity(item):
             raise ParameterError(f"spectral: {item!r} needs a unit (e.g. 500 * u.nm)")
+        from astropy import units as u  # (loaded already: item is a Quantity)
+
         try:
             energy = float(item.to_value(u.J, equivalencies=u.spectral()))
         except u.UnitConversionError as exc:
             raise ParameterError(f"spectral: {item!r} is not a spectral quantity") from exc
         joules.append(to_float(energy, "spectral"))
     lo, hi = (joules[0], joules[0]) if len(joules) == 1 else (joules[0], joules[1])
-    if any(isinstance(i, u.Quantity) and i.unit.is_equivalent(u.m) for i in items):
+    if any(is_quantity(i) and i.unit.is_equivalent("m") for i in items):
         # Wavelengths run against energy: (None, 700 nm) means 700 nm or shorter,
         # that is the energy of 700 nm or more.
         lo, hi = hi, lo
@@ -373,7 +379,7 @@ def _temporal(temporal: Any, features: RegistryFeatures) -> str:
     for item in endpoints(temporal, "temporal"):
         if item is None:
             mjds.append(None)
-        elif isinstance(item, Time):
+        elif is_time(item):
             try:
                 mjd = float(item.utc.mjd)
             except Exception as exc:  # astropy: a scale with no UTC conversion

@@ -11,14 +11,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from astropy import units as u
-
 from .._exceptions import ParameterError
 from ._encoding import (
     Params,
     angle,
     as_list,
     format_number,
+    is_quantity,
     join_url,
     named_parameters,
     position_degrees,
@@ -67,7 +66,7 @@ def encode_format(format: Any) -> str:
 
 
 def _size(size: Any, name: str = "size") -> str:
-    if isinstance(size, u.Quantity) and not size.isscalar:
+    if is_quantity(size) and not size.isscalar:
         items = list(size)
     elif isinstance(size, tuple | list):
         items = list(size)

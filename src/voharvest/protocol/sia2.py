@@ -13,11 +13,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from astropy import units as u
-from astropy.coordinates import SkyCoord
-from astropy.time import Time
-from astropy.time.core import ScaleValueError
-
 from .._exceptions import ParameterError
 from ._encoding import (
     Params,
@@ -25,6 +20,9 @@ from ._encoding import (
     as_list,
     endpoints,
     format_number,
+    is_quantity,
+    is_skycoord,
+    is_time,
     join_url,
     named_parameters,
     position_degrees,
@@ -63,7 +61,7 @@ POLARIZATION_STATES = (
 
 
 def _is_scalar(value: Any) -> bool:
-    if isinstance(value, u.Quantity | SkyCoord | Time):
+    if is_quantity(value) or is_skycoord(value) or is_time(value):
         return bool(value.isscalar)
     return not isinstance(value, Sequence) or isinstance(value, str)
 
@@ -108,16 +106,16 @@ def encode_pos(shape: Any) -> str:
     vertices (``[(ra, dec), ...]``, a SkyCoord array, or a flat even list of six
     or more numbers) a polygon. Numbers are degrees; Quantities any angle.
     """
-    if isinstance(shape, SkyCoord) and not shape.isscalar:
+    if is_skycoord(shape) and not shape.isscalar:
         return _polygon([position_degrees(c, "pos vertex") for c in shape])
-    if isinstance(shape, u.Quantity) and not shape.isscalar:
+    if is_quantity(shape) and not shape.isscalar:
         shape = list(shape)
     if not isinstance(shape, Sequence) or isinstance(shape, str):
         raise ParameterError(
             f"pos: expected a circle (ra, dec, radius), a range or a polygon, got {shape!r}"
         )
     items = list(shape)
-    if len(items) == 2 and isinstance(items[0], SkyCoord):
+    if len(items) == 2 and is_skycoord(items[0]):
         return _circle(items[0], items[1])
     if all(not _is_scalar(item) for item in items):
         return _polygon([position_degrees(item, "pos vertex") for item in items])
@@ -138,14 +136,14 @@ def _shapes(pos: Any) -> list[Any]:
         isinstance(pos, list | tuple)
         and pos
         and all(
-            (isinstance(item, SkyCoord) and not item.isscalar)
+            (is_skycoord(item) and not item.isscalar)
             or (
                 isinstance(item, list | tuple)
                 and not (
                     len(item) == 2
                     and _is_scalar(item[0])
                     and _is_scalar(item[1])
-                    and not isinstance(item[0], SkyCoord)
+                    and not is_skycoord(item[0])
                 )
             )
             for item in pos
@@ -158,14 +156,15 @@ def _shapes(pos: Any) -> list[Any]:
 def encode_interval(
     value: Any,
     name: str,
-    unit: u.UnitBase,
+    unit: Any,
     *,
     equivalencies: Any = None,
     lower: float | None = None,
 ) -> str:
     """A DALI interval ``low high`` from a value or a (low, high) pair.
 
-    Quantities are converted to ``unit`` (with ``equivalencies``), plain numbers
+    Quantities are converted to ``unit`` (an astropy unit or its text, such as
+    ``"m"``; with ``equivalencies``, or ``"spectral"`` for those), plain numbers
     are taken to be in ``unit`` already, None is an open end (``-Inf``/``+Inf``).
     A single value is the interval from it to itself. The ends are put in order;
     a conversion that reverses the axis (frequency or energy to wavelength) also
@@ -178,8 +177,10 @@ def encode_interval(
         if item is None:
             numbers.append(None)
             continue
-        if isinstance(item, Time):
-            if unit != u.d:
+        if is_time(item):
+            from astropy.time.core import ScaleValueError
+
+            if _unit(unit) != _unit("d"):
                 raise ParameterError(f"{name}: a Time is not a valid value here")
             try:  # DALI: TIME values are MJD in UTC
                 mjd = item.utc.mjd
@@ -187,7 +188,12 @@ def encode_interval(
                 raise ParameterError(f"{name}: {item!r} can't be converted to UTC") from exc
             numbers.append(_to_float(float(mjd), name))
             continue
-        if isinstance(item, u.Quantity):
+        if is_quantity(item):
+            from astropy import units as u
+
+            unit = _unit(unit)
+            if equivalencies == "spectral":
+                equivalencies = u.spectral()
             try:
                 converted = float(item.to_value(unit, equivalencies=equivalencies or []))
             except u.UnitConversionError as exc:
@@ -207,6 +213,13 @@ def encode_interval(
     if lower is not None and math.isfinite(lo) and lo < lower:
         raise ParameterError(f"{name}: values below {lower} are not valid, got {value!r}")
     return f"{format_number(lo)} {format_number(hi)}"
+
+
+def _unit(unit: Any) -> Any:
+    """An astropy unit from a unit or its text (astropy imported here: a value has units)."""
+    from astropy import units as u
+
+    return u.Unit(unit)
 
 
 def _strings(value: Any, name: str) -> list[str]:
@@ -265,12 +278,13 @@ KEYWORDS = {
     "res_format": "FORMAT",
 }
 
+# Units as text: astropy is imported only when a value has units (see encode_interval).
 _NUMERIC = (
-    ("FOV", u.deg),
-    ("SPATRES", u.arcsec),
-    ("EXPTIME", u.s),
-    ("TIMERES", u.s),
-    ("SPECRP", u.dimensionless_unscaled),
+    ("FOV", "deg"),
+    ("SPATRES", "arcsec"),
+    ("EXPTIME", "s"),
+    ("TIMERES", "s"),
+    ("SPECRP", ""),
 )
 _TEXTS = ("ID", "COLLECTION", "FACILITY", "INSTRUMENT", "DPTYPE")
 
@@ -290,11 +304,11 @@ def build_params(*, extra: Mapping[str, Any] | None = None, **given: Any) -> Par
         params.extend(("POS", encode_pos(shape)) for shape in _shapes(value["POS"]))
     if "BAND" in value:
         for item in _interval_list(value["BAND"]):
-            text = encode_interval(item, name["BAND"], u.m, equivalencies=u.spectral(), lower=0.0)
+            text = encode_interval(item, name["BAND"], "m", equivalencies="spectral", lower=0.0)
             params.append(("BAND", text))
     if "TIME" in value:
         params.extend(
-            ("TIME", encode_interval(item, name["TIME"], u.d))
+            ("TIME", encode_interval(item, name["TIME"], "d"))
             for item in _interval_list(value["TIME"])
         )
     if "POL" in value:

@@ -16,11 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from astropy import units as u
-
 from .._exceptions import ParameterError, UnsupportedConstraintError
 from ._descriptors import ServiceDescriptor
-from ._encoding import MAX_ANGLE, angle, format_number
+from ._encoding import MAX_ANGLE, angle, format_number, is_quantity
 
 __all__ = ["Cutout", "soda_params"]
 
@@ -31,7 +29,9 @@ def _angle(value: Any, name: str) -> float:
 
 
 def _wavelength(value: Any, name: str) -> float:
-    if isinstance(value, u.Quantity):
+    if is_quantity(value):
+        from astropy import units as u  # (loaded already: value is a Quantity)
+
         try:
             value = value.to_value(u.m, equivalencies=u.spectral())
         except u.UnitConversionError as exc:
@@ -71,8 +71,9 @@ class Cutout:
         if self.width is not None and (self.width >= 180 or (self.height or 0) >= 180):
             raise ParameterError("a box cutout must be narrower than 180 deg")
         if self.band is not None:
-            if isinstance(self.band, u.Quantity) and not self.band.isscalar:
-                object.__setattr__(self, "band", tuple(self.band))
+            band: Any = self.band
+            if is_quantity(band) and not band.isscalar:
+                object.__setattr__(self, "band", tuple(band))
             if not isinstance(self.band, Sequence) or len(self.band) != 2:
                 raise ParameterError(f"cutout band: expected (low, high), got {self.band!r}")
             low, high = (_wavelength(v, "cutout band") for v in self.band)

@@ -1,0 +1,423 @@
+"""The download of one URL into one file: the state machine behind ``VOClient.download``.
+
+A :class:`Downloader` passes a file through small steps, each a method::
+
+    place  -> resume point -> request (Range, If-Range) -> answer checked
+           -> stream to .part -> length checked, fsync -> verify -> rename
+
+- **place**: the final name, ``<name>.part`` and ``<name>.part.json`` (the
+  note a kept part carries: URL and validator); a complete file already under
+  the final name is kept.
+- **resume point**: the bytes a kept ``.part`` holds, and the validator
+  (strong ETag, else Last-Modified) it was fetched under.
+- **request**: a GET with ``Range: bytes=N-`` and ``If-Range`` when resuming;
+  the answer decides: 206 from the right byte appends, 200 starts over (never
+  an append: the server ignored Range or the file changed), 416 means the
+  part may be whole, a DataLink document where a file was due is handed back.
+- **stream to .part**: each write is the pieces the socket gave since the
+  last one (no gathering buffer, no copy: ``os.writev`` of the received
+  ``bytes``), in the client's file threads, while the next pieces are read:
+  one write in flight per download, at least ``chunk_bytes`` each.
+- **verify** and **rename**: the length against the announced one, the head
+  against the expected format, fsync, then the atomic rename.
+
+The blocking steps run in the client's file threads, several file-system
+calls per hop, so that the event loop does a few callbacks per file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._downloads import (
+    LinksInstead,
+    content_range,
+    content_range_total,
+    head_problem,
+    read_capped,
+    resumable,
+)
+from ._exceptions import FormatError, PayloadError, StorageError, TooLargeError
+from ._files import filename_from_url, inside, safe_filename
+from .protocol.datalink import is_datalink_format
+
+if TYPE_CHECKING:
+    from ._config import ClientConfig
+    from .transport import Stream, Transport, _Budget
+
+__all__ = ["Downloader", "PartFile", "write_all"]
+
+logger = logging.getLogger("voharvest.client")
+
+T = TypeVar("T")
+
+#: Buffers per ``writev`` call (Linux allows 1024).
+_IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 16
+
+
+def write_all(fd: int, pieces: Sequence[bytes | memoryview]) -> None:
+    """Write ``pieces`` in order to ``fd``, however short each ``writev`` falls."""
+    queue: list[bytes | memoryview] = [piece for piece in pieces if len(piece)]
+    start = 0
+    while start < len(queue):
+        written = os.writev(fd, queue[start : start + _IOV_MAX])
+        if written <= 0:
+            raise OSError(errno.EIO, "the disk took none of the bytes written")
+        while written:
+            head = queue[start]
+            if written >= len(head):
+                written -= len(head)
+                start += 1
+            else:
+                queue[start] = memoryview(head)[written:]
+                written = 0
+
+
+def _write_after(
+    pending: concurrent.futures.Future[None] | None, fd: int, pieces: list[bytes]
+) -> None:
+    """Write ``pieces`` once the write before them ended (written, or failed: then not)."""
+    if pending is not None:
+        pending.result()
+    write_all(fd, pieces)
+
+
+def _close_after(pending: concurrent.futures.Future[None] | None, fd: int) -> None:
+    """Close ``fd`` once the write in flight on it ended (in a file thread, never on the loop)."""
+    try:
+        if pending is not None:
+            concurrent.futures.wait([pending])
+    finally:
+        os.close(fd)
+
+
+def _seal(pending: concurrent.futures.Future[None] | None, fd: int, sync: bool) -> None:
+    """The last write's outcome, then fsync (if asked) and close."""
+    try:
+        if pending is not None:
+            pending.result()
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PartFile:
+    """A ``.part`` open for appending, with at most one write in flight in ``executor``.
+
+    :meth:`write` waits for the previous write, then hands this one to a thread
+    and returns: the caller reads on while the disk works. :meth:`seal`
+    finishes (last write, fsync, close); :meth:`abandon` closes once the write
+    in flight ended, whatever happens to the caller.
+    """
+
+    def __init__(self, fd: int, executor: concurrent.futures.Executor) -> None:
+        self._fd: int | None = fd
+        self._executor = executor
+        self._pending: concurrent.futures.Future[None] | None = None
+
+    @classmethod
+    def open(cls, path: Path, append: bool, executor: concurrent.futures.Executor) -> PartFile:
+        """(Blocking: call in a thread.)"""
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        return cls(os.open(path, flags, 0o666), executor)
+
+    async def write(self, pieces: list[bytes]) -> None:
+        if self._fd is None:
+            raise ValueError("write to a closed part file")
+        if self._pending is not None:
+            # Shielded: a cancelled caller leaves the write running (and known to
+            # abandon(), which closes the file only after it).
+            await asyncio.shield(asyncio.wrap_future(self._pending))
+        self._pending = self._executor.submit(write_all, self._fd, pieces)
+
+    def keep(self, pieces: list[bytes]) -> None:
+        """Queue a last write behind the one in flight, without waiting (after a failure:
+        what was received stays on disk for a resume)."""
+        if self._fd is not None and pieces:
+            self._pending = self._executor.submit(_write_after, self._pending, self._fd, pieces)
+
+    async def seal(self, sync: bool) -> None:
+        """Wait for the last write, fsync if ``sync``, close (errors of any of them raised)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        pending, self._pending = self._pending, None
+        closing = self._executor.submit(_seal, pending, fd, sync)
+        await asyncio.shield(asyncio.wrap_future(closing))
+
+    async def abandon(self) -> None:
+        """Close without raising: after a failure, once the write in flight ended."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        pending, self._pending = self._pending, None
+        closing = self._executor.submit(_close_after, pending, fd)
+        try:
+            await asyncio.shield(asyncio.wrap_future(closing))
+        except OSError as exc:
+            logger.warning("closing a part file failed: %s", exc)
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where one download lands: the final name, its ``.part`` and the part's note."""
+
+    final: Path
+    part: Path
+    note: Path
+
+    @classmethod
+    def of(cls, folder: Path, name: str) -> _Place:
+        final = inside(folder, name)
+        return cls(
+            final, final.with_name(final.name + ".part"), final.with_name(final.name + ".part.json")
+        )
+
+
+def _remove_files(*paths: Path) -> None:
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.warning("could not remove %s: %s", path, exc)
+
+
+class Downloader:
+    """Downloads for one client: its transport, configuration and file threads."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        config: ClientConfig,
+        files: concurrent.futures.Executor,
+        background: Callable[[Awaitable[Any]], None],
+    ) -> None:
+        self._transport = transport
+        self.config = config
+        self._files = files
+        self._background = background
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._files, function, *args)
+
+    # --- one file, retried ------------------------------------------------------------
+
+    async def fetch(
+        self,
+        url: str,
+        directory: str | os.PathLike[str],
+        filename: str | None,
+        overwrite: bool,
+        keep_partial: bool,
+        expected_format: str | None,
+    ) -> Path:
+        """The file at ``url`` into ``directory``; its final path (see ``VOClient.download``)."""
+        name = safe_filename(filename) if filename is not None else filename_from_url(url)
+        place, complete = await self._in_thread(self._place, Path(directory), name, overwrite)
+        if complete:
+            return place.final
+        detect_links = not is_datalink_format(expected_format)
+
+        async def attempt(budget: _Budget) -> None:
+            budget.begin()
+            await self._attempt(url, place, keep_partial, detect_links)
+
+        try:
+            try:
+                await self._transport.with_retries(url, attempt)
+                await self._in_thread(self._commit, place, expected_format, url)
+            except OSError as exc:
+                raise StorageError(f"can't write {place.final}: {exc}") from exc
+        except BaseException as exc:
+            doomed = () if keep_partial and resumable(exc) else (place.part, place.note)
+            removal = asyncio.ensure_future(self._remove(*doomed))
+            try:
+                await asyncio.shield(removal)
+            except asyncio.CancelledError:
+                self._background(removal)
+            raise
+        return place.final
+
+    def _place(self, folder: Path, name: str, overwrite: bool) -> tuple[_Place, bool]:
+        """(Thread.) The directory made, the names; whether a complete file is there already."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"can't create the directory {folder}: {exc}") from exc
+        place = _Place.of(folder, name)
+        if not overwrite and place.final.exists():
+            # Complete already (renames are atomic); what a killed run left beside it is stale.
+            _remove_files(place.part, place.note)
+            return place, True
+        return place, False
+
+    async def _remove(self, *paths: Path) -> None:
+        if paths:
+            await self._in_thread(_remove_files, *paths)
+
+    # --- one attempt ------------------------------------------------------------------
+
+    async def _attempt(
+        self, url: str, place: _Place, keep_partial: bool, detect_links: bool
+    ) -> None:
+        offset, validator = 0, None
+        if keep_partial:
+            offset, validator = await self._in_thread(self._resume_point, url, place)
+        headers = {"Accept-Encoding": "identity"}
+        if offset and validator:
+            headers["Range"] = f"bytes={offset}-"
+            headers["If-Range"] = validator
+        async with self._transport.stream(url, headers=headers, ok=(200, 206, 416)) as stream:
+            start = await self._answer(stream, url, place, offset, detect_links)
+            if start is None:
+                return  # the kept part is the whole file
+            offset, total = start
+            if keep_partial:
+                await self._in_thread(self._write_note, place, url, stream, total)
+            part = await self._in_thread(PartFile.open, place.part, bool(offset), self._files)
+            try:
+                received = await self._receive(stream, part, place, url, offset, total)
+            except BaseException:
+                await part.abandon()
+                raise
+        # After the response: the host's connection slot is free while the disk works.
+        await part.seal(self.config.fsync)
+        if total is not None and offset + received != total:
+            raise PayloadError(
+                f"received {offset + received} bytes, {total} announced", url=url, retryable=True
+            )
+
+    def _resume_point(self, url: str, place: _Place) -> tuple[int, str | None]:
+        """(Thread.) (bytes already in the ``.part``, validator) if resumable, else (0, None)."""
+        try:
+            saved = json.loads(place.note.read_text(encoding="utf-8"))
+            size = place.part.stat().st_size
+        except (OSError, ValueError):
+            return 0, None
+        if not isinstance(saved, dict) or saved.get("url") != url:
+            return 0, None
+        etag = saved.get("etag")
+        validator = etag if isinstance(etag, str) and not etag.startswith("W/") else None
+        validator = validator or saved.get("last_modified")
+        if not validator or size <= 0:
+            return 0, None
+        return size, str(validator)
+
+    async def _answer(
+        self, stream: Stream, url: str, place: _Place, offset: int, detect_links: bool
+    ) -> tuple[int, int | None] | None:
+        """(offset to write at, total length) the answer gives; None: nothing left to fetch."""
+        if stream.status == 204:
+            raise FormatError(
+                "the server answered 204 No Content: nothing to save "
+                "(a SODA cutout outside the image, say)",
+                url=url,
+            )
+        if (
+            detect_links
+            and stream.status == 200
+            and is_datalink_format(stream.headers.get("Content-Type"))
+        ):
+            raise LinksInstead(await read_capped(stream, url), url)
+        if stream.status == 416:
+            # Nothing left to send: the .part may already hold the whole file.
+            length = content_range_total(stream.headers.get("Content-Range"))
+            if offset and length == offset:
+                return None
+            await self._remove(place.part, place.note)
+            raise PayloadError(
+                "the server can't serve the rest of the kept part; starting over",
+                url=url,
+                retryable=True,
+            )
+        if stream.status == 206:
+            start, total = content_range(stream.headers.get("Content-Range"))
+            if start != offset:
+                await self._remove(place.part, place.note)
+                raise PayloadError(
+                    f"asked for bytes from {offset}, got a range from {start}",
+                    url=url,
+                    retryable=True,
+                )
+            return offset, total
+        return 0, stream.content_length  # a full answer: start over, never append
+
+    @staticmethod
+    def _write_note(place: _Place, url: str, stream: Stream, total: int | None) -> None:
+        """(Thread.) What a kept part was fetched under, for the next run to resume it."""
+        note = {
+            "url": url,
+            "etag": stream.headers.get("ETag"),
+            "last_modified": stream.headers.get("Last-Modified"),
+            "length": total,
+        }
+        place.note.write_text(json.dumps(note), encoding="utf-8")
+
+    async def _receive(
+        self,
+        stream: Stream,
+        part: PartFile,
+        place: _Place,
+        url: str,
+        offset: int,
+        total: int | None,
+    ) -> int:
+        """Stream the body into ``part``; the bytes received."""
+        chunk_bytes = self.config.chunk_bytes
+        limit = total if total is not None else self.config.max_fetch_bytes
+        received = 0
+        gathered: list[bytes] = []
+        size = 0
+        try:
+            async for piece in stream.pieces():
+                received += len(piece)
+                if offset + received > limit:
+                    gathered = []
+                    await self._remove(place.part, place.note)
+                    if total is not None:
+                        # More than announced (a body gzipped against our wish, a
+                        # bomb): stop now, and keep nothing of it.
+                        raise PayloadError(
+                            f"the body runs past the {total} bytes announced", url=url
+                        )
+                    raise TooLargeError(
+                        f"a download without a length passed max_fetch_bytes "
+                        f"({self.config.max_fetch_bytes})",
+                        url=url,
+                    )
+                gathered.append(piece)
+                size += len(piece)
+                if size >= chunk_bytes:
+                    pieces, gathered, size = gathered, [], 0
+                    await part.write(pieces)
+        except BaseException:
+            # Cut, reset, stalled or cancelled: every byte received goes to disk,
+            # so that a resume asks only for the rest.
+            part.keep(gathered)
+            raise
+        if gathered:
+            await part.write(gathered)
+        return received
+
+    # --- verify and rename --------------------------------------------------------------
+
+    @staticmethod
+    def _commit(place: _Place, expected_format: str | None, url: str) -> None:
+        """(Thread.) The content checked against its format, renamed into place, note gone."""
+        problem = head_problem(place.part, expected_format, url)
+        if problem is not None:
+            raise problem
+        os.replace(place.part, place.final)
+        _remove_files(place.note)
