@@ -10,7 +10,11 @@ translated here into the :class:`~voharvest.TransportError` family.
 Retried: connection errors and resets, a kept-alive connection closed by the
 server, timeouts, a body cut short, and the statuses of the retry policy
 (408/429/500/502/503/504 by default). Not retried: other statuses, TLS
-failures, redirect problems, size caps, cancellation. A request that is not
+failures, errors that can't heal by waiting (a host name that does not
+resolve, a connection refused on every address), redirect problems, size
+caps, cancellation. A 429 or 503 whose Retry-After was honoured is charged to
+the request's deadline, not to its attempts: against a throttling host a
+request ends in success or a deadline error. A request that is not
 idempotent (creating a UWS job) is retried only when it surely never reached
 the application: the connection could not be made, or the host answered 429
 or 503.
@@ -45,7 +49,7 @@ from ._exceptions import (
     TooLargeError,
     TransportError,
 )
-from ._limiter import Clock, HostLimiter, HostStats, LoopClock
+from ._limiter import Clock, HostLimiter, HostPaused, HostStats, LoopClock, Ticket
 from ._version import __version__
 
 __all__ = ["Answer", "Stream", "Transport", "default_user_agent", "parse_retry_after"]
@@ -115,6 +119,24 @@ def _translate(exc: BaseException, url: str) -> TransportError:
         return ConnectError(f"TLS failure: {text}", url=url, retryable=False)
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return RequestTimeoutError(f"timed out ({type(exc).__name__})", url=url, retryable=True)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        # Waiting won't make a name resolve: not retried.
+        return ConnectError(
+            f"host name {exc.host!r} not found ({exc.os_error.strerror or exc.os_error}); "
+            "check the name, or whether this machine is offline (no DNS)",
+            url=url,
+            retryable=False,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, ConnectionRefusedError
+    ):
+        # aiohttp tried every address of the host: nothing listens there.
+        return ConnectError(
+            f"connection refused by {exc.host}:{exc.port} (nothing listens there; "
+            "is the service down, or the address wrong?)",
+            url=url,
+            retryable=False,
+        )
     if isinstance(
         exc,
         aiohttp.ClientConnectorError
@@ -188,6 +210,11 @@ class Transport:
         self._owns_session = session is None
         self._clock: Clock = clock or LoopClock()
         self._limiters: dict[str, HostLimiter] = {}
+        # Our own session reports when each request's headers are written (the
+        # spacing is measured there); a borrowed one can't, so slots count.
+        self._wire = session is None
+        #: Rates learned by an earlier run, by origin: a host's limiter starts there.
+        self.start_rates: dict[str, float] = {}
         self.user_agent = config.user_agent or default_user_agent()
 
     # --- lifetime -------------------------------------------------------------
@@ -200,11 +227,39 @@ class Transport:
                 ttl_dns_cache=300,
                 ssl=True if self.config.verify_tls else False,
             )
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(self._on_headers_sent)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
                 headers={"User-Agent": self.user_agent},
+                trace_configs=[trace],
             )
+
+    async def _on_headers_sent(
+        self,
+        session: aiohttp.ClientSession,
+        context: Any,
+        params: aiohttp.TraceRequestHeadersSentParams,
+    ) -> None:
+        """aiohttp is about to write a request's headers: wait for the host's turn.
+
+        A redirect to another host waits for that host's turn (it is that
+        host's request), without holding one of its places.
+        """
+        ticket = context.trace_request_ctx
+        if not isinstance(ticket, Ticket):
+            return
+        limiter = ticket.limiter
+        url = str(params.url)
+        try:
+            if origin_of(url) != limiter.origin:
+                limiter = self.limiter(url)
+        except ParameterError:
+            pass
+        sent = await limiter.at_wire()
+        if limiter is ticket.limiter:
+            ticket.sent_at = sent
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
@@ -228,7 +283,11 @@ class Transport:
         limiter = self._limiters.get(origin)
         if limiter is None:
             limiter = HostLimiter(
-                self.config.host_policy(origin), self._clock, gate=self.config.gate, origin=origin
+                self.config.host_policy(origin),
+                self._clock,
+                gate=self.config.gate,
+                origin=origin,
+                start_rate=self.start_rates.get(origin),
             )
             self._limiters[origin] = limiter
         return limiter
@@ -256,11 +315,13 @@ class Transport:
         budget = _Budget(self._clock, policy.deadline)
         limiter = self.limiter(url)
         failures: list[TransportError] = []
+        charged = 0  # failures charged to the attempts (not honoured Retry-Afters)
+        over_deadline = False
 
         next_delay = 0.0
 
         def retryable(exc: BaseException) -> bool:
-            nonlocal next_delay
+            nonlocal next_delay, charged, over_deadline
             if not isinstance(exc, TransportError) or not exc.retryable:
                 return False
             if not idempotent and not (
@@ -270,16 +331,23 @@ class Transport:
                 return False
             if isinstance(exc, HTTPStatusError) and exc.retry_after is not None:
                 if exc.status in (429, 503):
-                    next_delay = 0.0  # the whole host is paused until then; the limiter holds us
+                    # The whole host is paused until then; the limiter holds us. The
+                    # host said when to come back: that costs time, not an attempt.
+                    next_delay = 0.0
                 else:
                     next_delay = exc.retry_after  # only this request was told to wait
+                    charged += 1
                 needed = exc.retry_after
             else:
-                next_delay = policy.backoff(len(failures) + 1) + random.uniform(0, policy.jitter)
+                charged += 1
+                next_delay = policy.backoff(charged) + random.uniform(0, policy.jitter)
                 needed = next_delay
             failures.append(exc)
             # Retry only if an attempt can still start before the deadline.
-            return needed < budget.remaining()
+            if needed < budget.remaining():
+                return True
+            over_deadline = next_delay == 0.0 and isinstance(exc, HTTPStatusError)
+            return False
 
         def wait(state: RetryCallState) -> float:
             return next_delay
@@ -290,7 +358,7 @@ class Transport:
             logger.info("retrying %s (attempt %d failed: %s)", url, state.attempt_number, exc)
 
         retrying = AsyncRetrying(
-            stop=lambda state: state.attempt_number >= policy.attempts,
+            stop=lambda state: charged >= policy.attempts,
             wait=wait,
             retry=retry_if_exception(retryable),
             sleep=self._clock.sleep,
@@ -306,6 +374,23 @@ class Transport:
         except TransportError as exc:
             exc.attempts = attempts
             limiter.stats.failures += 1
+            throttled = [
+                f for f in failures if isinstance(f, HTTPStatusError) and f.status in (429, 503)
+            ]
+            if isinstance(exc, RequestTimeoutError) and throttled and exc is not failures[-1]:
+                raise RequestTimeoutError(
+                    f"{exc.message}; the host throttled it {len(throttled)} times "
+                    f"(last: {throttled[-1].message})",
+                    url=url,
+                    attempts=attempts,
+                ) from exc
+            if over_deadline:
+                raise RequestTimeoutError(
+                    f"the deadline of {policy.deadline:g} s would pass before the host lets "
+                    f"the request through (last answer: {exc.message})",
+                    url=url,
+                    attempts=attempts,
+                ) from exc
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
@@ -327,14 +412,26 @@ class Transport:
             sock_read=timeouts.read,
         )
 
+    async def _send(
+        self, request: Callable[[], Awaitable[aiohttp.ClientResponse]]
+    ) -> aiohttp.ClientResponse:
+        """Send a request; if its host was paused before it reached the wire, wait and resend."""
+        while True:
+            try:
+                return await request()
+            except HostPaused as paused:
+                await paused.limiter.wait_ready()
+
     async def _check_status(
-        self, response: aiohttp.ClientResponse, limiter: HostLimiter, ok: tuple[int, ...]
+        self, response: aiohttp.ClientResponse, ticket: Ticket, ok: tuple[int, ...]
     ) -> None:
+        limiter = ticket.limiter
         status = response.status
         limiter.stats.statuses[status] = limiter.stats.statuses.get(status, 0) + 1
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        limiter.answered(status, ticket.sent_at, retry_after=retry_after)
         if 200 <= status < 300 or status in ok:
             return
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         policy = self.config.retry
         if retry_after is not None:
             retry_after = min(retry_after, policy.retry_after_cap)
@@ -405,22 +502,26 @@ class Transport:
         session = self.session
 
         async def attempt(budget: _Budget) -> Answer:
-            async with limiter.slot():
+            async with limiter.slot(wire=self._wire) as ticket:
                 budget.begin()
                 start = self._clock.now()
                 limiter.stats.requests += 1
                 try:
-                    async with session.request(
-                        method,
-                        url,
-                        data=data,
-                        allow_redirects=allow_redirects,
-                        timeout=self._timeout(budget, url),
-                        **self._request_kwargs(headers),
-                    ) as response:
+                    response = await self._send(
+                        lambda: session.request(
+                            method,
+                            url,
+                            data=data,
+                            allow_redirects=allow_redirects,
+                            timeout=self._timeout(budget, url),
+                            trace_request_ctx=ticket,
+                            **self._request_kwargs(headers),
+                        )
+                    )
+                    async with response:
                         limiter.stats.responses += 1
                         limiter.stats.latency_total += self._clock.now() - start
-                        await self._check_status(response, limiter, ok)
+                        await self._check_status(response, ticket, ok)
                         body = await self._read(response, cap, limiter.stats)
                         return Answer(str(response.url), response.status, response.headers, body)
                 except _CAUGHT as exc:
@@ -439,17 +540,23 @@ class Transport:
         """
         limiter = self.limiter(url)
         session = self.session
-        async with limiter.slot():
+        async with limiter.slot(wire=self._wire) as ticket:
             start = self._clock.now()
             limiter.stats.requests += 1
             handed_over = False
             try:
-                async with session.get(
-                    url, timeout=self._timeout(None, url), **self._request_kwargs(headers)
-                ) as response:
+                response = await self._send(
+                    lambda: session.get(
+                        url,
+                        timeout=self._timeout(None, url),
+                        trace_request_ctx=ticket,
+                        **self._request_kwargs(headers),
+                    )
+                )
+                async with response:
                     limiter.stats.responses += 1
                     limiter.stats.latency_total += self._clock.now() - start
-                    await self._check_status(response, limiter, ok)
+                    await self._check_status(response, ticket, ok)
                     handed_over = True
                     yield Stream(response, limiter.stats)
             except _CAUGHT as exc:
