@@ -293,6 +293,11 @@ class Transport:
         return limiter
 
     @property
+    def limiters(self) -> dict[str, HostLimiter]:
+        """The limiters met so far, by origin."""
+        return dict(self._limiters)
+
+    @property
     def stats(self) -> dict[str, HostStats]:
         """Per-host statistics, by origin (``scheme://host:port``)."""
         return {origin: limiter.stats for origin, limiter in self._limiters.items()}
