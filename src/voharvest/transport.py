@@ -310,13 +310,17 @@ class Transport:
         attempt: Callable[[_Budget], Awaitable[T]],
         *,
         idempotent: bool = True,
+        attempts: int | None = None,
     ) -> T:
         """Run ``attempt`` until it succeeds or the retry policy gives up.
 
         A fresh tenacity state per call (shared state corrupts across tasks).
         The error finally raised is the last attempt's, with ``attempts`` set.
+        ``attempts``: at most this many (charged) attempts, if fewer than the
+        policy's (a failover's first quick pass over its endpoints).
         """
         policy = self.config.retry
+        allowed = policy.attempts if attempts is None else max(1, min(attempts, policy.attempts))
         budget = _Budget(self._clock, policy.deadline)
         limiter = self.limiter(url)
         failures: list[TransportError] = []
@@ -363,21 +367,21 @@ class Transport:
             logger.info("retrying %s (attempt %d failed: %s)", url, state.attempt_number, exc)
 
         retrying = AsyncRetrying(
-            stop=lambda state: charged >= policy.attempts,
+            stop=lambda state: charged >= allowed,
             wait=wait,
             retry=retry_if_exception(retryable),
             sleep=self._clock.sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
-        attempts = 0
+        made = 0
         try:
             async for state in retrying:
                 with state:
-                    attempts = state.retry_state.attempt_number
+                    made = state.retry_state.attempt_number
                     return await attempt(budget)
         except TransportError as exc:
-            exc.attempts = attempts
+            exc.attempts = made
             limiter.stats.failures += 1
             throttled = [
                 f for f in failures if isinstance(f, HTTPStatusError) and f.status in (429, 503)
@@ -387,14 +391,14 @@ class Transport:
                     f"{exc.message}; the host throttled it {len(throttled)} times "
                     f"(last: {throttled[-1].message})",
                     url=url,
-                    attempts=attempts,
+                    attempts=made,
                 ) from exc
             if over_deadline:
                 raise RequestTimeoutError(
                     f"the deadline of {policy.deadline:g} s would pass before the host lets "
                     f"the request through (last answer: {exc.message})",
                     url=url,
-                    attempts=attempts,
+                    attempts=made,
                 ) from exc
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
@@ -496,11 +500,13 @@ class Transport:
         idempotent: bool = True,
         allow_redirects: bool = True,
         ok: tuple[int, ...] = (),
+        attempts: int | None = None,
     ) -> Answer:
         """One complete request (read whole, capped), retried as the policy says.
 
         ``ok``: statuses accepted besides 2xx (e.g. 303 with redirects off);
-        any other status raises HTTPStatusError.
+        any other status raises HTTPStatusError. ``attempts``: fewer attempts
+        than the policy's (see :meth:`with_retries`).
         """
         cap = max_bytes if max_bytes is not None else self.config.max_answer_bytes
         limiter = self.limiter(url)
@@ -532,7 +538,7 @@ class Transport:
                 except _CAUGHT as exc:
                     raise _translate(exc, url) from exc
 
-        return await self.with_retries(url, attempt, idempotent=idempotent)
+        return await self.with_retries(url, attempt, idempotent=idempotent, attempts=attempts)
 
     @asynccontextmanager
     async def stream(
