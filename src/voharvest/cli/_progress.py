@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import IO, Any
@@ -82,8 +83,9 @@ class Progress:
 
 
 def host_summary(stats: dict[str, HostStats]) -> str:
-    """A table of what each host saw: requests, retries, 429/503, failures, bytes, latency."""
-    header = ("host", "requests", "retries", "429/503", "failures", "bytes", "mean latency")
+    """A table of what each host saw: requests, retries, 429/503, failures, bytes, latency,
+    and the rate (requests/s) its adaptive limiter ended at."""
+    header = ("host", "requests", "retries", "429/503", "failures", "bytes", "mean latency", "rate")
     rows = [header]
     for origin, one in sorted(stats.items()):
         latency = one.mean_latency
@@ -96,6 +98,7 @@ def host_summary(stats: dict[str, HostStats]) -> str:
                 str(one.failures),
                 format_bytes(one.bytes),
                 f"{latency * 1000:.0f} ms" if latency is not None else "-",
+                f"{one.rate:.3g}/s" if math.isfinite(one.rate) else "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
