@@ -66,6 +66,7 @@ class HostConfig:
       ``enforce``) any request that arrives less than ``1 / rate_limit`` minus
       ``tolerance`` seconds after the previous one: a host that wants a
       smooth rate and takes no burst at all.
+    - ``refusal``: the status of a refusal for the rate, 429 (default) or 503.
     - ``retry_after``: how 429 and 503 answers say when to come back:
       ``seconds`` (``Retry-After: <retry_after_seconds>``), ``date`` (an HTTP
       date that many seconds ahead, rounded up to the second), or ``none``.
@@ -92,6 +93,7 @@ class HostConfig:
     enforce: bool = True
     no_burst: bool = False
     tolerance: float = 0.015
+    refusal: int = 429
     retry_after: str = "seconds"
     retry_after_seconds: float = 1.0
     range_support: bool = True
@@ -119,6 +121,8 @@ class HostConfig:
                 f"HostConfig.retry_after: expected one of {', '.join(RETRY_AFTER_FORMS)}, "
                 f"got {self.retry_after!r}"
             )
+        if self.refusal not in (429, 503) or isinstance(self.refusal, bool):
+            raise ParameterError(f"HostConfig.refusal: expected 429 or 503, got {self.refusal!r}")
         if self.no_burst and self.rate_limit is None:
             raise ParameterError("HostConfig.no_burst: needs a rate_limit")
         _integer("image_bytes", self.image_bytes, low=1)

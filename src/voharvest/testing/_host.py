@@ -144,7 +144,11 @@ class HostServer:
                     counters.rate_violations_after_stall += 1
                 if self.config.enforce:
                     response = await self._send(
-                        request, 429, b"rate limit exceeded\n", "text/plain", retry_after=True
+                        request,
+                        self.config.refusal,
+                        b"rate limit exceeded\n",
+                        "text/plain",
+                        retry_after=True,
                     )
                     counters.statuses[response.status] += 1
                     return response
