@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -124,11 +124,12 @@ class HostPaused(Exception):
 class Ticket:
     """One request's passage: when its headers went out (clock seconds)."""
 
-    __slots__ = ("limiter", "sent_at")
+    __slots__ = ("limiter", "sent_at", "waiting")
 
-    def __init__(self, limiter: HostLimiter, sent_at: float) -> None:
+    def __init__(self, limiter: HostLimiter, sent_at: float, *, waiting: bool) -> None:
         self.limiter = limiter
         self.sent_at = sent_at
+        self.waiting = waiting  # not on the wire yet
 
 
 class HostLimiter:
@@ -137,11 +138,13 @@ class HostLimiter:
     __slots__ = (
         "_clock",
         "_gate",
+        "_listeners",
         "_next",
         "_paused_until",
         "_places",
         "_rate",
         "_recent",
+        "_waiting",
         "_wire",
         "_wire_lock",
         "origin",
@@ -175,6 +178,8 @@ class HostLimiter:
         self._paused_until = -math.inf
         self._places = asyncio.Semaphore(policy.concurrency)
         self._wire_lock = asyncio.Lock()
+        self._waiting = 0
+        self._listeners: list[Callable[[], None]] = []
         self.stats.rate = self._rate.rate
         self.stats.ceiling = self._rate.ceiling
 
@@ -190,6 +195,22 @@ class HostLimiter:
     @property
     def interval(self) -> float:
         return self._rate.interval
+
+    @property
+    def waiting(self) -> int:
+        """Requests that hold a slot or wait for one and are not on the wire yet."""
+        return self._waiting
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a request leaves the waiting ones (on the wire, or gone)."""
+        self._listeners.append(callback)
+
+    def _left(self, ticket: Ticket) -> None:
+        if ticket.waiting:
+            ticket.waiting = False
+            self._waiting -= 1
+            for callback in self._listeners:
+                callback()
 
     def ready_at(self) -> float:
         """The earliest a new request could start (clock seconds): pauses and slots given."""
@@ -251,7 +272,7 @@ class HostLimiter:
         while (left := self._paused_until - self._clock.now()) > 0:
             await self._clock.sleep(left)
 
-    async def at_wire(self) -> float:
+    async def at_wire(self, ticket: Ticket | None = None) -> float:
         """Wait for this request's turn at the wire; return the time its headers go out.
 
         Where the spacing is measured, and why here: the transport calls this
@@ -278,7 +299,9 @@ class HostLimiter:
                     raise HostPaused(self)
                 await self._clock.sleep(start - now)
             self._mark_wire(now)
-            return now
+        if ticket is not None:
+            self._left(ticket)
+        return now
 
     @asynccontextmanager
     async def _local_slot(self, wire: bool) -> AsyncIterator[None]:
@@ -293,23 +316,36 @@ class HostLimiter:
         headers are about to be written (the transport does, through aiohttp's
         trace hooks); without it the slot's own time counts as the start.
         """
-        async with self._places:
-            gated = self._gate is not None
-            start = (
-                self._gate.hold(self.origin, self.policy)
-                if self._gate is not None
-                else self._local_slot(wire)
-            )
-            async with start:
-                if gated and self._clock.now() < self._paused_until:
-                    # The gate knows the pauses of every process; ours too, but a
-                    # Retry-After seen here may not have reached it yet.
-                    await self._clock.sleep(self._paused_until - self._clock.now())
-                if gated and not wire:
-                    self._mark_wire(self._clock.now())
-                self.stats.in_flight += 1
-                self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
-                try:
-                    yield Ticket(self, self._clock.now())
-                finally:
-                    self.stats.in_flight -= 1
+        ticket = Ticket(self, -math.inf, waiting=True)
+        self._waiting += 1
+        try:
+            async with self._places:
+                async with self._started(ticket, wire):
+                    yield ticket
+        finally:
+            self._left(ticket)
+
+    @asynccontextmanager
+    async def _started(self, ticket: Ticket, wire: bool) -> AsyncIterator[None]:
+        gated = self._gate is not None
+        start = (
+            self._gate.hold(self.origin, self.policy)
+            if self._gate is not None
+            else self._local_slot(wire)
+        )
+        async with start:
+            if gated and self._clock.now() < self._paused_until:
+                # The gate knows the pauses of every process; ours too, but a
+                # Retry-After seen here may not have reached it yet.
+                await self._clock.sleep(self._paused_until - self._clock.now())
+            if gated and not wire:
+                self._mark_wire(self._clock.now())
+            self.stats.in_flight += 1
+            self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+            ticket.sent_at = self._clock.now()
+            if not wire:
+                self._left(ticket)
+            try:
+                yield
+            finally:
+                self.stats.in_flight -= 1

@@ -257,9 +257,10 @@ class Transport:
                 limiter = self.limiter(url)
         except ParameterError:
             pass
-        sent = await limiter.at_wire()
         if limiter is ticket.limiter:
-            ticket.sent_at = sent
+            ticket.sent_at = await limiter.at_wire(ticket)
+        else:
+            await limiter.at_wire()
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:

@@ -23,7 +23,7 @@ async def send(limiter: HostLimiter, clock: FakeClock, delay: float, wire: list[
     being made, a busy event loop), then the wire."""
     async with limiter.slot(wire=True) as ticket:
         await clock.sleep(delay)
-        ticket.sent_at = await limiter.at_wire()
+        ticket.sent_at = await limiter.at_wire(ticket)
         wire.append(ticket.sent_at)
 
 

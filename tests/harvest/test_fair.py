@@ -34,8 +34,8 @@ async def fan_out(clock: FakeClock, queue: Any, limiters: dict[str, HostLimiter]
     async def worker() -> None:
         while (host := await queue.get()) is not STOP:
             limiter = limiters[host]
-            async with limiter.slot(wire=True):
-                await limiter.at_wire()
+            async with limiter.slot(wire=True) as ticket:
+                await limiter.at_wire(ticket)
                 await clock.sleep(LATENCY[host])
             finished[host] = clock.now()
 
@@ -53,6 +53,8 @@ def fair_queue(clock: FakeClock, limiters: dict[str, HostLimiter]) -> FairQueue:
         key=lambda job: job if isinstance(job, str) else None,
         room=lambda host: limiters[host].policy.concurrency,
         ready_at=lambda host: limiters[host].ready_at(),
+        waiting=lambda host: limiters[host].waiting,
+        listen=lambda host, poke: limiters[host].listen(poke),
         clock=clock,
         per_host=256,
     )
@@ -96,8 +98,8 @@ async def test_a_paused_host_holds_no_worker():
         # Two workers only: if one sat in the paused host, fast1 would go at half speed.
         while (host := await queue.get()) is not STOP:
             seen.append(host)
-            async with limiters[host].slot(wire=True):
-                await limiters[host].at_wire()
+            async with limiters[host].slot(wire=True) as ticket:
+                await limiters[host].at_wire(ticket)
                 if host == "fast1":
                     fast_done.append(clock.now())
 
@@ -115,6 +117,8 @@ async def test_a_full_host_queue_makes_the_producer_wait():
         key=lambda job: job,
         room=lambda host: 1,
         ready_at=lambda host: limiters[host].ready_at(),
+        waiting=lambda host: limiters[host].waiting,
+        listen=lambda host, poke: limiters[host].listen(poke),
         clock=clock,
         per_host=3,
     )

@@ -364,6 +364,8 @@ class Harvest:
             key=key,
             room=lambda origin: transport.limiter(origin).policy.concurrency,
             ready_at=lambda origin: transport.limiter(origin).ready_at(),
+            waiting=lambda origin: transport.limiter(origin).waiting,
+            listen=lambda origin, poke: transport.limiter(origin).listen(poke),
             clock=transport.clock,
             per_host=max(256, 8 * workers),
         )
