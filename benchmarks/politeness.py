@@ -392,10 +392,10 @@ def _per_host_figures(counters: dict[str, Any], searches: int, limit: float) -> 
         "succeeded_pct": 100.0 * min(len(answered), searches) / searches,
         "refusals_first_30s": sum(1 for t in refusals if t < 30.0),
         "refusals_per_min_after": 60.0 * len(late_refusals) / span_after
-        if span_after > 1
+        if span_after >= 10
         else None,
         "throughput_after_30s_over_limit": (
-            len(after) / span_after / limit if span_after > 1 and after else None
+            len(after) / span_after / limit if span_after >= 10 and after else None
         ),
         "last_answer_s": end,
     }
