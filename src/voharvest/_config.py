@@ -115,16 +115,38 @@ class RetryPolicy:
 class HostPolicy:
     """Politeness towards one host: a smooth request rate and a cap on connections.
 
-    ``rate`` is requests started per second, evenly spaced (no bursts);
+    ``rate`` is requests started per second, evenly spaced (no bursts), the
+    spacing measured from when each request's headers were written;
     ``math.inf`` means no rate limit. ``concurrency`` caps requests in flight.
+
+    ``adaptive`` (the default): ``rate`` is where the host's rate starts; it
+    goes down when the host throttles (429, 503 without Retry-After) and
+    creeps back up while answers are clean, never above ``max_rate`` (None:
+    ``rate`` itself, so a host that says nothing is never asked faster than
+    ``rate``) nor below ``min_rate``. ``adaptive=False`` keeps ``rate`` fixed.
     """
 
     rate: float = 10.0
     concurrency: int = 8
+    adaptive: bool = True
+    max_rate: float | None = None
+    min_rate: float = 0.05
 
     def __post_init__(self) -> None:
         _positive("HostPolicy.rate", self.rate, allow_inf=True)
         _count("HostPolicy.concurrency", self.concurrency)
+        if not isinstance(self.adaptive, bool):
+            raise ParameterError(
+                f"HostPolicy.adaptive: expected True or False, got {self.adaptive!r}"
+            )
+        if self.max_rate is not None:
+            _positive("HostPolicy.max_rate", self.max_rate, allow_inf=True)
+        _positive("HostPolicy.min_rate", self.min_rate)
+
+    @property
+    def ceiling(self) -> float:
+        """The highest rate the host is ever asked at (``max_rate``, else ``rate``)."""
+        return self.rate if self.max_rate is None else self.max_rate
 
 
 @dataclass(frozen=True)

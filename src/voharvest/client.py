@@ -89,6 +89,28 @@ def source_url(source: Any) -> str:
     return check_url(url)
 
 
+def _may_heal(error: VOHarvestError | None) -> bool:
+    return isinstance(error, TransportError) and error.retryable
+
+
+def _no_registry(failures: dict[str, VOHarvestError]) -> VOHarvestError:
+    """One error naming every registry endpoint tried, its cause, and what to do."""
+    errors = list(failures.values())
+    if all(isinstance(e, UnsupportedConstraintError) for e in errors):
+        return errors[-1]
+    lines = [f"no registry answered ({len(failures)} tried):"]
+    lines += [f"  - {url}: {error}" for url, error in failures.items()]
+    lines.append(
+        "Offline or behind a firewall? Registry searches need the network: give the "
+        "services' access URLs instead (sia_service(url); --service/--sia2 in the CLI), "
+        "or point ClientConfig.registries (--registry) at a RegTAP service you can reach."
+    )
+    message = "\n".join(lines)
+    if all(isinstance(e, TransportError | UnsupportedConstraintError) for e in errors):
+        return TransportError(message, retryable=any(_may_heal(e) for e in errors))
+    return ServiceError(message)
+
+
 def _keep_links(source: Any, links: DataLinks) -> None:
     """Leave a record's parsed DataLink document on it (``record.links``)."""
     keep = getattr(source, "keep_links", None)
@@ -237,36 +259,42 @@ class VOClient:
         short name, has ``to_table()`` (pyvo's columns) and ``overflow``
         (:class:`~voharvest.services.RegistryResources`).
 
-        The RegTAP endpoints of the configuration are tried in order: when one
-        fails (after its retries), can't run a constraint, or answers an error,
-        the next one is asked. The error of the last one is raised if all fail.
+        The RegTAP endpoints of the configuration are tried in order, each
+        once, quickly: when one fails, can't run a constraint, or answers an
+        error, the next one is asked. Then those that failed in a way that
+        may heal (a timeout, a 503) are tried again with the retry policy's
+        attempts. If all fail, the error names every endpoint and its cause.
         """
         self._check_open()
-        from .protocol import votable
-
-        failures: list[VOHarvestError] = []
-        for endpoint in self.config.registries:
-            try:
-                query = regtap.build_query(features=endpoint.features, **constraints)
-            except UnsupportedConstraintError as exc:
-                failures.append(exc)
-                continue
-            try:
-                decoded = await self.query(
-                    "POST", endpoint.url.rstrip("/") + "/sync", tap.sync_fields(query)
+        failures: dict[str, VOHarvestError] = {}
+        for quick in (True, False):
+            for endpoint in self.config.registries:
+                if not quick and not _may_heal(failures.get(endpoint.url)):
+                    continue
+                try:
+                    query = regtap.build_query(features=endpoint.features, **constraints)
+                except UnsupportedConstraintError as exc:
+                    failures[endpoint.url] = exc
+                    continue
+                try:
+                    decoded = await self.query(
+                        "POST",
+                        endpoint.url.rstrip("/") + "/sync",
+                        tap.sync_fields(query),
+                        attempts=1 if quick else None,
+                    )
+                    resources = votable.registry_results(decoded)
+                except (TransportError, ServiceError) as exc:
+                    logger.warning("registry %s failed: %s", endpoint.url, exc)
+                    failures[endpoint.url] = exc
+                    continue
+                return RegistryResources(
+                    (RegistryResource.bind(resource, self) for resource in resources),
+                    table=resources,  # its astropy table only when to_table() is asked for
+                    overflow=resources.overflow,
+                    url=resources.url,
                 )
-                resources = votable.registry_results(decoded)
-            except (TransportError, ServiceError) as exc:
-                logger.warning("registry %s failed: %s", endpoint.url, exc)
-                failures.append(exc)
-                continue
-            return RegistryResources(
-                (RegistryResource.bind(resource, self) for resource in resources),
-                table=resources,  # its astropy table only when to_table() is asked for
-                overflow=resources.overflow,
-                url=resources.url,
-            )
-        raise failures[-1]
+        raise _no_registry(failures)
 
     # --- services -----------------------------------------------------------------
 
@@ -360,16 +388,19 @@ class VOClient:
             self._transport.authenticator.learn(rules)
         return rules
 
-    async def query(self, method: str, url: str, data: Any = None) -> votable.Decoded:
+    async def query(
+        self, method: str, url: str, data: Any = None, *, attempts: int | None = None
+    ) -> votable.Decoded:
         """A DAL request whose answer is a VOTable: fetched, parsed and checked.
 
         DALI lets a service send its error document with an HTTP error status:
         such an answer raises QueryError with the service's message (after the
-        retries an HTTP 5xx gets), not a bare HTTPStatusError.
+        retries an HTTP 5xx gets), not a bare HTTPStatusError. ``attempts``:
+        at most that many, if fewer than the retry policy's.
         """
         self._check_open()
         try:
-            answer = await self._transport.request(method, url, data=data)
+            answer = await self._transport.request(method, url, data=data, attempts=attempts)
         except HTTPStatusError as exc:
             self._raise_dali_error(exc, url)
             raise

@@ -10,7 +10,11 @@ translated here into the :class:`~voharvest.TransportError` family.
 Retried: connection errors and resets, a kept-alive connection closed by the
 server, timeouts, a body cut short, and the statuses of the retry policy
 (408/429/500/502/503/504 by default). Not retried: other statuses, TLS
-failures, redirect problems, size caps, cancellation. A request that is not
+failures, errors that can't heal by waiting (a host name that does not
+resolve, a connection refused on every address), redirect problems, size
+caps, cancellation. A 429 or 503 whose Retry-After was honoured is charged to
+the request's deadline, not to its attempts: against a throttling host a
+request ends in success or a deadline error. A request that is not
 idempotent (creating a UWS job) is retried only when it surely never reached
 the application: the connection could not be made, or the host answered 429
 or 503.
@@ -19,6 +23,7 @@ or 503.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import math
@@ -45,7 +50,7 @@ from ._exceptions import (
     TooLargeError,
     TransportError,
 )
-from ._limiter import Clock, HostLimiter, HostStats, LoopClock
+from ._limiter import Clock, HostLimiter, HostPaused, HostStats, LoopClock, Ticket
 from ._security import Authenticator, authentication_error
 from ._version import __version__
 
@@ -116,6 +121,24 @@ def _translate(exc: BaseException, url: str) -> TransportError:
         return ConnectError(f"TLS failure: {text}", url=url, retryable=False)
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return RequestTimeoutError(f"timed out ({type(exc).__name__})", url=url, retryable=True)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        # Waiting won't make a name resolve: not retried.
+        return ConnectError(
+            f"host name {exc.host!r} not found ({exc.os_error.strerror or exc.os_error}); "
+            "check the name, or whether this machine is offline (no DNS)",
+            url=url,
+            retryable=False,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, ConnectionRefusedError
+    ):
+        # aiohttp tried every address of the host: nothing listens there.
+        return ConnectError(
+            f"connection refused by {exc.host}:{exc.port} (nothing listens there; "
+            "is the service down, or the address wrong?)",
+            url=url,
+            retryable=False,
+        )
     if isinstance(
         exc,
         aiohttp.ClientConnectorError
@@ -205,6 +228,11 @@ class Transport:
         self._owns_session = session is None
         self._clock: Clock = clock or LoopClock()
         self._limiters: dict[str, HostLimiter] = {}
+        # Our own session reports when each request's headers are written (the
+        # spacing is measured there); a borrowed one can't, so slots count.
+        self._wire = session is None
+        #: Rates learned by an earlier run, by origin: a host's limiter starts there.
+        self.start_rates: dict[str, float] = {}
         self.user_agent = config.user_agent or default_user_agent()
         self._auth: Authenticator | None = None
 
@@ -222,11 +250,40 @@ class Transport:
                 ttl_dns_cache=300,
                 ssl=True if self.config.verify_tls else False,
             )
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(self._on_headers_sent)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
                 headers={"User-Agent": self.user_agent},
+                trace_configs=[trace],
             )
+
+    async def _on_headers_sent(
+        self,
+        session: aiohttp.ClientSession,
+        context: Any,
+        params: aiohttp.TraceRequestHeadersSentParams,
+    ) -> None:
+        """aiohttp is about to write a request's headers: wait for the host's turn.
+
+        A redirect to another host waits for that host's turn (it is that
+        host's request), without holding one of its places.
+        """
+        ticket = context.trace_request_ctx
+        if not isinstance(ticket, Ticket):
+            return
+        limiter = ticket.limiter
+        url = str(params.url)
+        try:
+            if origin_of(url) != limiter.origin:
+                limiter = self.limiter(url)
+        except ParameterError:
+            pass
+        if limiter is ticket.limiter:
+            ticket.sent_at = await limiter.at_wire(ticket)
+        else:
+            await limiter.at_wire()
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
@@ -237,7 +294,7 @@ class Transport:
         """Chooses credentials per URL (None: no credentials configured)."""
         return self._auth
 
-    def _send(self, session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Any:
+    def _open(self, session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Any:
         """``session.request``; with credentials, redirects are followed by the
         authenticator so that each hop gets its own origin's credential or none."""
         if self._auth is None:
@@ -262,10 +319,19 @@ class Transport:
         limiter = self._limiters.get(origin)
         if limiter is None:
             limiter = HostLimiter(
-                self.config.host_policy(origin), self._clock, gate=self.config.gate, origin=origin
+                self.config.host_policy(origin),
+                self._clock,
+                gate=self.config.gate,
+                origin=origin,
+                start_rate=self.start_rates.get(origin),
             )
             self._limiters[origin] = limiter
         return limiter
+
+    @property
+    def limiters(self) -> dict[str, HostLimiter]:
+        """The limiters met so far, by origin."""
+        return dict(self._limiters)
 
     @property
     def stats(self) -> dict[str, HostStats]:
@@ -280,21 +346,27 @@ class Transport:
         attempt: Callable[[_Budget], Awaitable[T]],
         *,
         idempotent: bool = True,
+        attempts: int | None = None,
     ) -> T:
         """Run ``attempt`` until it succeeds or the retry policy gives up.
 
         A fresh tenacity state per call (shared state corrupts across tasks).
         The error finally raised is the last attempt's, with ``attempts`` set.
+        ``attempts``: at most this many (charged) attempts, if fewer than the
+        policy's (a failover's first quick pass over its endpoints).
         """
         policy = self.config.retry
+        allowed = policy.attempts if attempts is None else max(1, min(attempts, policy.attempts))
         budget = _Budget(self._clock, policy.deadline)
         limiter = self.limiter(url)
         failures: list[TransportError] = []
+        charged = 0  # failures charged to the attempts (not honoured Retry-Afters)
+        over_deadline = False
 
         next_delay = 0.0
 
         def retryable(exc: BaseException) -> bool:
-            nonlocal next_delay
+            nonlocal next_delay, charged, over_deadline
             if not isinstance(exc, TransportError) or not exc.retryable:
                 return False
             if not idempotent and not (
@@ -304,16 +376,23 @@ class Transport:
                 return False
             if isinstance(exc, HTTPStatusError) and exc.retry_after is not None:
                 if exc.status in (429, 503):
-                    next_delay = 0.0  # the whole host is paused until then; the limiter holds us
+                    # The whole host is paused until then; the limiter holds us. The
+                    # host said when to come back: that costs time, not an attempt.
+                    next_delay = 0.0
                 else:
                     next_delay = exc.retry_after  # only this request was told to wait
+                    charged += 1
                 needed = exc.retry_after
             else:
-                next_delay = policy.backoff(len(failures) + 1) + random.uniform(0, policy.jitter)
+                charged += 1
+                next_delay = policy.backoff(charged) + random.uniform(0, policy.jitter)
                 needed = next_delay
             failures.append(exc)
             # Retry only if an attempt can still start before the deadline.
-            return needed < budget.remaining()
+            if needed < budget.remaining():
+                return True
+            over_deadline = next_delay == 0.0 and isinstance(exc, HTTPStatusError)
+            return False
 
         def wait(state: RetryCallState) -> float:
             return next_delay
@@ -324,22 +403,39 @@ class Transport:
             logger.info("retrying %s (attempt %d failed: %s)", url, state.attempt_number, exc)
 
         retrying = AsyncRetrying(
-            stop=lambda state: state.attempt_number >= policy.attempts,
+            stop=lambda state: charged >= allowed,
             wait=wait,
             retry=retry_if_exception(retryable),
             sleep=self._clock.sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
-        attempts = 0
+        made = 0
         try:
             async for state in retrying:
                 with state:
-                    attempts = state.retry_state.attempt_number
+                    made = state.retry_state.attempt_number
                     return await attempt(budget)
         except TransportError as exc:
-            exc.attempts = attempts
+            exc.attempts = made
             limiter.stats.failures += 1
+            throttled = [
+                f for f in failures if isinstance(f, HTTPStatusError) and f.status in (429, 503)
+            ]
+            if isinstance(exc, RequestTimeoutError) and throttled and exc is not failures[-1]:
+                raise RequestTimeoutError(
+                    f"{exc.message}; the host throttled it {len(throttled)} times "
+                    f"(last: {throttled[-1].message})",
+                    url=url,
+                    attempts=made,
+                ) from exc
+            if over_deadline:
+                raise RequestTimeoutError(
+                    f"the deadline of {policy.deadline:g} s would pass before the host lets "
+                    f"the request through (last answer: {exc.message})",
+                    url=url,
+                    attempts=made,
+                ) from exc
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
@@ -361,11 +457,33 @@ class Transport:
             sock_read=timeouts.read,
         )
 
+    @asynccontextmanager
+    async def _send(
+        self, session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request (see :meth:`_open`) as a response to read in a ``with`` block;
+        if its host was paused before it reached the wire, wait and send it again."""
+        while True:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    response = await stack.enter_async_context(
+                        self._open(session, method, url, **kwargs)
+                    )
+                except HostPaused as paused:
+                    waiting = paused.limiter
+                else:
+                    yield response
+                    return
+            await waiting.wait_ready()
+
     async def _check_status(
-        self, response: aiohttp.ClientResponse, limiter: HostLimiter, ok: tuple[int, ...]
+        self, response: aiohttp.ClientResponse, ticket: Ticket, ok: tuple[int, ...]
     ) -> None:
+        limiter = ticket.limiter
         status = response.status
         limiter.stats.statuses[status] = limiter.stats.statuses.get(status, 0) + 1
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        limiter.answered(status, ticket.sent_at, retry_after=retry_after)
         if 200 <= status < 300 or status in ok:
             return
         if status in (401, 403):
@@ -380,7 +498,6 @@ class Transport:
                 response.reason or "",
                 body,
             )
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         policy = self.config.retry
         if retry_after is not None:
             retry_after = min(retry_after, policy.retry_after_cap)
@@ -448,18 +565,20 @@ class Transport:
         idempotent: bool = True,
         allow_redirects: bool = True,
         ok: tuple[int, ...] = (),
+        attempts: int | None = None,
     ) -> Answer:
         """One complete request (read whole, capped), retried as the policy says.
 
         ``ok``: statuses accepted besides 2xx (e.g. 303 with redirects off);
-        any other status raises HTTPStatusError.
+        any other status raises HTTPStatusError. ``attempts``: fewer attempts
+        than the policy's (see :meth:`with_retries`).
         """
         cap = max_bytes if max_bytes is not None else self.config.max_answer_bytes
         limiter = self.limiter(url)
         session = self.session
 
         async def attempt(budget: _Budget) -> Answer:
-            async with limiter.slot():
+            async with limiter.slot(wire=self._wire) as ticket:
                 budget.begin()
                 start = self._clock.now()
                 limiter.stats.requests += 1
@@ -471,17 +590,18 @@ class Transport:
                         data=data,
                         allow_redirects=allow_redirects,
                         timeout=self._timeout(budget, url),
+                        trace_request_ctx=ticket,
                         **self._request_kwargs(headers),
                     ) as response:
                         limiter.stats.responses += 1
                         limiter.stats.latency_total += self._clock.now() - start
-                        await self._check_status(response, limiter, ok)
+                        await self._check_status(response, ticket, ok)
                         body = await self._read(response, cap, limiter.stats)
                         return Answer(str(response.url), response.status, response.headers, body)
                 except _CAUGHT as exc:
                     raise _translate(exc, url) from exc
 
-        return await self.with_retries(url, attempt, idempotent=idempotent)
+        return await self.with_retries(url, attempt, idempotent=idempotent, attempts=attempts)
 
     @asynccontextmanager
     async def stream(
@@ -494,7 +614,7 @@ class Transport:
         """
         limiter = self.limiter(url)
         session = self.session
-        async with limiter.slot():
+        async with limiter.slot(wire=self._wire) as ticket:
             start = self._clock.now()
             limiter.stats.requests += 1
             handed_over = False
@@ -504,11 +624,12 @@ class Transport:
                     "GET",
                     url,
                     timeout=self._timeout(None, url),
+                    trace_request_ctx=ticket,
                     **self._request_kwargs(headers),
                 ) as response:
                     limiter.stats.responses += 1
                     limiter.stats.latency_total += self._clock.now() - start
-                    await self._check_status(response, limiter, ok)
+                    await self._check_status(response, ticket, ok)
                     handed_over = True
                     yield Stream(response, limiter.stats)
             except _CAUGHT as exc:

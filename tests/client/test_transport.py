@@ -247,11 +247,22 @@ async def test_the_final_error_says_what_was_tried(server: LocalServer):
     assert len(server.hits_for("/down")) == 3
 
 
-async def test_connection_refused_is_a_connect_error_after_retries():
+async def test_connection_refused_is_a_connect_error_not_retried():
+    # Nothing listens on 127.0.0.1:9: waiting won't change that.
     async with VOClient(config()) as client:
         with pytest.raises(ConnectError) as caught:
             await client.transport.request("GET", "http://127.0.0.1:9/nothing-listens")
-    assert caught.value.attempts == 3
+    assert caught.value.attempts == 1 and not caught.value.retryable
+    assert "refused" in str(caught.value) and "127.0.0.1:9" in str(caught.value)
+
+
+async def test_a_name_that_does_not_resolve_is_not_retried():
+    # .invalid never resolves (RFC 2606); the resolver answers at once, locally.
+    async with VOClient(config()) as client:
+        with pytest.raises(ConnectError) as caught:
+            await client.transport.request("GET", "http://no-such-host.invalid/x")
+    assert caught.value.attempts == 1 and not caught.value.retryable
+    assert "no-such-host.invalid" in str(caught.value) and "not found" in str(caught.value)
 
 
 async def test_the_deadline_holds(server: LocalServer):

@@ -6,6 +6,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import dataclasses
+import email.utils
 import io
 import json
 import subprocess
@@ -394,6 +395,37 @@ async def test_rate_limit_is_enforced_and_a_paced_client_is_not_punished(session
             await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - started)))
         assert statuses == [200] * 6
         assert farm.counters[0].rate_violations == 0 and farm.counters[0].requests == 6
+
+
+async def test_a_no_burst_host_refuses_a_request_closer_than_its_interval(session):
+    config = HostConfig(rate_limit=5, no_burst=True, tolerance=0.02)
+    async with VOFarm(hosts=1, config=config) as farm:
+        url = sia1_url(farm.hosts[0])
+        statuses = []
+        # 0.22 s apart (>= 0.2 - 0.02): served; then 0.1 s apart: refused, however
+        # full a token bucket would be.
+        for pause in (0.0, 0.22, 0.22, 0.1):
+            await asyncio.sleep(pause)
+            statuses.append((await get(session, url))[0])
+        assert statuses == [200, 200, 200, 429]
+        counters = farm.counters[0]
+        assert counters.rate_violations == 1 and len(counters.refusal_times) == 1
+        assert len(counters.search_times) == 3
+        assert counters.refusal_times[0] == pytest.approx(0.54, abs=0.1)
+
+
+@pytest.mark.parametrize("form", ["date", "none"])
+async def test_retry_after_as_an_http_date_or_not_at_all(session, form):
+    config = HostConfig(faults={"503": 1.0}, retry_after=form, retry_after_seconds=3)
+    async with VOFarm(hosts=1, config=config) as farm:
+        status, headers, _ = await get(session, sia1_url(farm.hosts[0]))
+    assert status == 503
+    if form == "none":
+        assert "Retry-After" not in headers
+    else:
+        when = email.utils.parsedate_to_datetime(headers["Retry-After"])
+        ahead = when.timestamp() - time.time()
+        assert 2.0 <= ahead <= 4.01
 
 
 async def test_a_rate_limit_not_enforced_is_counted_and_served(session):

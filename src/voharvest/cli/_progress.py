@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import sys
 import time
 from typing import IO, Any
@@ -152,8 +153,9 @@ def origin_sort_key(origin: str) -> tuple[int, Any, str, int]:
 
 
 def host_summary(stats: dict[str, HostStats]) -> str:
-    """A table of what each host saw: requests, retries, 429/503, failures, bytes, latency."""
-    header = ("host", "requests", "retries", "429/503", "failures", "bytes", "mean latency")
+    """A table of what each host saw: requests, retries, 429/503, failures, bytes, latency,
+    and the rate (requests/s) its adaptive limiter ended at."""
+    header = ("host", "requests", "retries", "429/503", "failures", "bytes", "mean latency", "rate")
     rows = [header]
     for origin, one in sorted(stats.items(), key=lambda item: origin_sort_key(item[0])):
         latency = one.mean_latency
@@ -166,6 +168,7 @@ def host_summary(stats: dict[str, HostStats]) -> str:
                 str(one.failures),
                 format_bytes(one.bytes),
                 f"{latency * 1000:.0f} ms" if latency is not None else "-",
+                f"{one.rate:.3g}/s" if math.isfinite(one.rate) else "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

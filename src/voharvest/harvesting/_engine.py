@@ -15,13 +15,14 @@ import contextlib
 import dataclasses
 import fnmatch
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiofiles.os
 
+from .._config import origin_of
 from .._exceptions import DataLinkError, ParameterError, VOHarvestError
 from .._files import inside
 from ..protocol._encoding import angle
@@ -35,6 +36,7 @@ from ..protocol.datalink import (
 )
 from ..protocol.soda import Cutout
 from ..services import RegistryResource, SIA2Service, SIAService
+from ._fair import FairQueue
 from ._journal import FoundRecord, Journal, PendingRecord
 from ._naming import extension_for, record_filename, service_folder, url_hash
 from ._targets import Target, iter_targets
@@ -329,9 +331,14 @@ class Harvest:
                     for s in self._services
                 }
             )
+            # Hosts start at the rate the last run learned (not yet met by this client).
+            learned = await self._journal.host_rates()
+            rates = self.client.transport.start_rates
+            rates.update({k: v for k, v in learned.items() if k not in rates})
         try:
-            searches: asyncio.Queue[Any] = asyncio.Queue(maxsize=options.searches * 2)
-            downloads: asyncio.Queue[Any] = asyncio.Queue(maxsize=options.downloads * 4)
+            # Per-host queues: a worker only takes work for a host with room (_fair.py).
+            searches: Any = self._fair(_search_host, options.searches)
+            downloads: Any = self._fair(_record_host, options.downloads)
             async with asyncio.TaskGroup() as group:
                 leftovers = None
                 if self._journal is not None:
@@ -358,8 +365,30 @@ class Harvest:
                 await self._journal.set_finished(True)
         finally:
             if self._journal is not None:
-                await asyncio.shield(self._journal.close())
+                await asyncio.shield(self._close_journal(self._journal))
         await results.put(_STOP)
+
+    def _fair(self, key: Callable[[Any], str | None], workers: int) -> FairQueue:
+        transport = self.client.transport
+        return FairQueue(
+            key=key,
+            room=lambda origin: transport.limiter(origin).policy.concurrency,
+            ready_at=lambda origin: transport.limiter(origin).ready_at(),
+            waiting=lambda origin: transport.limiter(origin).waiting,
+            listen=lambda origin, poke: transport.limiter(origin).listen(poke),
+            clock=transport.clock,
+            per_host=max(256, 8 * workers),
+        )
+
+    async def _close_journal(self, journal: Journal) -> None:
+        """Keep where each adaptive host rate ended, then close the journal."""
+        try:
+            limiters = self.client.transport.limiters
+            await journal.set_host_rates(
+                {o: lim.rate for o, lim in limiters.items() if lim.policy.adaptive}
+            )
+        finally:
+            await journal.close()
 
     async def _produce(self, searches: asyncio.Queue[Any]) -> None:
         batch: list[Target] = []
@@ -635,6 +664,23 @@ def _child_name(stem: str, dataset: Dataset) -> str:
     tag = "_cutout" if dataset.mode == "cutout" else ""
     extension = extension_for(dataset.format, dataset.url)
     return f"{stem[:80]}{tag}-{url_hash(dataset.url)}{extension}"
+
+
+def _origin(url: str) -> str | None:
+    try:
+        return origin_of(url)
+    except ParameterError:
+        return None  # queued apart; its worker reports the bad URL
+
+
+def _search_host(job: Any) -> str | None:
+    """The origin a search job goes to (None for the stop mark)."""
+    return _origin(job[0].endpoint.access_url) if isinstance(job, tuple) else None
+
+
+def _record_host(record: Any) -> str | None:
+    """The origin a download job goes to (None for the stop mark)."""
+    return _origin(record.url) if isinstance(record, PendingRecord) else None
 
 
 def _raise_engine_error(engine: asyncio.Task[None]) -> None:

@@ -2,7 +2,9 @@
 
 Tables:
 
-- ``meta``: the harvest's options, so a resumed run can't silently change them.
+- ``meta``: the harvest's options, so a resumed run can't silently change them;
+  and the request rate each host's adaptive limiter ended at (``host_rates``),
+  where a resumed run starts.
 - ``searches``: one row per (service, target) searched: done or failed.
 - ``records``: one row per distinct access URL chosen for download, with its
   path under the output directory and its state (pending, done, failed).
@@ -478,6 +480,34 @@ class Journal:
         value = "1" if finished else "0"
         await self._run(
             lambda: self.db.execute("INSERT OR REPLACE INTO meta VALUES ('finished', ?)", (value,))
+        )
+
+    async def host_rates(self) -> dict[str, float]:
+        """The request rate each host ended at in the last run (origin -> requests/s)."""
+
+        def read() -> dict[str, float]:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'host_rates'").fetchone()
+            try:
+                rates = json.loads(row[0]) if row else {}
+            except ValueError:
+                return {}
+            if not isinstance(rates, dict):
+                return {}
+            return {
+                str(k): float(v)
+                for k, v in rates.items()
+                if isinstance(v, int | float) and 0 < v < float("inf")
+            }
+
+        return await self._call(read)
+
+    async def set_host_rates(self, rates: Mapping[str, float]) -> None:
+        """Keep where each host's adaptive rate ended, for a resumed run to start there."""
+        value = json.dumps({k: v for k, v in rates.items() if 0 < v < float("inf")})
+        await self._call(
+            lambda: self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('host_rates', ?)", (value,)
+            )
         )
 
     @property

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -47,6 +48,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--burst", type=float, default=2.0, help="token bucket size (default 2)")
     serve.add_argument(
         "--no-enforce", action="store_true", help="count rate violations but serve them"
+    )
+    serve.add_argument(
+        "--no-burst",
+        action="store_true",
+        help="refuse a request closer than 1/rate - --tolerance to the previous one",
+    )
+    serve.add_argument("--tolerance", type=float, default=0.015, help="no-burst slack (0.015)")
+    serve.add_argument(
+        "--retry-after",
+        choices=("seconds", "date", "none"),
+        default="seconds",
+        help="how 429/503 say when to come back (seconds)",
+    )
+    serve.add_argument(
+        "--per-host",
+        default="",
+        help='JSON of host index to HostConfig fields, e.g. {"0": {"latency": 2}}',
     )
     serve.add_argument("--faults", default="", help="e.g. 503=0.1,reset=0.02")
     serve.add_argument("--stall-seconds", type=float, default=30.0, help="length of a stall")
@@ -96,6 +114,19 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     threading.Thread(target=read, name="vofarm-stdin", daemon=True).start()
 
 
+def _per_host(text: str, config: HostConfig) -> dict[int, HostConfig]:
+    """``--per-host`` JSON as host configs: each the common one with the fields given."""
+    if not text.strip():
+        return {}
+    try:
+        given = json.loads(text)
+        return {
+            int(index): dataclasses.replace(config, **fields) for index, fields in given.items()
+        }
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ParameterError(f"--per-host: {exc}") from exc
+
+
 def _print(payload: object) -> None:
     sys.stdout.write(json.dumps(payload) + "\n")
     sys.stdout.flush()
@@ -115,7 +146,11 @@ async def serve(args: argparse.Namespace) -> int:
         bandwidth=args.bandwidth,
         range_support=not args.no_range,
         formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+        no_burst=args.no_burst,
+        tolerance=args.tolerance,
+        retry_after=args.retry_after,
     )
+    per_host = _per_host(args.per_host, config)
     if not args.duration > 0:
         raise ParameterError(f"--duration: expected a positive number, got {args.duration}")
     loop = asyncio.get_running_loop()
@@ -123,7 +158,7 @@ async def serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    async with VOFarm(hosts=args.hosts, config=config, seed=args.seed) as farm:
+    async with VOFarm(hosts=args.hosts, config=config, seed=args.seed, per_host=per_host) as farm:
         _print({"event": "ready", "pid": os.getpid(), **farm.describe()})
         if not args.ignore_stdin and not _stdin_is_devnull():
             _watch_stdin(loop, stop)

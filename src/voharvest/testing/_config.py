@@ -18,6 +18,7 @@ __all__ = [
     "FAULT_KINDS",
     "HTTP_FAULTS",
     "IMAGE_FORMATS",
+    "RETRY_AFTER_FORMS",
     "SEARCH_FAULTS",
     "FarmCounters",
     "HostConfig",
@@ -32,6 +33,8 @@ SEARCH_FAULTS = ("malformed", "query_error")
 FAULT_KINDS = HTTP_FAULTS + SEARCH_FAULTS
 #: Endpoint groups a fault can apply to: SIA v1, SIA v2, the TAP (registry) endpoint, images.
 ENDPOINTS = ("sia", "sia2", "tap", "images")
+#: How a host's 429 and 503 answers give Retry-After.
+RETRY_AFTER_FORMS = ("seconds", "date", "none")
 #: Image formats a host can offer, with the file extension of each.
 IMAGE_FORMATS: Mapping[str, str] = MappingProxyType({"image/fits": "fits", "image/jpeg": "jpg"})
 
@@ -61,6 +64,14 @@ class HostConfig:
       itself at the limit never trips it through loopback jitter, a burst of 3 at
       once does). A request that finds no token is a rate violation; with
       ``enforce`` it gets 429 with ``Retry-After: 1``, without it is counted and served.
+    - ``no_burst``: instead of the bucket, refuse (429, or count without
+      ``enforce``) any request that arrives less than ``1 / rate_limit`` minus
+      ``tolerance`` seconds after the previous one: a host that wants a
+      smooth rate and takes no burst at all.
+    - ``refusal``: the status of a refusal for the rate, 429 (default) or 503.
+    - ``retry_after``: how 429 and 503 answers say when to come back:
+      ``seconds`` (``Retry-After: <retry_after_seconds>``), ``date`` (an HTTP
+      date that many seconds ahead, rounded up to the second), or ``none``.
     - ``range_support``: image endpoints honour ``Range``/``If-Range`` (206, 416).
     - ``image_bytes``: approximate size of each FITS file; ``bitpix`` 16 or -32.
     - ``images_per_search``: at most this many images (tiles) per search, at least one.
@@ -85,6 +96,11 @@ class HostConfig:
     rate_limit: float | None = None
     burst: float = 2.0
     enforce: bool = True
+    no_burst: bool = False
+    tolerance: float = 0.015
+    refusal: int = 429
+    retry_after: str = "seconds"
+    retry_after_seconds: float = 1.0
     range_support: bool = True
     image_bytes: int = 64 * 1024
     bitpix: int = 16
@@ -105,6 +121,17 @@ class HostConfig:
         if self.rate_limit is not None:
             _number("rate_limit", self.rate_limit, low=0.0, low_inclusive=False)
         _number("burst", self.burst, low=1.0)
+        _number("tolerance", self.tolerance, low=0.0)
+        _number("retry_after_seconds", self.retry_after_seconds, low=0.0)
+        if self.retry_after not in RETRY_AFTER_FORMS:
+            raise ParameterError(
+                f"HostConfig.retry_after: expected one of {', '.join(RETRY_AFTER_FORMS)}, "
+                f"got {self.retry_after!r}"
+            )
+        if self.refusal not in (429, 503) or isinstance(self.refusal, bool):
+            raise ParameterError(f"HostConfig.refusal: expected 429 or 503, got {self.refusal!r}")
+        if self.no_burst and self.rate_limit is None:
+            raise ParameterError("HostConfig.no_burst: needs a rate_limit")
         _integer("image_bytes", self.image_bytes, low=1)
         if self.bitpix not in (16, -32) or isinstance(self.bitpix, bool):
             raise ParameterError(f"HostConfig.bitpix: expected 16 or -32, got {self.bitpix!r}")
@@ -197,6 +224,10 @@ class FarmCounters:
     - ``range_requests``: image GETs with a ``Range`` header;
       ``partial_responses``: the 206 answers.
     - ``statuses``: answers per HTTP status (as sent in the headers).
+    - ``refusal_times`` / ``search_times``: seconds after the host's first
+      request at which it refused a request for its rate (429) / answered a
+      search with 200: what a benchmark needs to say when a client was
+      refused and how fast it was served.
     """
 
     requests: int = 0
@@ -212,6 +243,9 @@ class FarmCounters:
     range_requests: int = 0
     partial_responses: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
+    first_request_at: float | None = None
+    refusal_times: list[float] = field(default_factory=list)
+    search_times: list[float] = field(default_factory=list)
 
     def reset(self) -> None:
         """Zero everything but the requests in flight now."""
@@ -237,4 +271,6 @@ class FarmCounters:
             "range_requests": self.range_requests,
             "partial_responses": self.partial_responses,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "refusal_times": [round(t, 4) for t in self.refusal_times],
+            "search_times": [round(t, 4) for t in self.search_times],
         }

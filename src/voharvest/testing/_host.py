@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import hashlib
+import math
 import random
 import socket
 import struct
@@ -37,6 +39,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Last-Modified of every image: fixed, so validators survive a farm restart.
 LAST_MODIFIED = "Wed, 01 Jan 2025 00:00:00 GMT"
 _CHUNK = 256 * 1024
+_SEARCH_PATHS = frozenset({"/sia", "/sia2/query", "/tap/sync"})
 
 
 class _Blob:
@@ -90,6 +93,7 @@ class HostServer:
         self._rng = random.Random(f"vofarm-{farm.seed}-{host.index}")
         self._tokens = self.config.burst
         self._refilled = time.monotonic()
+        self._last_arrival = -math.inf
         self.runner: web.AppRunner | None = None
 
     # --- plumbing ---------------------------------------------------------------------
@@ -129,15 +133,24 @@ class HostServer:
         counters.requests += 1
         counters.in_flight += 1
         counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
+        arrived = time.monotonic()
+        if counters.first_request_at is None:
+            counters.first_request_at = arrived
+        since_first = arrived - counters.first_request_at
         try:
             if not self._take_token():
                 counters.rate_violations += 1
+                counters.refusal_times.append(since_first)
                 interval = 1.0 / self.config.rate_limit if self.config.rate_limit else 0.0
                 if self.farm.watch.stalled_recently(time.monotonic(), at_least=interval):
                     counters.rate_violations_after_stall += 1
                 if self.config.enforce:
                     response = await self._send(
-                        request, 429, b"rate limit exceeded\n", "text/plain", retry_after=True
+                        request,
+                        self.config.refusal,
+                        b"rate limit exceeded\n",
+                        "text/plain",
+                        retry_after=True,
                     )
                     counters.statuses[response.status] += 1
                     return response
@@ -152,6 +165,8 @@ class HostServer:
                 counters.statuses[exc.status] += 1
                 raise
             counters.statuses[response.status] += 1
+            if response.status == 200 and request.path in _SEARCH_PATHS:
+                counters.search_times.append(time.monotonic() - counters.first_request_at)
             return response
         finally:
             counters.in_flight -= 1
@@ -161,6 +176,10 @@ class HostServer:
         if rate is None:
             return True
         now = time.monotonic()
+        if self.config.no_burst:
+            # Closer than 1/rate (less a little jitter) to the previous request: refused.
+            previous, self._last_arrival = self._last_arrival, now
+            return now - previous >= 1.0 / rate - self.config.tolerance
         self._tokens = min(self.config.burst, self._tokens + (now - self._refilled) * rate)
         self._refilled = now
         if self._tokens >= 1.0:
@@ -197,8 +216,14 @@ class HostServer:
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=status)
         response.content_type = content_type
-        if retry_after:
-            response.headers["Retry-After"] = "1"
+        form = self.config.retry_after
+        if retry_after and form != "none":
+            seconds = self.config.retry_after_seconds
+            response.headers["Retry-After"] = (
+                f"{seconds:g}"
+                if form == "seconds"
+                else email.utils.formatdate(math.ceil(time.time() + seconds), usegmt=True)
+            )
         await self._stream(request, response, _Blob(body), 0, len(body), fault)
         return response
 
