@@ -25,6 +25,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -90,16 +91,27 @@ def _keep_links(source: Any, links: DataLinks) -> None:
 
 
 _READER = "voharvest.protocol.votable"
+_IMPORTING = threading.Lock()
+
+
+def _import(name: str) -> None:
+    with _IMPORTING:  # one at a time: two threads importing parts of astropy can deadlock
+        importlib.import_module(name)
+
+
+async def _load(name: str) -> None:
+    """Import a heavy module (the VOTable reader, astropy) in a thread, not on the loop.
+
+    ``import voharvest`` leaves them out (a client that only downloads never
+    needs them); the first answer to parse, or the first name to resolve,
+    loads them while the loop runs on.
+    """
+    if name not in sys.modules:
+        await asyncio.to_thread(_import, name)
 
 
 async def _load_reader() -> None:
-    """Import the VOTable reader (and what it needs) in a thread, not on the event loop.
-
-    ``import voharvest`` leaves it out (a client that only downloads never
-    needs it); the first answer to parse loads it, and the loop runs on meanwhile.
-    """
-    if _READER not in sys.modules:
-        await asyncio.to_thread(importlib.import_module, _READER)
+    await _load(_READER)
 
 
 def _parse_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -301,7 +313,8 @@ class VOClient:
                 pending.add_done_callback(lambda done: self._resolved(key, done))
             await asyncio.shield(pending)
         ra, dec = self._names[key]
-        from astropy.coordinates import SkyCoord  # (loaded only where positions are built)
+        await _load("astropy.coordinates")
+        from astropy.coordinates import SkyCoord
 
         return SkyCoord(ra, dec, unit="deg", frame="icrs")
 
