@@ -24,8 +24,6 @@ import importlib
 import logging
 import multiprocessing
 import os
-import sys
-import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -91,12 +89,10 @@ def _keep_links(source: Any, links: DataLinks) -> None:
 
 
 _READER = "voharvest.protocol.votable"
-_IMPORTING = threading.Lock()
-
-
-def _import(name: str) -> None:
-    with _IMPORTING:  # one at a time: two threads importing parts of astropy can deadlock
-        importlib.import_module(name)
+# One thread for the imports, one import at a time (two threads importing parts
+# of astropy can deadlock), each started once per process.
+_IMPORTER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voharvest-import")
+_IMPORTS: dict[str, concurrent.futures.Future[Any]] = {}
 
 
 async def _load(name: str) -> None:
@@ -104,10 +100,16 @@ async def _load(name: str) -> None:
 
     ``import voharvest`` leaves them out (a client that only downloads never
     needs them); the first answer to parse, or the first name to resolve,
-    loads them while the loop runs on.
+    loads them while the loop runs on. Callers that come meanwhile wait for
+    the same import (a module half-imported by the thread would otherwise
+    make them wait on the loop).
     """
-    if name not in sys.modules:
-        await asyncio.to_thread(_import, name)
+    future = _IMPORTS.get(name)
+    if future is None:
+        future = _IMPORTS[name] = _IMPORTER.submit(importlib.import_module, name)
+    if not future.done():
+        await asyncio.shield(asyncio.wrap_future(future))
+    future.result()
 
 
 async def _load_reader() -> None:
