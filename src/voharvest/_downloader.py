@@ -17,7 +17,9 @@ A :class:`Downloader` passes a file through small steps, each a method::
 - **stream to .part**: each write is the pieces the socket gave since the
   last one (no gathering buffer, no copy: ``os.writev`` of the received
   ``bytes``), in the client's file threads, while the next pieces are read:
-  one write in flight per download, at least ``chunk_bytes`` each.
+  one write in flight per download, at least ``chunk_bytes`` each. After a
+  cut, a stall or a cancellation, what was received is written too, so a
+  resume asks only for the rest.
 - **verify** and **rename**: the length against the announced one, the head
   against the expected format, fsync, then the atomic rename.
 
@@ -400,8 +402,8 @@ class Downloader:
                 gathered.append(piece)
                 size += len(piece)
                 if size >= chunk_bytes:
-                    pieces, gathered, size = gathered, [], 0
-                    await part.write(pieces)
+                    await part.write(gathered)  # (kept below if cancelled before it started)
+                    gathered, size = [], 0
         except BaseException:
             # Cut, reset, stalled or cancelled: every byte received goes to disk,
             # so that a resume asks only for the rest.

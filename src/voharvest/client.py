@@ -121,6 +121,28 @@ def _keep_links(source: Any, links: DataLinks) -> None:
         keep(links)
 
 
+# One thread for the imports, one import at a time (two threads importing parts
+# of astropy can deadlock), each started once per process.
+_IMPORTER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voharvest-import")
+_IMPORTS: dict[str, concurrent.futures.Future[Any]] = {}
+
+
+async def _load(name: str) -> None:
+    """Import a heavy module (astropy's coordinates, say) in a thread, not on the loop.
+
+    ``import voharvest`` leaves them out (the lean VOTable reader needs none);
+    the first name to resolve loads them while the loop runs on. Callers that come meanwhile wait for
+    the same import (a module half-imported by the thread would otherwise
+    make them wait on the loop).
+    """
+    future = _IMPORTS.get(name)
+    if future is None:
+        future = _IMPORTS[name] = _IMPORTER.submit(importlib.import_module, name)
+    if not future.done():
+        await asyncio.shield(asyncio.wrap_future(future))
+    future.result()
+
+
 def _parse_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     """Worker processes for large answers, forked from a server that has the reader loaded.
 
@@ -337,7 +359,8 @@ class VOClient:
                 pending.add_done_callback(lambda done: self._resolved(key, done))
             await asyncio.shield(pending)
         ra, dec = self._names[key]
-        from astropy.coordinates import SkyCoord  # (loaded only where positions are built)
+        await _load("astropy.coordinates")
+        from astropy.coordinates import SkyCoord
 
         return SkyCoord(ra, dec, unit="deg", frame="icrs")
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from .._exceptions import ParameterError, VOHarvestError
+from ._batches import Batches
 
 __all__ = [
     "JOURNAL_NAME",
@@ -276,9 +277,6 @@ def mark_records(
     return changed
 
 
-_Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
-
-
 class Journal:
     """The journal of one output directory; every method runs in the journal's thread."""
 
@@ -290,10 +288,17 @@ class Journal:
         )
         self._db: sqlite3.Connection | None = None
         self._lock: IO[str] | None = None
-        self._queued: list[_Call] = []
-        self._writing: asyncio.Future[None] | None = None  # a batch is being written
-        #: Transactions committed (a batch each), for tests and diagnosis.
-        self.commits = 0
+        self._batches = Batches(self._executor, lambda: self.db, self._error)
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed (a batch each), for tests and diagnosis."""
+        return self._batches.commits
+
+    def _error(self, exc: sqlite3.Error) -> JournalError:
+        error = JournalError(f"journal {self.path}: {exc}")
+        error.__cause__ = exc
+        return error
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` alone in the thread (opening and closing)."""
@@ -305,98 +310,7 @@ class Journal:
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in the next batch's transaction (see the module documentation)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queued.append((function, args, future))
-        if self._writing is None:
-            # Started at the end of this turn of the loop: the calls made in
-            # this turn go in the same transaction.
-            self._writing = loop.create_future()
-            loop.call_soon(self._write_batch)
-        return await future
-
-    def _write_batch(self) -> None:
-        """Hand what is queued to the thread as one transaction; when none is left, say so."""
-        writing = self._writing
-        if not self._queued:
-            self._writing = None
-            if writing is not None and not writing.done():
-                writing.set_result(None)
-            return
-        batch, self._queued = self._queued, []
-        jobs = [(function, args) for function, args, _ in batch]
-        try:
-            done = asyncio.wrap_future(self._executor.submit(self._transaction, jobs))
-        except RuntimeError:  # closed: its thread is gone
-            done = asyncio.get_running_loop().create_future()
-            done.set_exception(JournalError(f"the journal {self.path} is closed"))
-        done.add_done_callback(lambda outcome: self._deliver(batch, outcome))
-
-    def _deliver(self, batch: list[_Call], outcome: asyncio.Future[list[Any]]) -> None:
-        """Each call's result or error; then the next batch (what queued meanwhile)."""
-        exc = outcome.exception()
-        if exc is not None:  # the transaction itself failed: all its calls did
-            if isinstance(exc, sqlite3.Error):
-                wrapped = JournalError(f"journal {self.path}: {exc}")
-                wrapped.__cause__ = exc
-                exc = wrapped
-            outcomes: list[tuple[bool, Any]] = [(False, exc)] * len(batch)
-        else:
-            outcomes = outcome.result()
-        for (_, _, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if future.done():  # its caller was cancelled
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-        self._write_batch()
-
-    def _transaction(self, jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
-        """(Thread.) Every job in one transaction, each in a savepoint: (ok, value or error)."""
-        db = self.db
-        outcomes: list[tuple[bool, Any]] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if len(jobs) == 1:  # alone: the transaction is its savepoint
-                function, args = jobs[0]
-                try:
-                    outcomes.append((True, function(*args)))
-                except Exception as exc:
-                    db.execute("ROLLBACK")
-                    self._failed(exc, outcomes)
-                    return outcomes
-                jobs = []
-            for function, args in jobs:
-                db.execute("SAVEPOINT job")
-                try:
-                    value = function(*args)
-                except Exception as exc:
-                    db.execute("ROLLBACK TO job")
-                    db.execute("RELEASE job")
-                    self._failed(exc, outcomes)
-                else:
-                    db.execute("RELEASE job")
-                    outcomes.append((True, value))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        self.commits += 1
-        return outcomes
-
-    def _failed(self, exc: Exception, outcomes: list[tuple[bool, Any]]) -> None:
-        if isinstance(exc, sqlite3.Error):
-            error = JournalError(f"journal {self.path}: {exc}")
-            error.__cause__ = exc
-            exc = error
-        outcomes.append((False, exc))
-
-    async def _drain(self) -> None:
-        """Wait until every queued call is committed."""
-        while self._writing is not None:
-            await asyncio.shield(self._writing)
+        return await self._batches.run(function, *args)
 
     # --- lifetime -------------------------------------------------------------
 
@@ -444,7 +358,7 @@ class Journal:
     async def close(self) -> None:
         try:
             if self._db is not None:
-                await self._drain()
+                await self._batches.drain()
             await self._call(self._close)
         finally:
             self._executor.shutdown(wait=True)
