@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import importlib
 import logging
 import multiprocessing
 import os
@@ -131,8 +132,8 @@ async def _load(name: str) -> None:
     """Import a heavy module (astropy's coordinates, say) in a thread, not on the loop.
 
     ``import voharvest`` leaves them out (the lean VOTable reader needs none);
-    the first name to resolve loads them while the loop runs on. Callers that come meanwhile wait for
-    the same import (a module half-imported by the thread would otherwise
+    the first name to resolve loads them while the loop runs on. Callers that
+    come meanwhile wait for the same import (a module half-imported by the thread would otherwise
     make them wait on the loop).
     """
     future = _IMPORTS.get(name)
