@@ -257,7 +257,7 @@ class ClientConfig:
     max_answer_bytes: int = 64 * MiB
     max_fetch_bytes: int = 1024 * MiB
     offload_bytes: int = 256 * KiB
-    turn_budget: float = 0.004
+    turn_budget: float = 0.002
     parse_workers: int = 2
     chunk_bytes: int = 1 * MiB
     file_workers: int = 16
