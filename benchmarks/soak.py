@@ -252,8 +252,8 @@ def record_starts() -> None:
         return
     original = HostLimiter._start_slot
 
-    async def probed(self: HostLimiter) -> None:
-        await original(self)
+    async def probed(self: HostLimiter, **options: Any) -> None:
+        await original(self, **options)
         STARTS.setdefault(self, []).append(asyncio.get_running_loop().time())
 
     HostLimiter._start_slot = probed  # type: ignore[method-assign]
