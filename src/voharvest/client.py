@@ -95,10 +95,11 @@ def _may_heal(error: VOHarvestError | None) -> bool:
 
 
 def _no_registry(failures: dict[str, VOHarvestError]) -> VOHarvestError:
-    """One error naming every registry endpoint tried, its cause, and what to do."""
+    """One error naming every registry endpoint tried, its cause, and what to do offline
+    (when at least one could not be reached)."""
     errors = list(failures.values())
-    if all(isinstance(e, UnsupportedConstraintError) for e in errors):
-        return errors[-1]
+    if not any(isinstance(e, TransportError) for e in errors):
+        return errors[-1]  # every registry was reached: its own error says it best
     lines = [f"no registry answered ({len(failures)} tried):"]
     lines += [f"  - {url}: {error}" for url, error in failures.items()]
     lines.append(
