@@ -110,9 +110,6 @@ def _no_registry(failures: dict[str, VOHarvestError]) -> VOHarvestError:
     message = "\n".join(lines)
     if all(isinstance(e, TransportError | UnsupportedConstraintError) for e in errors):
         return TransportError(message, retryable=any(_may_heal(e) for e in errors))
-    kinds = {type(e) for e in errors}
-    if len(kinds) == 1 and (kind := kinds.pop()) in (FormatError, QueryError):
-        return kind(message)  # every registry answered wrongly in one way: that error
     return ServiceError(message)
 
 
