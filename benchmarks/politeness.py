@@ -54,7 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _report
+from benchmarks import _harness, _report
 
 SIZE = 0.2
 #: The unknown-limit hosts: (limit/s, bucket, refusal status, Retry-After form).
@@ -446,7 +446,7 @@ def _fmt(value: Any, digits: str = ".3g") -> str:
     return format(value, digits) if isinstance(value, float) else str(value)
 
 
-def _write(figures: dict[str, Any], out: Path) -> Path:
+def _write(figures: dict[str, Any], args: argparse.Namespace) -> Path:
     rows: list[list[Any]] = []
     for run in figures.get("noburst", []):
         rows.append(
@@ -496,13 +496,12 @@ def _write(figures: dict[str, Any], out: Path) -> Path:
         "that answers 503 without Retry-After), timed from each host's first request."
     )
     return _report.write(
+        args,
         "politeness",
-        title="Politeness: no-burst hosts, a slow host, limits nobody told us",
-        summary=summary,
-        header=["contender", "run", "searches", "host limits", "pace"],
-        rows=rows,
+        "Politeness: no-burst hosts, a slow host, limits nobody told us",
+        table=(["contender", "run", "searches", "host limits", "pace"], rows),
         data=figures,
-        directory=out,
+        summary=summary,
     )
 
 
@@ -531,14 +530,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fair-searches", type=int, default=100, help="per host (100)")
     parser.add_argument("--no-stilts", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
-    parser.add_argument("--out", type=Path, default=_report.RESULTS)
+    parser.add_argument("--out", type=Path, default=_harness.RESULTS, metavar="DIR")
     parser.add_argument("--child-burst", help=argparse.SUPPRESS)
     parser.add_argument("--child-searches", type=int, default=12, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(words)
+    args.command = _harness.command_line(parser, words)
     if args.child_burst:
         result = asyncio.run(_burst_child(json.loads(args.child_burst), args.child_searches))
         print(json.dumps(result))
@@ -554,11 +556,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         figures["fair"] = fair(args)
     if "unknown" in runs:
         figures["unknown"] = unknown(args)
-    markdown = _write(figures, args.out)
+    markdown = _write(figures, args)
     print(markdown.read_text())
     return figures
 
 
 if __name__ == "__main__":
-    sys.argv[0] = "-m benchmarks.politeness"  # the command as the results should show it
     main()
