@@ -490,8 +490,8 @@ def _write(figures: dict[str, Any], args: argparse.Namespace) -> Path:
                 ]
             )
     summary = (
-        "Each run on a fresh VOFarm in its own process, on the same 2 shared CPUs as the "
-        "client (other work was running: timing figures are noisy). Refusals are the "
+        "Each run on a fresh VOFarm in its own process, on the same 2 CPUs as the "
+        "client (the load average is in the line above). Refusals are the "
         "farm's own count of requests it refused for its rate (429, or 503 for the host "
         "that answers 503 without Retry-After), timed from each host's first request."
     )
