@@ -20,7 +20,7 @@ from ._exceptions import (
     VOHarvestError,
 )
 from .protocol import sia1, sia2, tap
-from .protocol.regtap import Resource, resolve_servicetype
+from .protocol.regtap import RESOURCE_COLUMNS, Resource, resolve_servicetype
 
 if TYPE_CHECKING:
     from astropy.table import MaskedColumn, Table
@@ -74,22 +74,7 @@ class RegistryResource(Resource):
 #: The columns of pyvo's registry results (``RegistryResource.expected_columns`` of
 #: ``pyvo.registry.regtap``), in its order: :meth:`RegistryResources.to_table`'s.
 REGISTRY_COLUMNS = (
-    "ivoid",
-    "res_type",
-    "short_name",
-    "res_title",
-    "content_level",
-    "res_description",
-    "reference_url",
-    "creator_seq",
-    "created",
-    "updated",
-    "rights",
-    "content_type",
-    "source_format",
-    "source_value",
-    "region_of_regard",
-    "waveband",
+    *RESOURCE_COLUMNS,
     "access_urls",
     "standard_ids",
     "intf_types",

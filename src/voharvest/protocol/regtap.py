@@ -45,6 +45,7 @@ from ._services import (
 __all__ = [
     "FIELD_SEPARATOR",
     "INTERFACE_SEPARATOR",
+    "RESOURCE_COLUMNS",
     "SERVICE_KINDS",
     "WAVEBANDS",
     "Interface",
@@ -75,7 +76,7 @@ _DATAMODELS = ("obscore", "epntap", "regtap")
 
 # The rr.resource columns asked for: those pyvo's registry results have, so that
 # a regsearch's ``to_table()`` has them too (pyvo.registry.regtap.RegistryResource).
-_RESOURCE_COLUMNS = (
+RESOURCE_COLUMNS = (
     "ivoid",
     "res_type",
     "short_name",
@@ -466,7 +467,7 @@ def build_query(
         if isinstance(maxrec, bool) or not isinstance(maxrec, int) or maxrec < 0:
             raise ParameterError(f"maxrec: expected a non-negative integer, got {maxrec!r}")
         top = f"TOP {maxrec} "
-    columns = ", ".join(_RESOURCE_COLUMNS)
+    columns = ", ".join(RESOURCE_COLUMNS)
     lines = [
         f"SELECT {top}{columns},",
         f"  {_aggregate()}",
