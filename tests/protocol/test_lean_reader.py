@@ -43,6 +43,7 @@ RECORDED = _recorded_votables()
 
 def _astropy(data: bytes) -> votable.Decoded | Exception:
     try:
+        votable.check_prolog(data)
         return votable._decode_with_astropy(data, None, True)
     except Exception as exc:
         return exc

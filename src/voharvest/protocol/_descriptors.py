@@ -28,6 +28,7 @@ __all__ = [
     "SODA_SYNC",
     "InputParam",
     "ServiceDescriptor",
+    "descriptors_in",
     "descriptors_of",
     "is_datalink_format",
     "same_format",
@@ -244,6 +245,11 @@ def descriptors_of(data: bytes, *, url: str | None = None) -> tuple[ServiceDescr
         root = etree.fromstring(data, _PARSER)
     except (etree.LxmlError, ValueError) as exc:
         raise FormatError(f"malformed VOTable: {exc}", url=url) from exc
+    return descriptors_in(root)
+
+
+def descriptors_in(root: Any) -> tuple[ServiceDescriptor, ...]:
+    """Every ``adhoc:service`` RESOURCE under an lxml element already parsed, in order."""
     found: list[ServiceDescriptor] = []
     for resource in root.iter():
         if _local(resource) != "RESOURCE" or (resource.get("utype") or "").lower() != (

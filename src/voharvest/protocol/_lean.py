@@ -51,6 +51,8 @@ from typing import Any
 
 from lxml import etree
 
+from ._descriptors import ServiceDescriptor, descriptors_in
+
 __all__ = ["Field", "LeanTable", "read_lean"]
 
 
@@ -82,6 +84,8 @@ class LeanTable:
     rows: int
     status: str
     message: str
+    #: The document's service descriptors (DataLink, SODA), read from the same tree.
+    descriptors: tuple[ServiceDescriptor, ...] = ()
 
 
 _PARSER = etree.XMLParser(
@@ -353,10 +357,6 @@ _BINARY_BOOLEAN = {
 _Reader = Callable[[bytes, int], tuple[Any, int]]
 
 
-def _digits(text: str) -> tuple[str, ...]:
-    return (text,) if text.isdigit() else ()
-
-
 def _skipper(datatype: str, arraysize: str | None) -> _Reader | None:
     """Steps over a field left to astropy; None where its size is not plain to see."""
     size = _BYTES.get(datatype)
@@ -369,7 +369,8 @@ def _skipper(datatype: str, arraysize: str | None) -> _Reader | None:
             count *= int(d)
         width = count * size
         return lambda data, at: (None, at + width)
-    if len(dims) == 1 and dims[0].endswith("*") and dims[0][:-1] in ("", *_digits(dims[0][:-1])):
+    bound = dims[0][:-1]
+    if len(dims) == 1 and dims[0].endswith("*") and (bound == "" or bound.isdigit()):
 
         def skip(data: bytes, at: int) -> tuple[Any, int]:
             (count,) = _LENGTH.unpack_from(data, at)
@@ -408,14 +409,23 @@ def _text_reader(datatype: str, arraysize: str | None) -> _Reader | None:
     return None
 
 
-def _binary_reader(field: Field, null: str | None) -> _Reader | None:
-    """How to read a field's value from a BINARY stream; None: the document is astropy's."""
+def _binary_reader(field: Field, null: str | None) -> tuple[_Reader, bool] | None:
+    """How to read a field's value from a BINARY stream, and whether the value is
+    kept (False: stepped over, astropy's on demand); None: the document is astropy's."""
     datatype = field.datatype.lower()
+    read = _value_reader(field, datatype, null)
+    if read is not None:
+        return read, True
+    skip = _skipper(datatype, field.arraysize)
+    return (skip, False) if skip is not None else None
+
+
+def _value_reader(field: Field, datatype: str, null: str | None) -> _Reader | None:
+    """The reader of a field's value, None for a field this reader leaves to astropy."""
     if datatype in _TEXT:
-        reader = _text_reader(datatype, field.arraysize)
-        return reader if reader is not None else _skipper(datatype, field.arraysize)
+        return _text_reader(datatype, field.arraysize)
     if field.arraysize not in (None, "1") or (datatype not in _STRUCT and datatype != "boolean"):
-        return _skipper(datatype, field.arraysize)
+        return None
     if datatype == "boolean":
 
         def boolean(data: bytes, at: int) -> tuple[Any, int]:
@@ -455,15 +465,11 @@ def _binary_columns(
         data = base64.b64decode(streams[0].text or "")
     except (binascii.Error, ValueError):
         return None
-    readers = [_binary_reader(f, n) for f, n in zip(fields, nulls, strict=True)]
-    if any(reader is None for reader in readers):
+    chosen = [_binary_reader(f, n) for f, n in zip(fields, nulls, strict=True)]
+    if any(choice is None for choice in chosen):
         return None
-    # Which fields were read, not stepped over (those are astropy's, on demand).
-    kept = [
-        (f.datatype.lower() in _TEXT and _text_reader(f.datatype.lower(), f.arraysize) is not None)
-        or (f.arraysize in (None, "1") and f.datatype.lower() in (*_STRUCT, "boolean"))
-        for f in fields
-    ]
+    readers = [choice[0] for choice in chosen if choice is not None]
+    kept = [choice[1] for choice in chosen if choice is not None]
     flag_bytes = (len(fields) + 7) // 8 if flagged else 0
     text = [f.datatype.lower() in _TEXT for f in fields]
     values: list[list[Any]] = [[] for _ in fields]
@@ -473,7 +479,6 @@ def _binary_columns(
         flags = data[at : at + flag_bytes]
         at += flag_bytes
         for index, reader in enumerate(readers):
-            assert reader is not None
             value, at = reader(data, at)
             if flag_bytes and not text[index] and flags[index // 8] & (0x80 >> (index % 8)):
                 value = None
@@ -528,4 +533,5 @@ def read_lean(data: bytes) -> LeanTable | None:
         columns, rows = read
     except (_Unreadable, ValueError, OverflowError, TypeError, KeyError, IndexError, struct.error):
         return None
-    return LeanTable(tuple(fields), tuple(columns), rows, status, message)
+    descriptors = descriptors_in(root) if b"adhoc:service" in data else ()
+    return LeanTable(tuple(fields), tuple(columns), rows, status, message, descriptors)

@@ -92,6 +92,17 @@ def python_value(value: Any) -> Any:
     return value
 
 
+def column_values(column: Any) -> list[Any]:
+    """An astropy column as Python values, None where masked."""
+    import numpy as np
+
+    data = np.asarray(column)
+    mask = np.ma.getmaskarray(column)
+    if mask.ndim > 1:
+        mask = np.asarray(mask.all(axis=tuple(range(1, mask.ndim))))
+    return [None if m else python_value(v) for v, m in zip(data, mask, strict=True)]
+
+
 def sia_version(fields: Sequence[Field]) -> int | None:
     """1 or 2 from the fields of an SIA answer, None if it is neither."""
     if any((f.ucd or "").lower() == "vox:image_accessreference" for f in fields):
@@ -193,9 +204,7 @@ class TableResults(Sequence["Record"]):
         values = self._columns.get(key)
         if values is None:
             # A column the lean reader left to astropy (numeric arrays and the like).
-            from .votable import _column_values
-
-            values = _column_values(self.to_table()[key])
+            values = column_values(self.to_table()[key])
             self._columns[key] = values
         return values
 

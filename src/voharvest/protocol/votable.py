@@ -30,7 +30,7 @@ from . import _xml
 from ._descriptors import ServiceDescriptor, descriptors_of
 from ._lean import Field, read_lean
 from ._xml import snippet
-from .records import RegistryResults, SIAResults, TableResults, python_value, sia_version
+from .records import RegistryResults, SIAResults, TableResults, column_values, sia_version
 
 if TYPE_CHECKING:
     from astropy.io.votable.tree import TableElement, VOTableFile
@@ -85,15 +85,17 @@ def check_prolog(data: bytes, url: str | None = None) -> None:
         )
 
 
-_check_root = check_prolog
-
-
 def read_votable(data: bytes, *, url: str | None = None) -> VOTableFile:
     """Parse ``data`` with astropy, translating every failure into FormatError."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    _check_root(data, url)
+    check_prolog(data, url)
+    return _astropy_votable(data, url)
+
+
+def _astropy_votable(data: bytes, url: str | None) -> VOTableFile:
+    """astropy's tree of a document whose prolog was checked."""
     from astropy.io.votable import parse as _astropy_parse
 
     try:
@@ -206,7 +208,7 @@ def decode(data: bytes, *, url: str | None = None, keep_source: bool = True) -> 
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    _check_root(data, url)
+    check_prolog(data, url)
     try:
         lean = read_lean(data)
     except (etree.LxmlError, ValueError):
@@ -216,7 +218,7 @@ def decode(data: bytes, *, url: str | None = None, keep_source: bool = True) -> 
     status = QueryStatus(lean.status, lean.message)
     if status.is_error:
         raise QueryError(status.message or "the service reported an error", url=url)
-    descriptors = descriptors_of(data, url=url)
+    descriptors = lean.descriptors  # read from the tree the lean reader parsed
     return Decoded(
         lean.fields,
         lean.columns,
@@ -230,7 +232,8 @@ def decode(data: bytes, *, url: str | None = None, keep_source: bool = True) -> 
 
 
 def _decode_with_astropy(data: bytes, url: str | None, keep_source: bool) -> Decoded:
-    votable = read_votable(data, url=url)
+    """:func:`decode` by astropy, for a document whose prolog was checked."""
+    votable = _astropy_votable(data, url)
     status = query_status(votable)
     if status.is_error:
         raise QueryError(status.message or "the service reported an error", url=url)
@@ -249,7 +252,7 @@ def _decode_with_astropy(data: bytes, url: str | None, keep_source: bool) -> Dec
         )
         for name, f in zip(table.colnames, element.fields, strict=True)
     )
-    columns = tuple(_column_values(table[name]) for name in table.colnames)
+    columns = tuple(column_values(table[name]) for name in table.colnames)
     descriptors = descriptors_of(data, url=url)
     return Decoded(
         fields,
@@ -261,17 +264,6 @@ def _decode_with_astropy(data: bytes, url: str | None, keep_source: bool) -> Dec
         _field_ids(fields, descriptors),
         data if keep_source else None,
     )
-
-
-def _column_values(column: Any) -> list[Any]:
-    """An astropy column as Python values, None where masked."""
-    import numpy as np
-
-    data = np.asarray(column)
-    mask = np.ma.getmaskarray(column)
-    if mask.ndim > 1:
-        mask = np.asarray(mask.all(axis=tuple(range(1, mask.ndim))))
-    return [None if m else python_value(v) for v, m in zip(data, mask, strict=True)]
 
 
 def _warn_if_overflow(decoded: Decoded, stacklevel: int) -> bool:
