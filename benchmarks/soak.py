@@ -74,6 +74,7 @@ SMOKE = {
     "stall_seconds": 3.0,
     "backoff": 0.25,
     "backoff_max": 2.0,
+    "retry_after": 0.25,
 }
 OPTIONS = {
     **_harness.workload(hosts=20, latency=0.01, images_per_search=4, image_bytes=16 * 1024),
@@ -85,6 +86,7 @@ OPTIONS = {
     "stall_seconds": (10.0, "farm stall length"),
     "backoff": (1.0, "first retry wait (s)"),
     "backoff_max": (8.0, "longest retry wait (s)"),
+    "retry_after": (1.0, "seconds the farm's 429/503 ask for (Retry-After)"),
     "searches": (40, "search workers"),
 }
 JOURNAL_STEM = JOURNAL_NAME.removesuffix(".sqlite")
@@ -103,6 +105,7 @@ class Settings:
     concurrency: int
     backoff: float
     backoff_max: float
+    retry_after: float
     searches: int
     downloads: int
     seed: int
@@ -441,6 +444,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--hosts", str(settings.hosts), "--seed", str(settings.seed),
         "--latency", str(settings.latency), "--rate", str(settings.rate),
         "--faults", faults, "--stall-seconds", str(settings.stall_seconds),
+        "--retry-after-seconds", str(settings.retry_after),
         "--image-bytes", str(settings.image_bytes),
         "--images-per-search", str(settings.images_per_search),
     ]  # fmt: skip

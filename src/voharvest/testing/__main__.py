@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         help="how 429/503 say when to come back (seconds)",
     )
     serve.add_argument(
+        "--retry-after-seconds",
+        type=float,
+        default=1.0,
+        help="the seconds a 429/503 asks for, with --retry-after seconds (1)",
+    )
+    serve.add_argument(
         "--per-host",
         default="",
         help='JSON of host index to HostConfig fields, e.g. {"0": {"latency": 2}}',
@@ -149,6 +155,7 @@ async def serve(args: argparse.Namespace) -> int:
         no_burst=args.no_burst,
         tolerance=args.tolerance,
         retry_after=args.retry_after,
+        retry_after_seconds=args.retry_after_seconds,
     )
     per_host = _per_host(args.per_host, config)
     if not args.duration > 0:
