@@ -29,7 +29,11 @@ A :class:`Downloader` passes a file through small steps, each a method::
   left to do. Without that call (another system) the fsync does it all.
 
 The blocking steps run in the client's file threads, several file-system
-calls per hop, so that the event loop does a few callbacks per file.
+calls per hop, so that the event loop does a few callbacks per file: the
+place and the resume point in one hop, the note and the opening of the
+``.part`` in one, each write in one, and the last write, fsync, close,
+content check and rename in one. A file that comes in one write thus takes
+three hops.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -135,6 +140,27 @@ def _write_after(
     write_all(fd, pieces)
 
 
+def _finish(
+    pending: concurrent.futures.Future[None] | None,
+    fd: int,
+    pieces: list[bytes],
+    sync: bool,
+    then: Callable[[], None] | None,
+) -> None:
+    """The write in flight, then ``pieces``, fsync (if ``sync``) and close; then ``then()``
+    (the content check and the rename), only if all of that went well."""
+    try:
+        if pending is not None:
+            pending.result()
+        write_all(fd, pieces)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    if then is not None:
+        then()
+
+
 def _close_after(pending: concurrent.futures.Future[None] | None, fd: int) -> None:
     """Close ``fd`` once the write in flight on it ended (in a file thread, never on the loop)."""
     try:
@@ -144,25 +170,15 @@ def _close_after(pending: concurrent.futures.Future[None] | None, fd: int) -> No
         os.close(fd)
 
 
-def _seal(pending: concurrent.futures.Future[None] | None, fd: int, sync: bool) -> None:
-    """The last write's outcome, then fsync (if asked) and close."""
-    try:
-        if pending is not None:
-            pending.result()
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class PartFile:
     """A ``.part`` open for appending, with at most one write in flight in ``executor``.
 
     :meth:`write` waits for the previous write, then hands this one to a thread
-    and returns: the caller reads on while the disk works. :meth:`seal`
-    finishes (last write, fsync, close); :meth:`abandon` closes once the write
-    in flight ended, whatever happens to the caller. With ``early_writeback``
-    each write also starts the disk writing it out (see the module doc).
+    and returns: the caller reads on while the disk works. :meth:`finish`
+    ends it in one hop (the last pieces, fsync, close, and what comes next);
+    :meth:`abandon` closes once the write in flight ended, whatever happens to
+    the caller. With ``early_writeback`` each write also starts the disk
+    writing it out (see the module doc).
     """
 
     def __init__(
@@ -202,12 +218,32 @@ class PartFile:
 
     async def seal(self, sync: bool) -> None:
         """Wait for the last write, fsync if ``sync``, close (errors of any of them raised)."""
+        await self.finish([], sync)
+
+    async def finish(
+        self, pieces: list[bytes], sync: bool, then: Callable[[], None] | None = None
+    ) -> None:
+        """In one hop: the last ``pieces`` written behind the write in flight, fsync if
+        ``sync``, close, then ``then()`` if all went well (errors of any of them raised).
+
+        If the caller is cancelled meanwhile, ``then`` is skipped unless it had begun.
+        """
         fd, self._fd = self._fd, None
         if fd is None:
             return
         pending, self._pending = self._pending, None
-        closing = self._executor.submit(_seal, pending, fd, sync)
-        await asyncio.shield(asyncio.wrap_future(closing))
+        wanted = True
+
+        def next_step() -> None:
+            if wanted and then is not None:
+                then()
+
+        closing = self._executor.submit(_finish, pending, fd, pieces, sync, next_step)
+        try:
+            await asyncio.shield(asyncio.wrap_future(closing))
+        except asyncio.CancelledError:
+            wanted = False
+            raise
 
     async def abandon(self) -> None:
         """Close without raising: after a failure, once the write in flight ended."""
@@ -236,6 +272,18 @@ class _Place:
         return cls(
             final, final.with_name(final.name + ".part"), final.with_name(final.name + ".part.json")
         )
+
+
+def _note(stream: Stream, url: str, total: int | None) -> str:
+    """What a kept part was fetched under, for the next run to resume it (JSON)."""
+    return json.dumps(
+        {
+            "url": url,
+            "etag": stream.headers.get("ETag"),
+            "last_modified": stream.headers.get("Last-Modified"),
+            "length": total,
+        }
+    )
 
 
 def _remove_files(*paths: Path) -> None:
@@ -279,19 +327,26 @@ class Downloader:
     ) -> Path:
         """The file at ``url`` into ``directory``; its final path (see ``VOClient.download``)."""
         name = safe_filename(filename) if filename is not None else filename_from_url(url)
-        place, complete = await self._in_thread(self._place, Path(directory), name, overwrite)
+        resume_of = url if keep_partial else None
+        place, complete, resume = await self._in_thread(
+            self._place, Path(directory), name, overwrite, resume_of
+        )
         if complete:
             return place.final
         detect_links = not is_datalink_format(expected_format)
+        known = [resume]  # the first attempt's resume point, found with the place
 
-        async def attempt(budget: _Budget) -> None:
+        async def attempt(budget: _Budget) -> bool:
             budget.begin()
-            await self._attempt(url, place, keep_partial, detect_links)
+            start = known.pop() if known else None
+            return await self._attempt(
+                url, place, keep_partial, detect_links, start, expected_format
+            )
 
         try:
             try:
-                await self._transport.with_retries(url, attempt)
-                await self._in_thread(self._commit, place, expected_format, url)
+                if not await self._transport.with_retries(url, attempt):
+                    await self._in_thread(self._commit, place, expected_format, url)
             except OSError as exc:
                 raise StorageError(f"can't write {place.final}: {exc}") from exc
         except BaseException as exc:
@@ -304,8 +359,11 @@ class Downloader:
             raise
         return place.final
 
-    def _place(self, folder: Path, name: str, overwrite: bool) -> tuple[_Place, bool]:
-        """(Thread.) The directory made, the names; whether a complete file is there already."""
+    def _place(
+        self, folder: Path, name: str, overwrite: bool, resume_of: str | None
+    ) -> tuple[_Place, bool, tuple[int, str | None]]:
+        """(Thread.) The directory made, the names; whether a complete file is there
+        already; and, for ``resume_of`` (a URL), the resume point of a kept part."""
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -314,8 +372,9 @@ class Downloader:
         if not overwrite and place.final.exists():
             # Complete already (renames are atomic); what a killed run left beside it is stale.
             _remove_files(place.part, place.note)
-            return place, True
-        return place, False
+            return place, True, (0, None)
+        resume = self._resume_point(resume_of, place) if resume_of is not None else (0, None)
+        return place, False, resume
 
     async def _remove(self, *paths: Path) -> None:
         if paths:
@@ -324,36 +383,56 @@ class Downloader:
     # --- one attempt ------------------------------------------------------------------
 
     async def _attempt(
-        self, url: str, place: _Place, keep_partial: bool, detect_links: bool
-    ) -> None:
+        self,
+        url: str,
+        place: _Place,
+        keep_partial: bool,
+        detect_links: bool,
+        known: tuple[int, str | None] | None,
+        expected_format: str | None,
+    ) -> bool:
+        """One request; whether the file was checked and renamed into place (not yet if the
+        kept part was found whole: the caller commits it)."""
         offset, validator = 0, None
         if keep_partial:
-            offset, validator = await self._in_thread(self._resume_point, url, place)
+            if known is None:
+                known = await self._in_thread(self._resume_point, url, place)
+            offset, validator = known
         headers = {"Accept-Encoding": "identity"}
         if offset and validator:
             headers["Range"] = f"bytes={offset}-"
             headers["If-Range"] = validator
-        async with self._transport.stream(url, headers=headers, ok=(200, 206, 416)) as stream:
-            start = await self._answer(stream, url, place, offset, detect_links)
-            if start is None:
-                return  # the kept part is the whole file
-            offset, total = start
-            if keep_partial:
-                await self._in_thread(self._write_note, place, url, stream, total)
-            part = await self._in_thread(
-                PartFile.open, place.part, bool(offset), self._files, self.config.fsync
-            )
-            try:
-                received = await self._receive(stream, part, place, url, offset, total)
-            except BaseException:
+        part: PartFile | None = None
+        rest: list[bytes] = []
+        try:
+            async with self._transport.stream(url, headers=headers, ok=(200, 206, 416)) as stream:
+                start = await self._answer(stream, url, place, offset, detect_links)
+                if start is None:
+                    return False  # the kept part is the whole file
+                offset, total = start
+                note = _note(stream, url, total) if keep_partial else None
+                part = await self._in_thread(self._open_part, place, bool(offset), note)
+                received, rest = await self._receive(stream, part, place, url, offset, total)
+        except BaseException:
+            if part is not None:
+                part.keep(rest)
                 await part.abandon()
-                raise
+            raise
         # After the response: the host's connection slot is free while the disk works.
-        await part.seal(self.config.fsync)
-        if total is not None and offset + received != total:
+        whole = total is None or offset + received == total
+        commit = partial(self._commit, place, expected_format, url) if whole else None
+        await part.finish(rest, self.config.fsync, commit)
+        if not whole:
             raise PayloadError(
                 f"received {offset + received} bytes, {total} announced", url=url, retryable=True
             )
+        return True
+
+    def _open_part(self, place: _Place, append: bool, note: str | None) -> PartFile:
+        """(Thread.) The note a kept part carries written (if any), the ``.part`` opened."""
+        if note is not None:
+            place.note.write_text(note, encoding="utf-8")
+        return PartFile.open(place.part, append, self._files, self.config.fsync)
 
     def _resume_point(self, url: str, place: _Place) -> tuple[int, str | None]:
         """(Thread.) (bytes already in the ``.part``, validator) if resumable, else (0, None)."""
@@ -410,17 +489,6 @@ class Downloader:
             return offset, total
         return 0, stream.content_length  # a full answer: start over, never append
 
-    @staticmethod
-    def _write_note(place: _Place, url: str, stream: Stream, total: int | None) -> None:
-        """(Thread.) What a kept part was fetched under, for the next run to resume it."""
-        note = {
-            "url": url,
-            "etag": stream.headers.get("ETag"),
-            "last_modified": stream.headers.get("Last-Modified"),
-            "length": total,
-        }
-        place.note.write_text(json.dumps(note), encoding="utf-8")
-
     async def _receive(
         self,
         stream: Stream,
@@ -429,8 +497,9 @@ class Downloader:
         url: str,
         offset: int,
         total: int | None,
-    ) -> int:
-        """Stream the body into ``part``; the bytes received."""
+    ) -> tuple[int, list[bytes]]:
+        """Stream the body into ``part``; the bytes received, and the last pieces, not yet
+        written (the caller writes them as it finishes the file)."""
         chunk_bytes = self.config.chunk_bytes
         limit = total if total is not None else self.config.max_fetch_bytes
         received = 0
@@ -463,9 +532,7 @@ class Downloader:
             # so that a resume asks only for the rest.
             part.keep(gathered)
             raise
-        if gathered:
-            await part.write(gathered)
-        return received
+        return received, gathered
 
     # --- verify and rename --------------------------------------------------------------
 
