@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -195,8 +196,33 @@ def default_sesame() -> tuple[str, ...]:
     return tuple(_urls_from_env(SESAME_ENV)) or DEFAULT_SESAME
 
 
+#: Origins of the ``scheme://authority`` prefixes met (a harvest asks for the same
+#: few hosts' origins tens of times per target); emptied when it reaches its bound.
+_ORIGINS: dict[str, str] = {}
+_ORIGINS_KEPT = 1024
+_SCHEME_AUTHORITY = re.compile(r"[^/?#]*://[^/?#]*")
+
+
 def origin_of(url: str) -> str:
     """``scheme://host:port`` of a URL (default ports made explicit), lower-cased."""
+    # The origin depends on the URL's scheme and authority only: remembered by those.
+    head = _SCHEME_AUTHORITY.match(url)
+    prefix = head.group() if head else url
+    known = _ORIGINS.get(prefix)
+    if known is not None:
+        return known
+    try:
+        origin = _origin(prefix)
+    except ParameterError:
+        _origin(url)  # the error, naming the whole URL
+        raise
+    if len(_ORIGINS) >= _ORIGINS_KEPT:
+        _ORIGINS.clear()
+    _ORIGINS[prefix] = origin
+    return origin
+
+
+def _origin(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()

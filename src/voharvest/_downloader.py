@@ -46,6 +46,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -67,11 +68,14 @@ if TYPE_CHECKING:
     from ._config import ClientConfig
     from .transport import Stream, Transport, _Budget
 
-__all__ = ["Downloader", "PartFile", "write_all"]
+__all__ = ["Downloader", "Fetched", "PartFile", "fetched", "write_all"]
 
 logger = logging.getLogger("voharvest.client")
 
 T = TypeVar("T")
+
+#: Errors of ``stat`` that mean "no file there".
+_ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
 
 #: Buffers per ``writev`` call (Linux allows 1024).
 _IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 16
@@ -258,6 +262,25 @@ class PartFile:
             logger.warning("closing a part file failed: %s", exc)
 
 
+@dataclass
+class Fetched:
+    """What the latest :meth:`Downloader.fetch` in a context did: its file, its size, and
+    whether it was there already (nothing fetched).
+
+    A caller that counts files (the harvest) sets :data:`fetched` to one of
+    these before ``VOClient.download`` and reads it after, instead of looking
+    at the file again in a thread of its own.
+    """
+
+    path: Path | None = None
+    size: int = 0
+    existed: bool = False
+
+
+#: Where :meth:`Downloader.fetch` reports what it did (None: nobody asked).
+fetched: ContextVar[Fetched | None] = ContextVar("voharvest_fetched", default=None)
+
+
 @dataclass(frozen=True)
 class _Place:
     """Where one download lands: the final name, its ``.part`` and the part's note."""
@@ -328,15 +351,18 @@ class Downloader:
         """The file at ``url`` into ``directory``; its final path (see ``VOClient.download``)."""
         name = safe_filename(filename) if filename is not None else filename_from_url(url)
         resume_of = url if keep_partial else None
-        place, complete, resume = await self._in_thread(
+        place, size, resume = await self._in_thread(
             self._place, Path(directory), name, overwrite, resume_of
         )
-        if complete:
+        report = fetched.get()
+        if size is not None:
+            if report is not None:
+                report.path, report.size, report.existed = place.final, size, True
             return place.final
         detect_links = not is_datalink_format(expected_format)
         known = [resume]  # the first attempt's resume point, found with the place
 
-        async def attempt(budget: _Budget) -> bool:
+        async def attempt(budget: _Budget) -> tuple[int, bool]:
             budget.begin()
             start = known.pop() if known else None
             return await self._attempt(
@@ -345,11 +371,14 @@ class Downloader:
 
         try:
             try:
-                if not await self._transport.with_retries(url, attempt):
+                length, committed = await self._transport.with_retries(url, attempt)
+                if not committed:
                     await self._in_thread(self._commit, place, expected_format, url)
             except OSError as exc:
                 raise StorageError(f"can't write {place.final}: {exc}") from exc
         except BaseException as exc:
+            if report is not None:
+                report.path = None
             doomed = () if keep_partial and resumable(exc) else (place.part, place.note)
             removal = asyncio.ensure_future(self._remove(*doomed))
             try:
@@ -357,24 +386,34 @@ class Downloader:
             except asyncio.CancelledError:
                 self._background(removal)
             raise
+        if report is not None:
+            report.path, report.size, report.existed = place.final, length, False
         return place.final
 
     def _place(
         self, folder: Path, name: str, overwrite: bool, resume_of: str | None
-    ) -> tuple[_Place, bool, tuple[int, str | None]]:
-        """(Thread.) The directory made, the names; whether a complete file is there
-        already; and, for ``resume_of`` (a URL), the resume point of a kept part."""
+    ) -> tuple[_Place, int | None, tuple[int, str | None]]:
+        """(Thread.) The directory made, the names; the size of the complete file there
+        already (None: none, or ``overwrite``); and, for ``resume_of`` (a URL), the
+        resume point of a kept part."""
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"can't create the directory {folder}: {exc}") from exc
         place = _Place.of(folder, name)
-        if not overwrite and place.final.exists():
-            # Complete already (renames are atomic); what a killed run left beside it is stale.
-            _remove_files(place.part, place.note)
-            return place, True, (0, None)
+        if not overwrite:
+            try:
+                size = place.final.stat().st_size
+            except OSError as exc:
+                if exc.errno not in _ABSENT:  # (as Path.exists() tells them)
+                    raise
+            else:
+                # Complete already (renames are atomic); what a killed run left beside
+                # it is stale.
+                _remove_files(place.part, place.note)
+                return place, size, (0, None)
         resume = self._resume_point(resume_of, place) if resume_of is not None else (0, None)
-        return place, False, resume
+        return place, None, resume
 
     async def _remove(self, *paths: Path) -> None:
         if paths:
@@ -390,9 +429,9 @@ class Downloader:
         detect_links: bool,
         known: tuple[int, str | None] | None,
         expected_format: str | None,
-    ) -> bool:
-        """One request; whether the file was checked and renamed into place (not yet if the
-        kept part was found whole: the caller commits it)."""
+    ) -> tuple[int, bool]:
+        """One request; the file's length, and whether it was checked and renamed into
+        place (not yet if the kept part was found whole: the caller commits it)."""
         offset, validator = 0, None
         if keep_partial:
             if known is None:
@@ -408,7 +447,7 @@ class Downloader:
             async with self._transport.stream(url, headers=headers, ok=(200, 206, 416)) as stream:
                 start = await self._answer(stream, url, place, offset, detect_links)
                 if start is None:
-                    return False  # the kept part is the whole file
+                    return offset, False  # the kept part is the whole file
                 offset, total = start
                 note = _note(stream, url, total) if keep_partial else None
                 part = await self._in_thread(self._open_part, place, bool(offset), note)
@@ -426,7 +465,7 @@ class Downloader:
             raise PayloadError(
                 f"received {offset + received} bytes, {total} announced", url=url, retryable=True
             )
-        return True
+        return offset + received, True
 
     def _open_part(self, place: _Place, append: bool, note: str | None) -> PartFile:
         """(Thread.) The note a kept part carries written (if any), the ``.part`` opened."""

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiofiles.os
 
 from .._config import origin_of
+from .._downloader import Fetched, fetched
 from .._exceptions import DataLinkError, ParameterError, VOHarvestError
-from .._files import inside
 from ..protocol._encoding import angle
 from ..protocol.datalink import (
     DATALINK_MIME,
@@ -613,17 +613,21 @@ class Harvest:
         label, totals = self._counted_under(record)
         try:
             try:
-                relative = Path(record.path)
-                folder = self.out / relative.parent
-                existed = await asyncio.to_thread(_complete, folder, relative.name)
+                folder, _, name = record.path.rpartition("/")
+                # The download says what it did (file there already, size): no hops of ours.
+                report = Fetched()
+                fetched.set(report)
                 path = await self.client.download(
                     record.url,
-                    folder,
-                    filename=relative.name,
+                    self.out / folder,
+                    filename=name,
                     keep_partial=True,
                     expected_format=record.format,
                 )
-                size = (await aiofiles.os.stat(path)).st_size
+                if report.path == path:
+                    size, existed = report.size, report.existed
+                else:  # (not said: a file of a DataLink document's choosing)
+                    size, existed = (await aiofiles.os.stat(path)).st_size, False
                 await self._journal.download_done(record.id, size)
             except VOHarvestError:
                 raise
@@ -651,11 +655,6 @@ class Harvest:
 # Marks a DataLink record's key as one target's (a cutout differs per target);
 # a fragment, so it never reaches a server.
 _TARGET_MARK = "#voharvest-target="
-
-
-def _complete(folder: Path, name: str) -> bool:
-    """Whether the file is under its final name already (a path check: in a thread)."""
-    return inside(folder, name).exists()
 
 
 def _child_name(stem: str, dataset: Dataset) -> str:
