@@ -530,12 +530,26 @@ class Harvest:
     async def _download_worker(
         self, downloads: asyncio.Queue[Any], results: asyncio.Queue[Any]
     ) -> None:
-        while (record := await downloads.get()) is not _STOP:
-            if record.kind == "datalink":
-                for item in await self._resolve(record):
-                    await results.put(item)
-            else:
-                await results.put(await self._download(record))
+        # A file's journal entry (and its item) is written while the worker fetches the
+        # next file, one entry at a time: the host's slot does not wait for a commit.
+        entry: asyncio.Future[None] | None = None
+        try:
+            while (record := await downloads.get()) is not _STOP:
+                if record.kind == "datalink":
+                    for item in await self._resolve(record):
+                        await results.put(item)
+                    continue
+                outcome = await self._fetch_file(record)
+                if entry is not None:
+                    await entry
+                entry = asyncio.ensure_future(self._report_file(record, outcome, results))
+            if entry is not None:
+                await entry
+        finally:
+            if entry is not None and not entry.done():
+                entry.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await entry
 
     def _counted_under(self, record: PendingRecord) -> tuple[str, HarvestTotals]:
         """The label and live totals of the service a journaled record came from."""
@@ -609,8 +623,20 @@ class Harvest:
         return kept
 
     async def _download(self, record: PendingRecord) -> HarvestItem:
-        assert self.out is not None and self._journal is not None
-        label, totals = self._counted_under(record)
+        """Fetch ``record``'s file and journal it; its item."""
+        return await self._journaled(record, await self._fetch_file(record))
+
+    async def _report_file(
+        self,
+        record: PendingRecord,
+        outcome: tuple[Path, int, bool] | VOHarvestError,
+        results: asyncio.Queue[Any],
+    ) -> None:
+        await results.put(await self._journaled(record, outcome))
+
+    async def _fetch_file(self, record: PendingRecord) -> tuple[Path, int, bool] | VOHarvestError:
+        """``record``'s file fetched: (path, size, whether it was there already), or the error."""
+        assert self.out is not None
         try:
             try:
                 folder, _, name = record.path.rpartition("/")
@@ -625,31 +651,51 @@ class Harvest:
                     expected_format=record.format,
                 )
                 if report.path == path:
-                    size, existed = report.size, report.existed
-                else:  # (not said: a file of a DataLink document's choosing)
-                    size, existed = (await aiofiles.os.stat(path)).st_size, False
-                await self._journal.download_done(record.id, size)
+                    return path, report.size, report.existed
+                # (not said: a file of a DataLink document's choosing)
+                return path, (await aiofiles.os.stat(path)).st_size, False
             except VOHarvestError:
                 raise
             except Exception as exc:
                 logger.exception("unexpected error downloading %s", record.url)
                 raise UnexpectedError(f"{type(exc).__name__}: {exc}") from exc
         except VOHarvestError as error:
-            totals.downloads_failed += 1
-            await self._journal.download_failed(record.id, str(error))
-            return HarvestItem("download", label, record.target_label, url=record.url, error=error)
-        totals.downloads += 1
-        totals.bytes += size
-        totals.skipped += int(existed)
-        return HarvestItem(
-            "download",
-            label,
-            record.target_label,
-            url=record.url,
-            path=path,
-            bytes=size,
-            skipped=existed,
-        )
+            return error
+
+    async def _journaled(
+        self, record: PendingRecord, outcome: tuple[Path, int, bool] | VOHarvestError
+    ) -> HarvestItem:
+        """The journal told what became of ``record``'s file; its item."""
+        assert self._journal is not None
+        label, totals = self._counted_under(record)
+        if not isinstance(outcome, VOHarvestError):
+            path, size, existed = outcome
+            try:
+                try:
+                    await self._journal.download_done(record.id, size)
+                except VOHarvestError:
+                    raise
+                except Exception as exc:
+                    logger.exception("unexpected error journaling %s", record.url)
+                    raise UnexpectedError(f"{type(exc).__name__}: {exc}") from exc
+            except VOHarvestError as error:
+                outcome = error
+            else:
+                totals.downloads += 1
+                totals.bytes += size
+                totals.skipped += int(existed)
+                return HarvestItem(
+                    "download",
+                    label,
+                    record.target_label,
+                    url=record.url,
+                    path=path,
+                    bytes=size,
+                    skipped=existed,
+                )
+        totals.downloads_failed += 1
+        await self._journal.download_failed(record.id, str(outcome))
+        return HarvestItem("download", label, record.target_label, url=record.url, error=outcome)
 
 
 # Marks a DataLink record's key as one target's (a cutout differs per target);
