@@ -49,7 +49,7 @@ from ._exceptions import (
 from ._limiter import Clock, HostStats
 from ._turns import TurnBudget
 from .protocol import datalink, regtap, sesame, tap, vosi, votable
-from .protocol._encoding import position_degrees
+from .protocol import position_degrees
 from .protocol.soda import Cutout
 from .protocol.vosi import AccessRule
 from .services import (

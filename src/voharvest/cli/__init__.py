@@ -32,7 +32,7 @@ from .._auth import ENV_CERT, ENV_NETRC, ENV_TOKEN_FILE, Credentials, cert_from_
 from .._config import ClientConfig, HostPolicy, RegistryEndpoint, RetryPolicy, Timeouts
 from .._exceptions import ParameterError, VOHarvestError
 from ..protocol import regtap, sia1, sia2
-from ..protocol._encoding import angle
+from ..protocol import angle
 
 __all__ = ["main"]
 

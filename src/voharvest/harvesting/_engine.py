@@ -25,7 +25,7 @@ import aiofiles.os
 from .._config import origin_of
 from .._exceptions import DataLinkError, ParameterError, VOHarvestError
 from .._files import inside
-from ..protocol._encoding import angle
+from ..protocol import angle
 from ..protocol.datalink import (
     DATALINK_MIME,
     DataLinks,

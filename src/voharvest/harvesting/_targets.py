@@ -14,7 +14,7 @@ import aiofiles
 
 from .._exceptions import ParameterError
 from .._files import safe_filename
-from ..protocol._encoding import is_skycoord, position_degrees
+from ..protocol import is_skycoord, position_degrees
 
 __all__ = ["Target", "iter_targets", "parse_target"]
 
