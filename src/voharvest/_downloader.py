@@ -49,7 +49,8 @@ from ._downloads import (
     resumable,
 )
 from ._exceptions import FormatError, PayloadError, StorageError, TooLargeError
-from ._files import filename_from_url, inside, safe_filename
+from ._files import inside, safe_filename
+from .naming import url_filename
 from .protocol.datalink import is_datalink_format
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ class Downloader:
         expected_format: str | None,
     ) -> Path:
         """The file at ``url`` into ``directory``; its final path (see ``VOClient.download``)."""
-        name = safe_filename(filename) if filename is not None else filename_from_url(url)
+        name = safe_filename(filename) if filename is not None else url_filename(url)
         place, complete = await self._in_thread(self._place, Path(directory), name, overwrite)
         if complete:
             return place.final

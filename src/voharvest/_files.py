@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from pathlib import Path
 
 from ._exceptions import ParameterError
 
-__all__ = ["filename_from_url", "inside", "matches", "safe_filename", "sniff_kind"]
+__all__ = ["inside", "matches", "safe_filename", "sniff_kind"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _RESERVED = {
@@ -43,28 +41,6 @@ def safe_filename(name: str, *, default: str = "download") -> str:
     room = MAX_NAME - (len(ext) + 1 if ext else 0)
     stem = stem[:room]
     return f"{stem}.{ext}" if ext else stem
-
-
-def filename_from_url(url: str) -> str:
-    """A stable, safe name for what ``url`` serves.
-
-    The last path segment, made safe; when the URL has a query string (as
-    ``getproduct?ID=...`` URLs do) a short hash of the whole URL keeps names of
-    different products apart.
-    """
-    parts = urlsplit(url)
-    segment = unquote(PurePosixPath(parts.path).name)
-    name = safe_filename(segment)
-    if parts.query:
-        digest = url_digest(url)
-        stem, dot, ext = name.rpartition(".")
-        name = f"{stem}-{digest}.{ext}" if dot and stem else f"{name}-{digest}"
-    return name
-
-
-def url_digest(url: str, length: int = 12) -> str:
-    """A short, stable hash of a URL (to keep names of different URLs apart)."""
-    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
 def inside(directory: Path, name: str) -> Path:

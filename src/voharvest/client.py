@@ -48,8 +48,8 @@ from ._exceptions import (
 )
 from ._limiter import Clock, HostStats
 from ._turns import TurnBudget
-from .protocol import datalink, regtap, sesame, tap, vosi, votable
-from .protocol import position_degrees
+from .naming import dataset_filename
+from .protocol import datalink, position_degrees, regtap, sesame, tap, vosi, votable
 from .protocol.soda import Cutout
 from .protocol.vosi import AccessRule
 from .services import (
@@ -649,7 +649,11 @@ class VOClient:
                     "a DataLink document points at another DataLink document as its dataset",
                     url=dataset.via,
                 )
-            name = filename if filename is not None and len(planned) == 1 else dataset.name
+            name = (
+                filename
+                if filename is not None and len(planned) == 1
+                else dataset_filename(dataset)
+            )
             try:
                 path = await self._open_downloader().fetch(
                     dataset.url,

@@ -12,6 +12,7 @@ that, and ``BAND=low high`` (metres).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -141,6 +142,13 @@ class Cutout:
         return self.width, self.height
 
     def journal_view(self) -> dict[str, Any]:
+        """Deprecated: what a harvest's journal keeps of a cutout is the harvest's business
+        (``HarvestOptions.journal_view()``); the cutout's fields are its attributes."""
+        warnings.warn(
+            "Cutout.journal_view() is deprecated; see HarvestOptions.journal_view()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return {"radius": self.radius, "width": self.width, "height": self.height,
                 "band": list(self.band) if self.band else None}  # fmt: skip
 
