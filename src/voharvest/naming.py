@@ -142,11 +142,14 @@ def dataset_filename(dataset: Dataset) -> str:
     """The name ``VOClient.download`` gives a dataset reached through a DataLink document.
 
     A full dataset is named after its URL (:func:`url_filename`); a cutout
-    after the dataset it was cut from, tagged ``_cutout`` and hashed by the
-    cutout's own URL.
+    after the dataset it was cut from (its stem and extension), tagged
+    ``_cutout`` and hashed by the cutout's own URL.
     """
     if dataset.mode != "cutout":
         return url_filename(dataset.url)
     source = dataset.cut_from or dataset.url
     stem = safe_filename(_segment(source), default="dataset").partition(".")[0] or "dataset"
-    return _name(stem, dataset.url, extension_for(dataset.format, source), "cutout")
+    extension = extension_for(None, source)  # the full dataset's own (.fits.fz stays)
+    if extension == ".dat":
+        extension = extension_for(dataset.format, dataset.url)
+    return _name(stem, dataset.url, extension, "cutout")
