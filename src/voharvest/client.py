@@ -29,6 +29,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._checks import http_url, position_degrees
+from ._clock import Clock
 from ._config import ClientConfig
 from ._downloader import Downloader
 from ._downloads import MAX_LINKS_BYTES, LinksInstead, plain_format
@@ -46,10 +48,9 @@ from ._exceptions import (
     UnsupportedConstraintError,
     VOHarvestError,
 )
-from ._limiter import Clock, HostStats
+from ._limiter import HostStats
 from ._turns import TurnBudget
 from .protocol import datalink, regtap, sesame, tap, vosi, votable
-from .protocol._encoding import position_degrees
 from .protocol.soda import Cutout
 from .protocol.vosi import AccessRule
 from .services import (
@@ -59,7 +60,7 @@ from .services import (
     SIAService,
     TAPService,
 )
-from .transport import Answer, Transport, check_url
+from .transport import Answer, Transport
 
 if TYPE_CHECKING:
     import aiohttp
@@ -80,14 +81,14 @@ T = TypeVar("T")
 def source_url(source: Any) -> str:
     """The URL of a record (``getdataurl()``) or of a plain URL string."""
     if isinstance(source, str):
-        return check_url(source)
+        return http_url(source)
     getter = getattr(source, "getdataurl", None)
     if getter is None:
         raise ParameterError(f"expected a URL or a record with getdataurl(), got {source!r}")
     url = getter()
     if not url:
         raise ParameterError(f"{source!r} has no data URL")
-    return check_url(url)
+    return http_url(url)
 
 
 def _may_heal(error: VOHarvestError | None) -> bool:
@@ -327,7 +328,7 @@ class VOClient:
     ) -> SIAService | SIA2Service:
         """An SIA service from its access URL (``version`` 1 or 2; ``cuts``: an SIA 1.0
         service of the Cutout type, whose images are cut to the region searched)."""
-        check_url(access_url)
+        http_url(access_url)
         if version == 1:
             return SIAService(self, access_url, cuts=cuts)
         if version == 2:
@@ -336,7 +337,7 @@ class VOClient:
 
     def tap_service(self, access_url: str) -> TAPService:
         """A TAP service from its base URL."""
-        return TAPService(self, check_url(access_url))
+        return TAPService(self, http_url(access_url))
 
     # --- names ----------------------------------------------------------------------
 
@@ -407,7 +408,7 @@ class VOClient:
         credential then goes only where the service accepts its method (docs/auth.md).
         """
         self._check_open()
-        answer = await self._transport.request("GET", check_url(url), max_bytes=4 * 1024 * 1024)
+        answer = await self._transport.request("GET", http_url(url), max_bytes=4 * 1024 * 1024)
         rules = vosi.parse_capabilities(answer.body, url=answer.url)
         if self._transport.authenticator is not None:
             self._transport.authenticator.learn(rules)
@@ -454,7 +455,7 @@ class VOClient:
         found = source if isinstance(source, str) else getattr(source, "datalink_url", None)
         if not found:
             raise DataLinkError(f"{source!r} has no DataLink document")
-        url = check_url(found)
+        url = http_url(found)
         body = await self._get_document(url)
         links = await self._parse(datalink.parse_datalink, body, url)
         _keep_links(source, links)

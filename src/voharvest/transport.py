@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
+from ._clock import Clock, LoopClock
 from ._config import ClientConfig, origin_of
 from ._exceptions import (
     ClientStateError,
@@ -50,7 +51,7 @@ from ._exceptions import (
     TooLargeError,
     TransportError,
 )
-from ._limiter import Clock, HostLimiter, HostPaused, HostStats, LoopClock, Ticket
+from ._limiter import HostLimiter, HostPaused, HostStats, Ticket
 from ._security import Authenticator, authentication_error
 from ._version import __version__
 
@@ -636,11 +637,3 @@ class Transport:
                 if handed_over and not isinstance(exc, aiohttp.ClientError | TimeoutError):
                     raise  # the caller's own failure (a disk write, say): not HTTP's
                 raise _translate(exc, url) from exc
-
-
-def check_url(url: Any) -> str:
-    """``url`` if it is an http(s) URL, else ParameterError."""
-    if not isinstance(url, str):
-        raise ParameterError(f"expected a URL, got {url!r}")
-    origin_of(url)
-    return url
