@@ -1,8 +1,9 @@
 """Configuration as data: frozen, validated dataclasses.
 
 Every knob has a polite default. Archives ask for a few connections and a
-smooth rate per host (NED: 1 query/s; MAST's TESSCut: fewer than 10 at
-once); we default to 8 connections at 10 requests/s and take per-host
+smooth rate per host (NED: 1 query/s, its guidelines for automated queries at
+https://nedwww.ipac.caltech.edu/help/guidelines_auto.html; MAST's TESSCut:
+fewer than 10 at once); we default to 8 connections at 10 requests/s and take per-host
 settings for archives that publish stricter limits; 5 attempts with
 jittered exponential backoff; Retry-After honoured up to 5 minutes; connect
 30 s, stall 60 s. Override with
