@@ -394,9 +394,10 @@ class VOClient:
         record's position) and the cutout is downloaded. Where the document
         leads to several files, use :meth:`download_all`.
         """
-        paths = await self._download(
-            source, directory, filename, overwrite, keep_partial, expected_format, cutout,
-            position, single=True,
+        self._check_open()
+        paths = await self._links.download(
+            source, source_url(source), directory, filename, overwrite, keep_partial,
+            expected_format, cutout, position, single=True,
         )  # fmt: skip
         return paths[0]
 
@@ -413,28 +414,10 @@ class VOClient:
     ) -> list[Path]:
         """Like :meth:`download`, for every file a DataLink document leads to
         (several ``#this`` links, several datasets); a plain URL gives one."""
-        return await self._download(
-            source, directory, None, overwrite, keep_partial, expected_format, cutout, position,
-            single=False,
-        )  # fmt: skip
-
-    async def _download(
-        self,
-        source: Any,
-        directory: str | os.PathLike[str],
-        filename: str | None,
-        overwrite: bool,
-        keep_partial: bool,
-        expected_format: str | None,
-        cutout: Any,
-        position: Any,
-        *,
-        single: bool,
-    ) -> list[Path]:
         self._check_open()
         return await self._links.download(
-            source, source_url(source), directory, filename, overwrite, keep_partial,
-            expected_format, cutout, position, single=single,
+            source, source_url(source), directory, None, overwrite, keep_partial,
+            expected_format, cutout, position, single=False,
         )  # fmt: skip
 
 
