@@ -55,7 +55,8 @@ from .protocol.datalink import is_datalink_format
 
 if TYPE_CHECKING:
     from ._config import ClientConfig
-    from .transport import Stream, Transport, _Budget
+    from ._retries import Budget
+    from .transport import Stream, Transport
 
 __all__ = ["Downloader", "PartFile", "write_all"]
 
@@ -233,7 +234,7 @@ class Downloader:
             return place.final
         detect_links = not is_datalink_format(expected_format)
 
-        async def attempt(budget: _Budget) -> None:
+        async def attempt(budget: Budget) -> None:
             budget.begin()
             await self._attempt(url, place, keep_partial, detect_links)
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ._files import safe_filename
+from ._media import media_type
 
 if TYPE_CHECKING:
     from .protocol.datalink import Dataset
@@ -87,10 +88,9 @@ def _name(stem: str, url: str, extension: str, tag: str = "") -> str:
 
 def extension_for(format: str | None, url: str) -> str:
     """The file extension for a MIME type, else from the URL's name, else ``.dat``."""
-    if format:
-        base = format.split(";", 1)[0].strip().lower()
-        if base in _EXTENSIONS:
-            return _EXTENSIONS[base]
+    base = media_type(format)
+    if base in _EXTENSIONS:
+        return _EXTENSIONS[base]
     suffixes = PurePosixPath(safe_filename(_segment(url))).suffixes
     if suffixes and all(len(s) <= 6 for s in suffixes[-2:]):
         return "".join(suffixes[-2:]).lower()

@@ -29,9 +29,10 @@ from typing import Any
 
 from .. import __version__
 from .._auth import ENV_CERT, ENV_NETRC, ENV_TOKEN_FILE, Credentials, cert_from_spec, split_spec
+from .._checks import angle
 from .._config import ClientConfig, HostPolicy, RegistryEndpoint, RetryPolicy, Timeouts
 from .._exceptions import ParameterError, VOHarvestError
-from ..protocol import angle, regtap, sia1, sia2
+from ..protocol import regtap, sia1, sia2
 
 __all__ = ["main"]
 

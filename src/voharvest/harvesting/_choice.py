@@ -8,16 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import DataLinkError, ParameterError
+from .._media import DATALINK_MIME, is_datalink_format, media_type, same_format
 from ..naming import extension_for as _extension_for
 from ..naming import linked_filename, record_filename, record_stem, service_folder
-from ..protocol.datalink import (
-    DATALINK_MIME,
-    DataLinks,
-    Dataset,
-    is_datalink_format,
-    plan_datasets,
-    same_format,
-)
+from ..protocol.datalink import DataLinks, Dataset, plan_datasets
 from ..services import RegistryResource, SIA2Service, SIAService
 from ._journal import FoundRecord, PendingRecord
 from ._options import HarvestOptions
@@ -96,7 +90,7 @@ def service_of(client: VOClient, value: Any) -> HarvestedService:
 def _keeps(record: ImageRecord, formats: tuple[str, ...] | None) -> bool:
     if formats is None:
         return True
-    mime = (record.format or "").split(";", 1)[0].strip().lower()
+    mime = media_type(record.format)
     return bool(mime) and any(fnmatch.fnmatchcase(mime, pattern) for pattern in formats)
 
 
@@ -127,7 +121,7 @@ def choose(
         if not url or url in seen:
             continue
         if not url.lower().startswith(("http://", "https://")):
-            continue
+            continue  # (a malformed http URL is kept: its download says what is wrong)
         seen.add(url)
         if links:  # the stem of the files it leads to
             name = record_stem(url, record.title, _extension_for(None, url))

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .._checks import angle, count
 from .._exceptions import ParameterError, VOHarvestError
-from ..protocol import angle
 from ..protocol.soda import Cutout
 
 __all__ = ["HarvestItem", "HarvestOptions", "HarvestTotals", "UnexpectedError"]
@@ -101,18 +101,10 @@ class HarvestOptions:
         elif self.keep_formats is not None:
             object.__setattr__(self, "keep_formats", tuple(self.keep_formats))
         object.__setattr__(self, "size", angle(self.size, "size"))
-        if self.max_records is not None and (
-            isinstance(self.max_records, bool)
-            or not isinstance(self.max_records, int)
-            or self.max_records < 1
-        ):
-            raise ParameterError(
-                f"max_records: expected a positive integer, got {self.max_records!r}"
-            )
-        for name in ("searches", "downloads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(f"{name}: expected a positive integer, got {value!r}")
+        if self.max_records is not None:
+            count("max_records", self.max_records)
+        count("searches", self.searches)
+        count("downloads", self.downloads)
         kept = self.keep_formats
         if kept is not None and not all(isinstance(f, str) and f for f in kept):
             raise ParameterError(f"keep_formats: expected MIME types, got {kept!r}")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._checks import is_number
 from .._exceptions import ParameterError, UnsupportedConstraintError
 from ._descriptors import ServiceDescriptor
 from ._encoding import MAX_ANGLE, angle, format_number, is_quantity
@@ -37,7 +38,7 @@ def _wavelength(value: Any, name: str) -> float:
             value = value.to_value(u.m, equivalencies=u.spectral())
         except u.UnitConversionError as exc:
             raise ParameterError(f"{name}: {value!r} is not a wavelength") from exc
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise ParameterError(f"{name}: expected metres or a Quantity, got {value!r}")
     number = float(value)
     if not (math.isfinite(number) and number > 0):
