@@ -73,7 +73,7 @@ def harvest_on_dask(
     keep_items: bool = True,
     cutout: Any = None,
     cutout_fallback: str = "full",
-    **deprecated: Any,
+    **deprecated: Any,  # format=, formats=: see HarvestOptions
 ) -> DaskHarvest:
     """The harvest of :func:`voharvest.harvest`, run in partitions on a ``distributed.Client``.
 
@@ -102,9 +102,6 @@ def harvest_on_dask(
     Iterate the result for the items (per partition, as partitions end), or
     call ``.run()`` for the failed ones.
     """
-    unknown = set(deprecated) - {"format", "formats"}
-    if unknown:
-        raise TypeError(f"harvest_on_dask() got unexpected keyword arguments {sorted(unknown)}")
     options = HarvestOptions(
         size=size,
         search_format=search_format,

@@ -410,7 +410,7 @@ def harvest(
     downloads: int = 16,
     cutout: Any = None,
     cutout_fallback: str = "full",
-    **deprecated: Any,
+    **deprecated: Any,  # format=, formats=: see HarvestOptions
 ) -> Harvest:
     """Search every service around every target, and download what is chosen.
 
@@ -433,9 +433,6 @@ def harvest(
     ``async for item in harvest(...)`` yields a :class:`HarvestItem` per search
     and per download, in completion order.
     """
-    unknown = set(deprecated) - {"format", "formats"}
-    if unknown:
-        raise TypeError(f"harvest() got unexpected keyword arguments {sorted(unknown)}")
     options = HarvestOptions(
         size=size,
         search_format=search_format,

@@ -45,7 +45,7 @@ import functools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Concatenate, ParamSpec, TypeVar
@@ -432,28 +432,24 @@ def mark_records(
 # --- the async bridge ---------------------------------------------------------------------
 
 
-def _batched(
-    operation: Callable[Concatenate[sqlite3.Connection, P], T],
-) -> Callable[Concatenate[Journal, P], Coroutine[Any, Any, T]]:
-    """A Journal method running ``operation(db, ...)`` in the next batch's transaction."""
+def _run_by(
+    runner: Callable[[Journal, Callable[[], T]], Awaitable[T]],
+) -> Callable[
+    [Callable[Concatenate[sqlite3.Connection, P], T]],
+    Callable[Concatenate[Journal, P], Coroutine[Any, Any, T]],
+]:
+    """Make ``operation(db, ...)`` a Journal method that ``runner`` runs in the thread."""
 
-    @functools.wraps(operation)
-    async def method(self: Journal, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._batches.run(lambda: operation(self.db, *args, **kwargs))
+    def method_of(
+        operation: Callable[Concatenate[sqlite3.Connection, P], T],
+    ) -> Callable[Concatenate[Journal, P], Coroutine[Any, Any, T]]:
+        @functools.wraps(operation)
+        async def method(self: Journal, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            return await runner(self, lambda: operation(self.db, *args, **kwargs))
 
-    return method
+        return method
 
-
-def _alone(
-    operation: Callable[Concatenate[sqlite3.Connection, P], T],
-) -> Callable[Concatenate[Journal, P], Coroutine[Any, Any, T]]:
-    """A Journal method running ``operation(db, ...)`` alone in the journal's thread."""
-
-    @functools.wraps(operation)
-    async def method(self: Journal, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._in_thread(lambda: operation(self.db, *args, **kwargs))
-
-    return method
+    return method_of
 
 
 class Journal:
@@ -536,18 +532,24 @@ class Journal:
             self._lock.close()  # releases the lock
             self._lock = None
 
-    # --- the operations (documented where they are written, above) ------------
+    async def _in_batch(self, function: Callable[[], T]) -> T:
+        """``function()`` in the next batch's transaction (see the module documentation)."""
+        return await self._batches.run(function)
 
-    describe_services = _alone(_describe_services)
-    service_folders = _alone(_service_folders)
-    host_rates = _alone(_host_rates)
-    set_host_rates = _alone(_set_host_rates)
-    set_finished = _batched(_set_finished)
-    done_pairs = _batched(_done_pairs)
-    search_done = _batched(_search_done)
-    search_failed = _batched(_search_failed)
-    unfinished = _batched(_unfinished)
-    resolved = _batched(_resolved)
-    last_record_id = _batched(_last_record_id)
-    download_done = _batched(_download_done)
-    download_failed = _batched(_download_failed)
+    # --- the operations (documented where they are written, above) ------------
+    # Alone in the thread: what a harvest reads or writes once, opening or closing.
+    # In the next batch: the writes and reads of the running harvest.
+
+    describe_services = _run_by(_in_thread)(_describe_services)
+    service_folders = _run_by(_in_thread)(_service_folders)
+    host_rates = _run_by(_in_thread)(_host_rates)
+    set_host_rates = _run_by(_in_thread)(_set_host_rates)
+    set_finished = _run_by(_in_batch)(_set_finished)
+    done_pairs = _run_by(_in_batch)(_done_pairs)
+    search_done = _run_by(_in_batch)(_search_done)
+    search_failed = _run_by(_in_batch)(_search_failed)
+    unfinished = _run_by(_in_batch)(_unfinished)
+    resolved = _run_by(_in_batch)(_resolved)
+    last_record_id = _run_by(_in_batch)(_last_record_id)
+    download_done = _run_by(_in_batch)(_download_done)
+    download_failed = _run_by(_in_batch)(_download_failed)
