@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import sqlite3
@@ -113,6 +114,11 @@ async def test_a_resumed_harvest_keeps_the_folder_an_older_version_named(
     shutil.move(folder, out / old)
     with sqlite3.connect(out / JOURNAL_NAME) as db:
         db.execute("UPDATE records SET path = ? || substr(path, ?)", (old, len(folder.name) + 1))
+        # An older version described its services without their folders.
+        (described,) = db.execute("SELECT value FROM meta WHERE key = 'services'").fetchone()
+        facts = {key: {k: v for k, v in one.items() if k != "folder"}
+                 for key, one in json.loads(described).items()}  # fmt: skip
+        db.execute("UPDATE meta SET value = ? WHERE key = 'services'", (json.dumps(facts),))
     db.close()
     fetched = sum(sky.fetches.values())
     async with VOClient(CONFIG) as client:
@@ -125,3 +131,8 @@ async def test_a_resumed_harvest_keeps_the_folder_an_older_version_named(
         "011.00000+21.00000",
     ]
     assert sum(sky.fetches.values()) == fetched + 1  # the new target's file only
+    # The journal now says where the service's files go.
+    with sqlite3.connect(out / JOURNAL_NAME) as db:
+        (described,) = db.execute("SELECT value FROM meta WHERE key = 'services'").fetchone()
+    db.close()
+    assert [one["folder"] for one in json.loads(described).values()] == [old]

@@ -149,7 +149,12 @@ class Harvest:
             self._by_key = {s.key: s for s in self._services}
             await self._journal.describe_services(
                 {
-                    s.key: {"label": s.label, "title": s.title, "waveband": s.waveband}
+                    s.key: {
+                        "label": s.label,
+                        "title": s.title,
+                        "waveband": s.waveband,
+                        "folder": s.folder,
+                    }
                     for s in self._services
                 }
             )

@@ -271,7 +271,8 @@ def set_finished(db: sqlite3.Connection, finished: bool) -> None:
 
 
 def describe_services(db: sqlite3.Connection, described: Mapping[str, Mapping[str, str]]) -> None:
-    """Remember what each service is (label, title, waveband), for previews and reports.
+    """Remember what each service is (label, title, waveband, folder), for previews and
+    reports, and for a resumed run to put its files where the runs before did.
 
     Kept in ``meta`` under ``services`` as JSON, service key to facts; a later
     run adds its services to those of the runs before.
@@ -282,11 +283,20 @@ def describe_services(db: sqlite3.Connection, described: Mapping[str, Mapping[st
 
 
 def service_folders(db: sqlite3.Connection) -> dict[str, str]:
-    """The folder each service's files went to in earlier runs (service key -> folder)."""
-    rows = db.execute(
-        "SELECT service, min(path) FROM records WHERE parent IS NULL GROUP BY service"
-    )
-    return {service: path.split("/", 1)[0] for service, path in rows if "/" in path}
+    """The folder each service's files went to in earlier runs (service key -> folder).
+
+    Journals say so in their service descriptions; for a service described
+    without one (by an earlier version) the paths of its records tell.
+    """
+    known = json.loads(meta(db, "services") or "{}")
+    folders = {key: facts["folder"] for key, facts in known.items() if facts.get("folder")}
+    if len(folders) < len(known) or not known:
+        rows = db.execute(
+            "SELECT service, min(path) FROM records WHERE parent IS NULL GROUP BY service"
+        )
+        paths = {service: path.split("/", 1)[0] for service, path in rows if "/" in path}
+        folders = {**paths, **folders}
+    return folders
 
 
 def host_rates(db: sqlite3.Connection) -> dict[str, float]:
