@@ -3,8 +3,9 @@
 Tables:
 
 - ``meta``: the harvest's options, so a resumed run can't silently change them;
-  and the request rate each host's adaptive limiter ended at (``host_rates``),
-  where a resumed run starts.
+  what each service is and the folder its files go to (``services``); and the
+  request rate each host's adaptive limiter ended at (``host_rates``), where a
+  resumed run starts.
 - ``searches``: one row per (service, target) searched: done or failed.
 - ``records``: one row per record chosen for download, with its path under the
   output directory and its state (pending, done, failed). A record is its
@@ -258,7 +259,7 @@ class Journal:
         """``function()`` in the next batch's transaction (see the module documentation)."""
         return await self._batches.run(function)
 
-    # --- the operations (documented where they are written, above) ------------
+    # --- the operations (each documented in _operations) ---------------------
     # Alone in the thread: what a harvest reads or writes once, opening or closing.
     # In the next batch: the writes and reads of the running harvest.
 
