@@ -7,8 +7,8 @@ naming the parameter at fault:
 - :func:`is_int` / :func:`count`: an integer that is not a bool (Python's
   ``True`` is an ``int``, never a count to us);
 - :func:`is_number` / :func:`positive`: a real number that is not a bool;
-- :func:`http_parts` / :func:`http_url`: an http or https URL with a host
-  (and a valid port);
+- :func:`http_parts` / :func:`http_url` / :func:`http_origin`: an http or
+  https URL with a host (and a valid port), and its origin;
 - :func:`angle`: every size or radius the library takes (a number of degrees,
   a Quantity, or text such as ``"2arcmin"``), read by astropy's unit parser;
 - :func:`position_degrees`: ICRS (ra, dec) from a SkyCoord or a pair.
@@ -32,6 +32,7 @@ __all__ = [
     "MAX_ANGLE",
     "angle",
     "count",
+    "http_origin",
     "http_parts",
     "http_url",
     "is_http_url",
@@ -73,22 +74,34 @@ def positive(name: str, value: Any, *, allow_inf: bool = False) -> float:
     return float(value)
 
 
+def _split_http(url: Any, what: str) -> tuple[SplitResult, str, int | None]:
+    """(parts, host, port) of an http(s) URL with a host and a valid port."""
+    if not isinstance(url, str):
+        raise ParameterError(f"{what}: expected a URL, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port  # a port not in 0..65535 raises here
+    except ValueError as exc:  # that, or a bad IPv6 literal
+        raise ParameterError(f"{what}: {url!r} is not a valid URL ({exc})") from exc
+    if parts.scheme not in ("http", "https") or not host:
+        raise ParameterError(f"{what}: {url!r} is not an http(s) URL")
+    return parts, host, port
+
+
 def http_parts(url: Any, what: str = "URL") -> SplitResult:
     """The parts of ``url`` if it is an http(s) URL with a host and a valid port.
 
     ParameterError naming ``what`` otherwise. The scheme comes back lower-cased
     (``urlsplit`` does that); the URL is not otherwise changed.
     """
-    if not isinstance(url, str):
-        raise ParameterError(f"{what}: expected a URL, got {url!r}")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # a port that is not a number from 0 to 65535 raises here
-    except ValueError as exc:  # that, or a bad IPv6 literal
-        raise ParameterError(f"{what}: {url!r} is not a valid URL ({exc})") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ParameterError(f"{what}: {url!r} is not an http(s) URL")
-    return parts
+    return _split_http(url, what)[0]
+
+
+def http_origin(url: Any, what: str = "URL") -> str:
+    """``scheme://host:port`` of an http(s) URL (default ports made explicit), lower-cased."""
+    parts, host, port = _split_http(url, what)
+    scheme = parts.scheme
+    return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 80)}"
 
 
 def http_url(url: Any, what: str = "URL") -> str:

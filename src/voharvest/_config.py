@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ._auth import Credentials
-from ._checks import count, http_parts, http_url, is_number, positive
+from ._checks import count, http_origin, http_url, is_number, positive
 from ._exceptions import ParameterError
 from .protocol.regtap import RegistryFeatures
 
@@ -181,12 +181,8 @@ def default_sesame() -> tuple[str, ...]:
     return tuple(_urls_from_env(SESAME_ENV)) or DEFAULT_SESAME
 
 
-def origin_of(url: str) -> str:
-    """``scheme://host:port`` of a URL (default ports made explicit), lower-cased."""
-    parts = http_parts(url)
-    scheme = parts.scheme
-    port = parts.port or (443 if scheme == "https" else 80)
-    return f"{scheme}://{parts.hostname}:{port}"
+#: ``scheme://host:port`` of a URL (default ports made explicit), lower-cased.
+origin_of = http_origin
 
 
 @dataclass(frozen=True, kw_only=True)

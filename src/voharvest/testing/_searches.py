@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
 from ._config import IMAGE_FORMATS
-from ._registry import registry_table
+from ._registry import registry_table, sync_request_refused
 from ._sky import TILE_DEG, Sky, Tile, search_tiles
 from ._votables import (
     SIA1_FIELDS,
@@ -374,12 +374,9 @@ def registry_answer(farm: VOFarm, params: Mapping[str, str]) -> Answer:
     Not an ADQL engine: it recognises the constraints voharvest and pyvo write
     (standard ids, waveband, keywords, ivoid, TOP) and ignores the rest.
     """
-    request = params.get("REQUEST", "doQuery")
-    if request.lower() != "doquery":
-        return 400, error_votable(f"REQUEST={request} is not supported; use doQuery")
-    lang = params.get("LANG", "ADQL")
-    if not lang.upper().startswith("ADQL"):
-        return 400, error_votable(f"LANG={lang} is not supported; use ADQL")
+    refused = sync_request_refused(params)
+    if refused is not None:
+        return refused
     query = params.get("QUERY", "")
     if not query.strip():
         return 400, error_votable("QUERY is missing")
