@@ -61,12 +61,14 @@ from ._downloads import (
     resumable,
 )
 from ._exceptions import FormatError, PayloadError, StorageError, TooLargeError
-from ._files import filename_from_url, inside, safe_filename
+from ._files import inside, safe_filename
+from .naming import url_filename
 from .protocol.datalink import is_datalink_format
 
 if TYPE_CHECKING:
     from ._config import ClientConfig
-    from .transport import Stream, Transport, _Budget
+    from ._retries import Budget
+    from .transport import Stream, Transport
 
 __all__ = ["Downloader", "Fetched", "PartFile", "fetched", "write_all"]
 
@@ -349,7 +351,7 @@ class Downloader:
         expected_format: str | None,
     ) -> Path:
         """The file at ``url`` into ``directory``; its final path (see ``VOClient.download``)."""
-        name = safe_filename(filename) if filename is not None else filename_from_url(url)
+        name = safe_filename(filename) if filename is not None else url_filename(url)
         resume_of = url if keep_partial else None
         place, size, resume = await self._in_thread(
             self._place, Path(directory), name, overwrite, resume_of
@@ -362,7 +364,7 @@ class Downloader:
         detect_links = not is_datalink_format(expected_format)
         known = [resume]  # the first attempt's resume point, found with the place
 
-        async def attempt(budget: _Budget) -> tuple[int, bool]:
+        async def attempt(budget: Budget) -> tuple[int, bool]:
             budget.begin()
             start = known.pop() if known else None
             return await self._attempt(

@@ -145,11 +145,11 @@ def test_inside_checks_a_plain_name_with_one_lstat_and_still_refuses_links_out(
     ],
 )
 def test_origins_are_the_same_asked_once_or_many_times(url: str):
-    from voharvest import _config
+    from voharvest import _checks, _config
 
     _config._ORIGINS.clear()
     first = origin_of(url)
-    assert origin_of(url) == first == _config._origin(url)
+    assert origin_of(url) == first == _checks.http_origin(url)
 
 
 @pytest.mark.parametrize("url", ["ftp://x/y", "http://h:99999/x", "http:///x", "nonsense"])
