@@ -36,7 +36,7 @@ from voharvest.testing import (
     search_tiles,
     tile_of,
 )
-from voharvest.testing._sky import encode_jpeg
+from voharvest.testing._sky import Sky, encode_jpeg
 
 M51 = (202.4696, 47.1952)
 
@@ -683,3 +683,23 @@ async def test_violations_after_the_farm_stalled_are_told_apart():
         async with aiohttp.ClientSession() as session:
             await asyncio.gather(*(get(session, url) for _ in range(6)))
         assert counters.rate_violations >= 3 and counters.rate_violations_after_stall == 0
+
+
+@pytest.mark.parametrize(("image_bytes", "bitpix"), [(1, 16), (64 * 1024, 16), (5_000_000, -32)])
+def test_fits_sizes_are_known_without_building_the_file(image_bytes, bitpix):
+    # A search answer states the size from Sky.fits_facts; the served file must match.
+    sky = Sky(3)
+    for tile in search_tiles(*M51, 1.0, 5):
+        image = sky.fits(tile, image_bytes, bitpix)
+        assert Sky.fits_facts(image_bytes, bitpix) == (image.size, image.naxis)
+        assert len(image.read()) == image.size
+
+
+def test_jpeg_previews_all_have_the_stated_length():
+    # A search answer states Sky.JPEG_BYTES without rendering (the farm's loop stays free).
+    sky = Sky(7)
+    for tile in search_tiles(10.0, -30.0, 2.0, 12):
+        data = sky.jpeg(tile)
+        assert len(data) == Sky.JPEG_BYTES
+        assert data[:4] == b"\xff\xd8\xff\xe0" and data.endswith(b"\xff\xd9")
+        assert b"\xff\xfe" in data[:40]  # the padding is a comment segment after APP0

@@ -366,9 +366,13 @@ class HostServer:
             )
         body: Body
         if extension == "fits":
-            body = self.farm.sky.fits(tile, self.config.image_bytes, self.config.bitpix)
+            # Built in a thread (a header takes astropy a few ms; a JPEG, its encode):
+            # the loop goes on stamping other requests' arrivals meanwhile.
+            body = await asyncio.to_thread(
+                self.farm.sky.fits, tile, self.config.image_bytes, self.config.bitpix
+            )
         else:
-            body = _Blob(self.farm.sky.jpeg(tile))
+            body = _Blob(await asyncio.to_thread(self.farm.sky.jpeg, tile))
         size = body.size
         etag = (
             '"'
