@@ -37,6 +37,13 @@ __all__ = ["Clock", "HostGate", "HostLimiter", "HostPaused", "HostStats", "LoopC
 #: The longest a request waits at the wire for its turn; a longer wait (the host
 #: was paused meanwhile) sends it back to wait for its slot without a connection.
 WIRE_WAIT_MAX = 5.0
+#: How early (seconds, at most a fifth of the interval) a request spaced at the wire
+#: leaves its start slot: its connection and headers are made meanwhile, and the
+#: wire, where it waits the rest, is the only place left where it can wake up late.
+WIRE_LEAD = 0.02
+#: A write known to have happened within this long (seconds) of its wire time keeps
+#: that time; a later confirmation (the loop stalled in between) moves it there.
+WIRE_CONFIRM = 0.002
 
 
 class Clock(Protocol):
@@ -254,15 +261,16 @@ class HostLimiter:
             now = self._clock.now()
             start = max(now, self._next, self._paused_until, self._wire + self.interval)
             self._next = start + self.interval
-            if start > now:
-                await self._clock.sleep(start - now)
+            lead = min(WIRE_LEAD, 0.2 * self.interval) if wire else 0.0
+            if start - lead > now:
+                await self._clock.sleep(start - lead - now)
             if not wire:
                 # No word from the wire: the slot is the start. A late wake-up (a
                 # busy event loop) must not send missed slots out together.
                 while (early := self._wire + self.interval - self._clock.now()) > 0:
                     await self._clock.sleep(early)
             now = self._clock.now()
-            if now >= self._paused_until:
+            if now + lead >= self._paused_until:
                 if not wire:
                     self._mark_wire(now)
                 return
@@ -288,8 +296,17 @@ class HostLimiter:
         notes its write time: a late request only pushes the next one later,
         never lets it go early. The rate read is the current one, so requests
         released after a pause go out spaced at the rate the pause left.
+
+        The write itself follows this method's return with no await, but a
+        stall of the whole process (a garbage collection, the scheduler) can
+        still fall in between. So the lock is released only on the next loop
+        turn, by :meth:`_written`, which runs after the write whatever
+        happened: if that is more than :data:`WIRE_CONFIRM` after the noted
+        time, the write time becomes the later one before the next request
+        looks at it.
         """
-        async with self._wire_lock:
+        await self._wire_lock.acquire()
+        try:
             while True:
                 now = self._clock.now()
                 start = max(self._wire + self.interval, self._paused_until)
@@ -299,9 +316,21 @@ class HostLimiter:
                     raise HostPaused(self)
                 await self._clock.sleep(start - now)
             self._mark_wire(now)
+        except BaseException:
+            self._wire_lock.release()
+            raise
+        asyncio.get_running_loop().call_soon(self._written, now)
         if ticket is not None:
             self._left(ticket)
         return now
+
+    def _written(self, marked: float) -> None:
+        """The request marked at ``marked`` has been written: confirm its time, free the wire."""
+        now = self._clock.now()
+        if now - marked > WIRE_CONFIRM and self._wire == marked:
+            self._wire = now
+            self._recent[-1] = now
+        self._wire_lock.release()
 
     @asynccontextmanager
     async def _local_slot(self, wire: bool) -> AsyncIterator[None]:

@@ -85,6 +85,41 @@ async def test_a_pause_holds_requests_at_the_wire_and_a_long_one_sends_them_back
     assert clock.now() == pytest.approx(31.0)
 
 
+@pytest.mark.parametrize("stall", [0.0, 0.05])
+async def test_a_stall_between_the_wire_time_and_the_write_pushes_the_next_request(stall):
+    # The process stalls (a garbage collection, the scheduler) after the wire time
+    # was noted and before the headers were written: the next request is spaced
+    # from when the write is known to have happened.
+    clock = FakeClock()
+    limiter = HostLimiter(HostPolicy(rate=10, adaptive=False), clock)
+
+    async def first() -> float:
+        sent = await limiter.at_wire()
+        clock.t += stall  # the write happens only now
+        return sent
+
+    assert await clock.run(first()) == [0.0]
+    (second,) = await clock.run(limiter.at_wire())
+    assert second == pytest.approx(stall + 0.1)
+
+
+async def test_a_request_leaves_its_slot_early_and_waits_the_rest_at_the_wire():
+    clock = FakeClock()
+    limiter = HostLimiter(HostPolicy(rate=10, concurrency=2, adaptive=False), clock)
+    left: list[float] = []
+    wire: list[float] = []
+
+    async def one() -> None:
+        async with limiter.slot(wire=True) as ticket:
+            left.append(clock.now())
+            ticket.sent_at = await limiter.at_wire(ticket)
+            wire.append(ticket.sent_at)
+
+    await clock.run(one(), one(), one())
+    assert wire == pytest.approx([0.0, 0.1, 0.2])
+    assert left == pytest.approx([0.0, 0.08, 0.18])  # WIRE_LEAD (at most interval / 5) early
+
+
 # --- the adaptive rate -------------------------------------------------------------------
 
 
