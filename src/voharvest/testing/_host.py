@@ -446,7 +446,7 @@ def arrival(request: web.Request) -> float:
         return now
     if len(info) < _TCP_INFO_BYTES:
         return now
-    (age_ms,) = struct.unpack_from("I", info, _LAST_DATA_RECV)
+    age_ms: int = struct.unpack_from("I", info, _LAST_DATA_RECV)[0]
     return now - min(age_ms, 60_000) / 1000.0
 
 
