@@ -41,9 +41,11 @@ WIRE_WAIT_MAX = 5.0
 #: leaves its start slot: its connection and headers are made meanwhile, and the
 #: wire, where it waits the rest, is the only place left where it can wake up late.
 WIRE_LEAD = 0.02
-#: A write known to have happened within this long (seconds) of its wire time keeps
-#: that time; a later confirmation (the loop stalled in between) moves it there.
-WIRE_CONFIRM = 0.002
+#: How early (seconds) a request may go after a previous one whose write a stall
+#: delayed: the write is confirmed on the next loop turn, and the wire time moves to
+#: that confirmation less this much (the write happened at most that much earlier,
+#: unless a loop turn as long ran after it: then the next waits too long, not short).
+WIRE_CONFIRM = 0.005
 
 
 class Clock(Protocol):
@@ -301,9 +303,9 @@ class HostLimiter:
         stall of the whole process (a garbage collection, the scheduler) can
         still fall in between. So the lock is released only on the next loop
         turn, by :meth:`_written`, which runs after the write whatever
-        happened: if that is more than :data:`WIRE_CONFIRM` after the noted
-        time, the write time becomes the later one before the next request
-        looks at it.
+        happened: the write time becomes that confirmation less
+        :data:`WIRE_CONFIRM`, if that is later than the noted time, before the
+        next request looks at it.
         """
         await self._wire_lock.acquire()
         try:
@@ -326,10 +328,10 @@ class HostLimiter:
 
     def _written(self, marked: float) -> None:
         """The request marked at ``marked`` has been written: confirm its time, free the wire."""
-        now = self._clock.now()
-        if now - marked > WIRE_CONFIRM and self._wire == marked:
-            self._wire = now
-            self._recent[-1] = now
+        confirmed = self._clock.now() - WIRE_CONFIRM
+        if confirmed > marked and self._wire == marked:
+            self._wire = confirmed
+            self._recent[-1] = confirmed
         self._wire_lock.release()
 
     @asynccontextmanager
