@@ -33,8 +33,7 @@ from ._adaptive import AdaptiveRate
 from ._clock import Clock
 from ._config import HostPolicy
 
-# Clock is named here too until every importer takes it from ._clock.
-__all__ = ["Clock", "HostGate", "HostLimiter", "HostPaused", "HostStats", "Ticket"]
+__all__ = ["HostGate", "HostLimiter", "HostPaused", "HostStats", "Ticket"]
 
 #: The longest a request waits at the wire for its turn; a longer wait (the host
 #: was paused meanwhile) sends it back to wait for its slot without a connection.
