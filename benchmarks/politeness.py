@@ -562,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(json.dumps(result))
         return result
     if args.smoke:
-        args.seconds, args.noburst_hosts, args.noburst_searches = 2.0, 3, 8
+        args.seconds, args.noburst_hosts, args.noburst_searches = 1.0, 3, 8
         args.burst_searches, args.fair_searches, args.limit = 3, 6, 40.0
     runs = {name.strip() for name in args.only.split(",") if name.strip()}
     figures: dict[str, Any] = {"smoke": args.smoke}

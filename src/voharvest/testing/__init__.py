@@ -30,13 +30,31 @@ real positions (``voharvest demo`` runs on it)::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._auth import FARM_METHODS, FarmAuth
 from ._catalogue import GALAXIES, Galaxy
 from ._config import ENDPOINTS, FAULT_KINDS, HTTP_FAULTS, SEARCH_FAULTS, FarmCounters, HostConfig
-from ._embedded import SURVEYS, EmbeddedSky
 from ._farm import FarmHost, VOFarm
 from ._host import LAST_MODIFIED
 from ._sky import TILE_DEG, Tile, search_tiles, tile_by_id, tile_of
+
+if TYPE_CHECKING:
+    from ._embedded import SURVEYS, EmbeddedSky
+
+
+def __getattr__(name: str) -> Any:
+    # The embedded sky draws its images with astropy.wcs: imported when first
+    # asked for, so that a farm (``python -m voharvest.testing serve``) starts
+    # without it.
+    if name in ("SURVEYS", "EmbeddedSky"):
+        from . import _embedded
+
+        value = getattr(_embedded, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'voharvest.testing' has no attribute {name!r}")
+
 
 __all__ = [
     "ENDPOINTS",
