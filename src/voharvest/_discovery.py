@@ -192,19 +192,16 @@ async def _registry_rows(client: VOClient, queries: Sequence[str]) -> tuple[list
     """Run ADQL on the first registry endpoint that answers; decoded answers, requests."""
     failures: list[VOHarvestError] = []
     for endpoint in client.config.registries:
-        answers = []
+        url = endpoint.url.rstrip("/") + "/sync"
         try:
-            for query in queries:
-                answers.append(
-                    await client.query(
-                        "POST", endpoint.url.rstrip("/") + "/sync", tap.sync_fields(query)
-                    )
-                )
+            answers = await asyncio.gather(
+                *(client.query("POST", url, tap.sync_fields(query)) for query in queries)
+            )
         except (TransportError, ServiceError) as exc:
             logger.warning("registry %s failed: %s", endpoint.url, exc)
             failures.append(exc)
             continue
-        return answers, len(queries)
+        return list(answers), len(queries)
     raise failures[-1]
 
 
@@ -229,13 +226,17 @@ class _Runner:
         options: DiscoveryOptions,
         band: Any,
         time: Any,
+        inclusive: bool = False,
     ) -> None:
         self.client = client
+        self.inclusive = inclusive
         self.plan = plan
         self.targets = targets
         self.options = options
         self.band = band
         self.time = time
+        self.metres = plan_.wavelength_metres(band) if band is not None else math.nan
+        self.mjds = plan_.time_interval(time) if time is not None else (math.nan, math.nan)
         self.index = DatasetIndex()
         self.tallies = {key: _Tally(c) for key, c in plan.candidates.items()}
         self.gate = asyncio.Semaphore(options.concurrency)
@@ -288,12 +289,21 @@ class _Runner:
             except VOHarvestError as exc:
                 self._failed(tally, batch, exc)
                 return None
+        if results.overflow and len(batch) > 1:
+            # Truncated: ask again in halves (the answer's rows stay uncounted).
+            half = len(batch) // 2
+            logger.info("%s truncated a batch of %d: asking in halves", candidate.label, len(batch))
+            await self._each(tally, [batch[:half], batch[half:]])
+            return None
         tally.answered.update(t.id for t in batch)
         tally.records += len(results)
         if results.overflow:
             tally.overflows += 1
             logger.warning("%s truncated its answer (OVERFLOW)", candidate.label)
+        keep = self._sia1_filter if candidate.kind == "sia" and not self.inclusive else None
         for record, target_ids in zip(results, owners, strict=True):
+            if keep is not None and not keep(record):
+                continue
             for target_id in target_ids:
                 origin = Origin(candidate.ivoid, candidate.kind, target_id)
                 if self.index.add(record, origin):
@@ -370,6 +380,23 @@ class _Runner:
         results = _sia(await self.client.query("GET", url))
         return results, [[target.id]] * len(results)
 
+    def _sia1_filter(self, record: Any) -> bool:
+        """SIA 1.0 has no band or time parameter: as pyvo.discover, drop a record
+        whose bandpass misses the band, or whose observation date is more than
+        0.1 day outside the time (records without them are kept); not with
+        ``inclusive``."""
+        if self.band is not None:
+            span = _bandpass_metres(record)
+            if span is not None and not span[0] <= self.metres <= span[1]:
+                return False
+        if self.time is not None:
+            mjd = record._role("dateobs")
+            if mjd is not None:
+                lo, hi = self.mjds
+                if not lo - 0.1 < float(mjd) < hi + 0.1:
+                    return False
+        return True
+
     def reports(self) -> tuple[ServiceReport, ...]:
         found = []
         for key, candidate in self.plan.candidates.items():
@@ -417,6 +444,28 @@ def _sia(decoded: Any) -> SIAResults:
     return SIAResults(decoded, version=version, overflow=decoded.status.is_overflow)
 
 
+def _bandpass_metres(record: Any) -> tuple[float, float] | None:
+    """(low, high) wavelength of an SIA 1.0 record in metres (its
+    VOX:BandPass_Unit, metres when not given), or None."""
+    try:
+        lo, hi = record._role("bandpass_lolimit"), record._role("bandpass_hilimit")
+    except (KeyError, AttributeError):
+        return None
+    if lo is None or hi is None:
+        return None
+    unit = str(record._role("bandpass_unit") or "m").strip() or "m"
+    scale = 1.0
+    if unit.lower() not in ("m", "meter", "meters", "metre", "metres"):
+        from astropy import units as u
+
+        try:
+            scale = float(u.Unit(unit).to(u.m, equivalencies=u.spectral()))
+        except (ValueError, u.UnitsError):
+            return None
+    low, high = sorted((float(lo) * scale, float(hi) * scale))
+    return (low, high)
+
+
 def _fov(record: Any) -> float | None:
     try:
         value = record._role("s_fov")
@@ -439,6 +488,13 @@ def _refusal(exc: VOHarvestError) -> bool:
 # --- the whole ---------------------------------------------------------------------------
 
 
+async def _load_all(modules: Sequence[str]) -> None:
+    from .client import _load
+
+    for module in modules:
+        await _load(module)
+
+
 async def discover(
     client: VOClient,
     targets: Any,
@@ -459,29 +515,40 @@ async def discover(
     if time is not None:
         plan_.time_interval(time)
     found = await _targets(client, targets, radius)
+    # The MOC libraries load in a thread (mocpy takes a second or more) while
+    # the registry answers.
+    loading = asyncio.ensure_future(_load_all(("mocpy", "cdshealpix")))
 
-    features = client.config.registries[0].features
-    spectral = _spectral_constraint(band)
-    temporal = None if time is None else plan_.time_interval(time)
-    query = plan_.candidates_query(
-        spectral=spectral, temporal=temporal, inclusive=inclusive, features=features
-    )
-    (answer,), requests = await _registry_rows(client, [query])
-    resources = votable.registry_results(answer)
-    candidates = plan_.candidates_from_resources(resources)
-    ivoids = sorted({c.ivoid for c in candidates})
-    coverages: dict[str, str] = {}
-    served_by: dict[str, frozenset[str]] = {}
-    if ivoids:
-        queries = plan_.coverage_queries(ivoids, chunk=options.chunk)
-        relations = plan_.served_by_queries(ivoids, chunk=options.chunk)
-        answers, more = await _registry_rows(client, [*queries, *relations])
-        requests += more
-        coverage_rows = [row for a in answers[: len(queries)] for row in _rows(a)]
-        relation_rows = [row for a in answers[len(queries) :] for row in _rows(a)]
-        coverages = plan_.parse_coverages(coverage_rows)
-        served_by = plan_.parse_served_by(relation_rows)
-    planned = plan_.plan(
+    try:
+        features = client.config.registries[0].features
+        spectral = _spectral_constraint(band)
+        temporal = None if time is None else plan_.time_interval(time)
+        query = plan_.candidates_query(
+            spectral=spectral, temporal=temporal, inclusive=inclusive, features=features
+        )
+        (answer,), requests = await _registry_rows(client, [query])
+        resources = votable.registry_results(answer)
+        candidates = plan_.candidates_from_resources(resources)
+        ivoids = sorted({c.ivoid for c in candidates})
+        coverages: dict[str, str] = {}
+        served_by: dict[str, frozenset[str]] = {}
+        if ivoids:
+            queries = plan_.coverage_queries(ivoids, chunk=options.chunk)
+            relations = plan_.served_by_queries(ivoids, chunk=options.chunk)
+            answers, more = await _registry_rows(client, [*queries, *relations])
+            requests += more
+            coverage_rows = [row for a in answers[: len(queries)] for row in _rows(a)]
+            relation_rows = [row for a in answers[len(queries) :] for row in _rows(a)]
+            coverages = plan_.parse_coverages(coverage_rows)
+            served_by = plan_.parse_served_by(relation_rows)
+    except BaseException:
+        loading.cancel()
+        raise
+    # The plan, CPU work that grows with targets x candidates, is made in a
+    # thread: the event loop runs on meanwhile.
+    await loading
+    planned = await asyncio.to_thread(
+        plan_.plan,
         found,
         candidates,
         coverages,
@@ -491,7 +558,7 @@ async def discover(
         intersect=options.intersect,
         cone=options.cone,
     )
-    runner = _Runner(client, planned, {t.id: t for t in found}, options, band, time)
+    runner = _Runner(client, planned, {t.id: t for t in found}, options, band, time, inclusive)
     await runner.run()
     return DiscoveryResult(
         targets=tuple(found),
