@@ -18,9 +18,11 @@ import asyncio
 import dataclasses
 import logging
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._discovery_journal import DiscoveryJournal, question_key
 from ._exceptions import (
     HTTPStatusError,
     ParameterError,
@@ -86,8 +88,9 @@ class ServiceReport:
     ``status``: ``queried`` (asked, at least one answer), ``failed`` (asked,
     no answer), ``elided`` (never asked: another service covers it for every
     target that its coverage holds), ``skipped`` (no target in its coverage).
-    Counts are in targets; ``requests`` is what was sent to it, ``records``
-    the rows it answered, ``new`` the datasets first found there.
+    Counts are in targets; ``requests`` is what was sent to it (``replayed``:
+    answers read from the journal instead), ``records`` the rows it answered,
+    ``new`` the datasets first found there.
     ``elided_by`` names the reasons (text), ``errors`` the failures,
     ``mode``: ``upload``, ``multi-pos`` or ``single`` (how it was asked).
     """
@@ -102,6 +105,7 @@ class ServiceReport:
     elided: int = 0
     failed: int = 0
     requests: int = 0
+    replayed: int = 0
     records: int = 0
     new: int = 0
     overflows: int = 0
@@ -123,6 +127,8 @@ class DiscoveryResult:
     services: tuple[ServiceReport, ...]
     plan: Plan
     registry_requests: int
+    #: Answers read from the journal instead of asked for (registry and searches).
+    replayed: int = 0
 
     @property
     def requests(self) -> int:
@@ -148,6 +154,7 @@ class _Tally:
 
     candidate: Candidate
     requests: int = 0
+    replayed: int = 0
     records: int = 0
     new: int = 0
     overflows: int = 0
@@ -188,20 +195,37 @@ async def _targets(client: VOClient, targets: Any, radius: float) -> list[Target
 # --- registry ------------------------------------------------------------------------------
 
 
-async def _registry_rows(client: VOClient, queries: Sequence[str]) -> tuple[list[Any], int]:
-    """Run ADQL on the first registry endpoint that answers; decoded answers, requests."""
+async def _registry_rows(
+    client: VOClient, queries: Sequence[str], journal: DiscoveryJournal | None = None
+) -> tuple[list[Any], int]:
+    """Run ADQL on the first registry endpoint that answers: the decoded answers,
+    and how many requests that took (answers kept in the journal are not asked for)."""
     failures: list[VOHarvestError] = []
+    kept: dict[int, Any] = {}
+    if journal is not None:
+        for i, query in enumerate(queries):
+            found = await journal.answer(question_key("registry", query))
+            if found is not None:
+                kept[i] = await asyncio.to_thread(votable.decode, found[1], url=found[0])
+    wanted = [i for i in range(len(queries)) if i not in kept]
+    if not wanted:
+        return [kept[i] for i in range(len(queries))], 0
     for endpoint in client.config.registries:
         url = endpoint.url.rstrip("/") + "/sync"
         try:
             answers = await asyncio.gather(
-                *(client.query("POST", url, tap.sync_fields(query)) for query in queries)
+                *(client.query("POST", url, tap.sync_fields(queries[i])) for i in wanted)
             )
         except (TransportError, ServiceError) as exc:
             logger.warning("registry %s failed: %s", endpoint.url, exc)
             failures.append(exc)
             continue
-        return list(answers), len(queries)
+        for i, decoded in zip(wanted, answers, strict=True):
+            kept[i] = decoded
+            if journal is not None and decoded.source is not None:
+                key = question_key("registry", queries[i])
+                await journal.keep(key, decoded.url or url, decoded.source)
+        return [kept[i] for i in range(len(queries))], len(wanted)
     raise failures[-1]
 
 
@@ -227,9 +251,11 @@ class _Runner:
         band: Any,
         time: Any,
         inclusive: bool = False,
+        journal: DiscoveryJournal | None = None,
     ) -> None:
         self.client = client
         self.inclusive = inclusive
+        self.journal = journal
         self.plan = plan
         self.targets = targets
         self.options = options
@@ -260,10 +286,17 @@ class _Runner:
         tally.mode = "upload" if candidate.kind == "obscore" else "multi-pos"
         if len(first) == 1 and not rest:
             tally.mode = "single" if candidate.kind == "sia2" else tally.mode
-        refused = await self._batch(tally, first, probing=len(first) > 1)
+        note = question_key("refuses-batches", candidate.ivoid, candidate.kind)
+        refused = None
+        if self.journal is not None and await self.journal.note(note):
+            refused = "noted in the journal"
+        else:
+            refused = await self._batch(tally, first, probing=len(first) > 1)
         if refused:
             # The service can't take a batch: one target per request, from now on.
             logger.info("%s refused a batch (%s): one target per request", candidate.label, refused)
+            if self.journal is not None:
+                await self.journal.set_note(note, refused)
             tally.mode = "single"
             await self._each(tally, [[t] for t in targets])
             return
@@ -277,18 +310,31 @@ class _Runner:
     async def _batch(self, tally: _Tally, batch: list[Target], *, probing: bool) -> str | None:
         """Ask one batch; on a refusal while ``probing``, return its reason (nothing counted)."""
         candidate = tally.candidate
-        async with self.gate:
-            tally.requests += 1
-            try:
-                results, owners = await self._ask(candidate, batch, tally.mode)
-            except (QueryError, HTTPStatusError) as exc:
-                if probing and _refusal(exc):
-                    return str(exc)
-                self._failed(tally, batch, exc)
-                return None
-            except VOHarvestError as exc:
-                self._failed(tally, batch, exc)
-                return None
+        key = self._question(candidate, batch, tally.mode)
+        found = None if self.journal is None else await self.journal.answer(key)
+        if found is not None:
+            decoded = await asyncio.to_thread(votable.decode, found[1], url=found[0])
+            tally.replayed += 1
+        else:
+            async with self.gate:
+                tally.requests += 1
+                try:
+                    decoded = await self._ask(candidate, batch, tally.mode)
+                except (QueryError, HTTPStatusError) as exc:
+                    if probing and _refusal(exc):
+                        return str(exc)
+                    self._failed(tally, batch, exc)
+                    return None
+                except VOHarvestError as exc:
+                    self._failed(tally, batch, exc)
+                    return None
+        try:
+            results, owners = self._read(candidate, batch, decoded, tally.mode)
+        except VOHarvestError as exc:
+            self._failed(tally, batch, exc)
+            return None
+        if found is None and self.journal is not None and decoded.source is not None:
+            await self.journal.keep(key, decoded.url or candidate.access_url, decoded.source)
         if results.overflow and len(batch) > 1:
             # Truncated: ask again in halves (the answer's rows stay uncounted).
             half = len(batch) // 2
@@ -316,33 +362,59 @@ class _Runner:
         if len(tally.errors) < 5:
             tally.errors.append(f"{type(exc).__name__}: {exc}")
 
-    async def _ask(
-        self, candidate: Candidate, batch: list[Target], mode: str
-    ) -> tuple[SIAResults, list[list[int]]]:
-        if candidate.kind == "obscore":
-            return await self._obscore(candidate, batch, upload=mode == "upload")
-        if candidate.kind == "sia2":
-            return await self._sia2(candidate, batch)
-        return await self._sia1(candidate, batch[0])
+    def _question(self, candidate: Candidate, batch: list[Target], mode: str) -> str:
+        """The journal's key of a search: service, kind of request, targets, constraints."""
+        circles = ";".join(f"{t.id},{t.ra!r},{t.dec!r},{t.radius!r}" for t in batch)
+        how = "upload" if candidate.kind == "obscore" and mode == "upload" else "get"
+        constraints = (
+            repr(plan_.wavelength_metres(self.band)) if self.band is not None else "",
+            repr(self.mjds) if self.time is not None else "",
+        )
+        return question_key(
+            "search", candidate.ivoid, candidate.kind, candidate.access_url, how, circles,
+            *constraints,
+        )  # fmt: skip
 
-    async def _obscore(
-        self, candidate: Candidate, batch: list[Target], *, upload: bool
+    async def _ask(self, candidate: Candidate, batch: list[Target], mode: str) -> Any:
+        """Send one search; its answer, decoded (with the document kept)."""
+        if candidate.kind == "obscore":
+            url = candidate.access_url.rstrip("/?") + "/sync"
+            if mode == "upload":
+                query = plan_.obscore_upload_query(band=self.band, time=self.time)
+                fields = [*tap.sync_fields(query), ("UPLOAD", "targets,param:targets")]
+                content_type, body = plan_.multipart_body(
+                    fields, {"targets": plan_.targets_votable(batch)}
+                )
+                return await self._post(url, body, content_type)
+            (target,) = batch
+            query = plan_.obscore_target_query(target, band=self.band, time=self.time)
+            return await self.client.query("POST", url, tap.sync_fields(query))
+        if candidate.kind == "sia2":
+            params: dict[str, Any] = {"pos": plan_.sia2_pos(batch)}
+            if self.band is not None:
+                params["band"] = plan_.wavelength_metres(self.band)
+            if self.time is not None:
+                params["time"] = self.mjds
+            return await self.client.query("GET", sia2.build_url(candidate.access_url, **params))
+        target = batch[0]
+        url = sia1.build_url(
+            candidate.access_url,
+            pos=(target.ra, target.dec),
+            size=2 * target.radius,
+            intersect="OVERLAPS",
+        )
+        return await self.client.query("GET", url)
+
+    def _read(
+        self, candidate: Candidate, batch: list[Target], decoded: Any, mode: str
     ) -> tuple[SIAResults, list[list[int]]]:
-        url = candidate.access_url.rstrip("/?") + "/sync"
-        if upload:
-            query = plan_.obscore_upload_query(band=self.band, time=self.time)
-            fields = [*tap.sync_fields(query), ("UPLOAD", "targets,param:targets")]
-            content_type, body = plan_.multipart_body(
-                fields, {"targets": plan_.targets_votable(batch)}
-            )
-            decoded = await self._post(url, body, content_type)
-            results = _sia(decoded)
-            owners = [[int(v)] for v in results.column(plan_.TARGET_COLUMN)]
-            return results, owners
-        (target,) = batch
-        query = plan_.obscore_target_query(target, band=self.band, time=self.time)
-        results = _sia(await self.client.query("POST", url, tap.sync_fields(query)))
-        return results, [[target.id]] * len(results)
+        """An answer's image records, and the targets each belongs to."""
+        results = _sia(decoded)
+        if candidate.kind == "obscore" and mode == "upload":
+            return results, [[int(v)] for v in results.column(plan_.TARGET_COLUMN)]
+        if candidate.kind == "sia2":
+            return results, [plan_.assign_targets(r.ra, r.dec, _fov(r), batch) for r in results]
+        return results, [[batch[0].id]] * len(results)
 
     async def _post(self, url: str, body: bytes, content_type: str) -> Any:
         transport = self.client.transport
@@ -354,31 +426,6 @@ class _Runner:
             self.client._raise_dali_error(exc, url)
             raise
         return await self.client.decode(answer)
-
-    async def _sia2(
-        self, candidate: Candidate, batch: list[Target]
-    ) -> tuple[SIAResults, list[list[int]]]:
-        params: dict[str, Any] = {"pos": plan_.sia2_pos(batch)}
-        if self.band is not None:
-            params["band"] = plan_.wavelength_metres(self.band)
-        if self.time is not None:
-            params["time"] = plan_.time_interval(self.time)
-        url = sia2.build_url(candidate.access_url, **params)
-        results = _sia(await self.client.query("GET", url))
-        owners = [plan_.assign_targets(r.ra, r.dec, _fov(r), batch) for r in results]
-        return results, owners
-
-    async def _sia1(
-        self, candidate: Candidate, target: Target
-    ) -> tuple[SIAResults, list[list[int]]]:
-        url = sia1.build_url(
-            candidate.access_url,
-            pos=(target.ra, target.dec),
-            size=2 * target.radius,
-            intersect="OVERLAPS",
-        )
-        results = _sia(await self.client.query("GET", url))
-        return results, [[target.id]] * len(results)
 
     def _sia1_filter(self, record: Any) -> bool:
         """SIA 1.0 has no band or time parameter: as pyvo.discover, drop a record
@@ -422,6 +469,7 @@ class _Runner:
                     elided=len(elided),
                     failed=len(tally.failed - tally.answered),
                     requests=tally.requests,
+                    replayed=tally.replayed,
                     records=tally.records,
                     new=tally.new,
                     overflows=tally.overflows,
@@ -504,9 +552,29 @@ async def discover(
     time: Any = None,
     inclusive: bool = False,
     options: DiscoveryOptions | None = None,
+    journal: str | os.PathLike[str] | None = None,
 ) -> DiscoveryResult:
     """See :meth:`voharvest.VOClient.discover`."""
     options = options or DiscoveryOptions()
+    if journal is None:
+        return await _discover(client, targets, size, band, time, inclusive, options, None)
+    kept = await DiscoveryJournal(journal).open()
+    try:
+        return await _discover(client, targets, size, band, time, inclusive, options, kept)
+    finally:
+        await asyncio.shield(kept.close())
+
+
+async def _discover(
+    client: VOClient,
+    targets: Any,
+    size: Any,
+    band: Any,
+    time: Any,
+    inclusive: bool,
+    options: DiscoveryOptions,
+    journal: DiscoveryJournal | None,
+) -> DiscoveryResult:
     radius = angle(size, "size")
     if not 0 < radius <= 10 or not math.isfinite(radius):
         raise ParameterError(f"size: a radius in (0, 10] degrees, not {radius}")
@@ -526,7 +594,7 @@ async def discover(
         query = plan_.candidates_query(
             spectral=spectral, temporal=temporal, inclusive=inclusive, features=features
         )
-        (answer,), requests = await _registry_rows(client, [query])
+        (answer,), requests = await _registry_rows(client, [query], journal)
         resources = votable.registry_results(answer)
         candidates = plan_.candidates_from_resources(resources)
         ivoids = sorted({c.ivoid for c in candidates})
@@ -535,7 +603,7 @@ async def discover(
         if ivoids:
             queries = plan_.coverage_queries(ivoids, chunk=options.chunk)
             relations = plan_.served_by_queries(ivoids, chunk=options.chunk)
-            answers, more = await _registry_rows(client, [*queries, *relations])
+            answers, more = await _registry_rows(client, [*queries, *relations], journal)
             requests += more
             coverage_rows = [row for a in answers[: len(queries)] for row in _rows(a)]
             relation_rows = [row for a in answers[len(queries) :] for row in _rows(a)]
@@ -558,7 +626,9 @@ async def discover(
         intersect=options.intersect,
         cone=options.cone,
     )
-    runner = _Runner(client, planned, {t.id: t for t in found}, options, band, time, inclusive)
+    runner = _Runner(
+        client, planned, {t.id: t for t in found}, options, band, time, inclusive, journal
+    )
     await runner.run()
     return DiscoveryResult(
         targets=tuple(found),
@@ -566,6 +636,7 @@ async def discover(
         services=runner.reports(),
         plan=planned,
         registry_requests=requests,
+        replayed=0 if journal is None else journal.replayed,
     )
 
 
