@@ -632,7 +632,8 @@ async def _discover(
     await runner.run()
     return DiscoveryResult(
         targets=tuple(found),
-        datasets=tuple(runner.index.datasets),
+        # Ordered by target, then URL: the same every run (answers arrive in any order).
+        datasets=tuple(sorted(runner.index.datasets, key=lambda d: (d.targets, d.access_url))),
         services=runner.reports(),
         plan=planned,
         registry_requests=requests,
