@@ -19,8 +19,9 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ._discovery_journal import DiscoveryJournal, question_key
 from ._exceptions import (
@@ -51,10 +52,11 @@ class DiscoveryOptions:
     """How a discovery plans and batches.
 
     ``order``/``intersect``/``cone``: the coverage test
-    (:func:`voharvest.protocol.discovery.plan`); ``batch_upload``: targets per ObsCore upload query;
-    ``batch_pos``: circles per SIA 2.0 request; ``concurrency``: requests in
-    flight at once (each host's own limits apply on top); ``chunk``: ivoids
-    per coverage or relationship query.
+    (:func:`voharvest.protocol.discovery.plan`); ``batch_upload``: targets per
+    ObsCore upload query; ``batch_pos``: circles per SIA 2.0 request;
+    ``concurrency``: requests in flight at once per host and per service (each
+    host's own limits apply too); ``chunk``: ivoids per coverage or
+    relationship query.
     """
 
     order: int = 6
@@ -265,7 +267,8 @@ class _Runner:
         self.mjds = plan_.time_interval(time) if time is not None else (math.nan, math.nan)
         self.index = DatasetIndex()
         self.tallies = {key: _Tally(c) for key, c in plan.candidates.items()}
-        self.gate = asyncio.Semaphore(options.concurrency)
+        # Requests in flight, per host (a slow or paused host holds only its own).
+        self.gates: dict[str, asyncio.Semaphore] = {}
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -291,7 +294,8 @@ class _Runner:
         if self.journal is not None and await self.journal.note(note):
             refused = "noted in the journal"
         else:
-            refused = await self._batch(tally, first, probing=len(first) > 1)
+            # An upload of one target, or several POS: the service may say no.
+            refused = await self._batch(tally, first, probing=tally.mode != "single")
         if refused:
             # The service can't take a batch: one target per request, from now on.
             logger.info("%s refused a batch (%s): one target per request", candidate.label, refused)
@@ -302,10 +306,18 @@ class _Runner:
             return
         await self._each(tally, rest)
 
-    async def _each(self, tally: _Tally, batches: Iterable[list[Target]]) -> None:
+    async def _each(self, tally: _Tally, batches: Sequence[list[Target]]) -> None:
+        """Ask the batches, a few at a time: a fixed set of workers per service
+        takes them in turn (no task per target, however many there are)."""
+        pending = iter(batches)
+
+        async def worker() -> None:
+            for batch in pending:
+                await self._batch(tally, batch, probing=False)
+
         async with asyncio.TaskGroup() as group:
-            for batch in batches:
-                group.create_task(self._batch(tally, batch, probing=False))
+            for _ in range(min(self.options.concurrency, len(batches))):
+                group.create_task(worker())
 
     async def _batch(self, tally: _Tally, batch: list[Target], *, probing: bool) -> str | None:
         """Ask one batch; on a refusal while ``probing``, return its reason (nothing counted)."""
@@ -316,7 +328,7 @@ class _Runner:
             decoded = await asyncio.to_thread(votable.decode, found[1], url=found[0])
             tally.replayed += 1
         else:
-            async with self.gate:
+            async with self._gate(candidate):
                 tally.requests += 1
                 try:
                     decoded = await self._ask(candidate, batch, tally.mode)
@@ -355,6 +367,13 @@ class _Runner:
                 if self.index.add(record, origin):
                     tally.new += 1
         return None
+
+    def _gate(self, candidate: Candidate) -> asyncio.Semaphore:
+        host = urlsplit(candidate.access_url).netloc.lower()
+        gate = self.gates.get(host)
+        if gate is None:
+            gate = self.gates[host] = asyncio.Semaphore(self.options.concurrency)
+        return gate
 
     def _failed(self, tally: _Tally, batch: list[Target], exc: VOHarvestError) -> None:
         logger.warning("%s failed: %s", tally.candidate.label, exc)

@@ -223,6 +223,16 @@ async def test_a_service_that_refuses_batches_is_asked_per_target_from_then_on(
     assert result.service("ivo://x/sia2").status == "queried"
 
 
+async def test_an_upload_of_one_target_refused_is_asked_again_without(
+    server: LocalServer, client: VOClient
+) -> None:
+    LittleVO(server, batches=False)
+    result = await client.discover([TARGETS[0]], size=0.1)
+    obscore = result.service("ivo://x/obscore")
+    assert (obscore.mode, obscore.requests, obscore.queried, obscore.failed) == ("single", 2, 1, 0)
+    assert result.service("ivo://x/sia2").requests == 1  # one POS: nothing to refuse
+
+
 async def test_nothing_is_asked_outside_the_coverage(server: LocalServer, client: VOClient) -> None:
     LittleVO(server, batches=True)
     result = await client.discover([(200.0, -30.0)], size=0.1)
