@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -148,6 +149,20 @@ class DiscoveryResult:
 
     def by_status(self, status: str) -> list[tuple[str, str]]:
         return sorted(s.key for s in self.services if s.status == status)
+
+    def report(self) -> dict[str, Any]:
+        """The provenance as plain data (JSON-ready): a record per service, totals."""
+        return {
+            "targets": len(self.targets),
+            "datasets": len(self.datasets),
+            "requests": self.requests,
+            "registry_requests": self.registry_requests,
+            "replayed": self.replayed,
+            "services": [
+                {**dataclasses.asdict(s), "elided_by": list(s.elided_by), "errors": list(s.errors)}
+                for s in self.services
+            ],
+        }
 
 
 @dataclasses.dataclass
@@ -619,7 +634,16 @@ async def _discover(
         ivoids = sorted({c.ivoid for c in candidates})
         coverages: dict[str, str] = {}
         served_by: dict[str, frozenset[str]] = {}
-        if ivoids:
+        if ivoids and not features.stc:
+            # No rr.stc_spatial: no service declares a coverage here; with
+            # inclusive every one is asked about every target, without none.
+            logger.warning("the registry has no coverage tables: no service declares one")
+            answers, more = await _registry_rows(
+                client, plan_.served_by_queries(ivoids, chunk=options.chunk), journal
+            )
+            requests += more
+            served_by = plan_.parse_served_by([row for a in answers for row in _rows(a)])
+        elif ivoids:
             queries = plan_.coverage_queries(ivoids, chunk=options.chunk)
             relations = plan_.served_by_queries(ivoids, chunk=options.chunk)
             answers, more = await _registry_rows(client, [*queries, *relations], journal)
@@ -649,7 +673,7 @@ async def _discover(
         client, planned, {t.id: t for t in found}, options, band, time, inclusive, journal
     )
     await runner.run()
-    return DiscoveryResult(
+    result = DiscoveryResult(
         targets=tuple(found),
         # Ordered by target, then URL: the same every run (answers arrive in any order).
         datasets=tuple(sorted(runner.index.datasets, key=lambda d: (d.targets, d.access_url))),
@@ -658,6 +682,10 @@ async def _discover(
         registry_requests=requests,
         replayed=0 if journal is None else journal.replayed,
     )
+    if journal is not None:
+        # The provenance of this run, beside its answers.
+        await journal.set_note("report", json.dumps(result.report(), sort_keys=True))
+    return result
 
 
 def _spectral_constraint(band: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import io
+import json
 import os
 import re
 import signal
@@ -21,7 +22,7 @@ from aiohttp import web
 from astropy.io.votable import parse_single_table
 
 from tests.servers import LocalServer, votable_response
-from voharvest import ClientConfig, RegistryEndpoint, RetryPolicy, VOClient
+from voharvest import ClientConfig, RegistryEndpoint, RegistryFeatures, RetryPolicy, VOClient
 from voharvest._discovery import DiscoveryOptions
 
 SEP, INTF = "|vh|", "|vh-intf|"
@@ -309,3 +310,27 @@ async def test_a_killed_discovery_run_again_repeats_no_answered_request(
     assert (result.requests, result.replayed) == (1, 9)
     assert len(result.datasets) == 6
     assert result.service("ivo://x/sia1").queried == 3
+    with sqlite3.connect(journal) as db:
+        (kept,) = db.execute("SELECT value FROM notes WHERE key = 'report'").fetchone()
+    report = json.loads(kept)
+    assert (report["datasets"], report["requests"], report["replayed"]) == (6, 1, 9)
+    sia1 = next(s for s in report["services"] if s["ivoid"] == "ivo://x/sia1")
+    assert (sia1["status"], sia1["requests"], sia1["replayed"]) == ("queried", 1, 2)
+
+
+async def test_a_registry_without_coverage_tables(server: LocalServer) -> None:
+    """No rr.stc_spatial: no coverage query; inclusive asks everyone, else no one."""
+    LittleVO(server, batches=True)
+    config = ClientConfig(
+        registries=(RegistryEndpoint(server.url("/reg/tap"), RegistryFeatures.minimal()),),
+        retry=RetryPolicy(attempts=1),
+    )
+    async with VOClient(config) as client:
+        strict = await client.discover(TARGETS, size=0.1)
+        assert strict.registry_requests == 2
+        assert {s.status for s in strict.services} == {"skipped"}
+        assert strict.datasets == ()
+        loose = await client.discover(TARGETS, size=0.1, inclusive=True)
+    assert loose.service("ivo://x/north").queried == 3  # no coverage: asked everywhere
+    queries = [h.body for h in server.hits_for("/reg/tap/sync")]
+    assert not [q for q in queries if b"stc_spatial" in q]
