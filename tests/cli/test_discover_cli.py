@@ -50,3 +50,5 @@ def test_discover_refuses_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert "give --target" in capsys.readouterr().err
     assert main(["discover", "--target", "M51", "--size", "1", "--band", "blue"]) == 2
     assert "not a wavelength" in capsys.readouterr().err
+    assert main(["discover", "--target", "1 2", "--size", "1", "--keep", "image/fits"]) == 2
+    assert "--keep needs --out" in capsys.readouterr().err

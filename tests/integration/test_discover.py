@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ from pyvo.utils.prototype import PrototypeWarning
 
 from tests.integration.conftest import Dachs
 from tests.integration.dachs.make_fits import TARGETS
+from voharvest import DiscoveryOptions
+from voharvest._discovery import download
 from voharvest.client import VOClient
 from voharvest.protocol.discovery import Target
 
@@ -242,3 +245,32 @@ async def test_batches_many_targets_in_one_request_per_service(client: VOClient)
 async def test_unit_target_values_are_checked() -> None:
     with pytest.raises(ValueError, match="radius"):
         Target(0, 10.0, 10.0, 0.0)
+
+
+async def test_downloads_what_it_found_once(client: VOClient, tmp_path: Path) -> None:
+    """Every dataset at M51 into M51's folder: the DataLink documents resolved to
+    their FITS files; run again, no file is fetched."""
+    result = await client.discover(
+        [(*TARGETS["M51"], "M51")], size=RADIUS, options=DiscoveryOptions(concurrency=4)
+    )
+    fetched = await download(client, result, tmp_path)
+    paths = [p for _, p in fetched]
+    assert all(isinstance(p, Path) for p in paths), paths
+    names = sorted(p.name for p in paths if isinstance(p, Path))
+    assert names == sorted(
+        [f"sdss_m51_{b}.{x}" for b in "gr" for x in ("fits", "jpg")]
+        + ["uvot_m51_uvw1.fits", "uvot_m51_uvw1.jpg", "dlimg_m51_J.fits", "dlimg_m51_Ks.fits"]
+    )
+    assert {p.parent.name for p in paths if isinstance(p, Path)} == {"M51"}
+    for path in paths:
+        assert isinstance(path, Path)
+        start = path.read_bytes()[:6]
+        assert start == b"SIMPLE" if path.suffix == ".fits" else start[:2] == b"\xff\xd8"
+    before = sum(s.requests for s in client.stats.values())
+    again = await download(client, result, tmp_path)
+    assert [p for _, p in again] == paths
+    # Run again: no file is fetched; only the two DataLink documents are read
+    # again (they name the file).
+    links = [d for d, _ in fetched if "datalink" in (d.format or "")]
+    assert len(links) == 2
+    assert sum(s.requests for s in client.stats.values()) - before == len(links)

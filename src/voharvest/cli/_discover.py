@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._config import ClientConfig
+from .._discovery import download
 from .._exceptions import ParameterError
 from ..client import VOClient
 from ..harvesting import parse_target
@@ -38,6 +39,14 @@ def add_parser(commands: Any, size_help: str) -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--inclusive", action="store_true", help="also ask services that declare no coverage"
+    )
+    what.add_argument(
+        "--out",
+        type=Path,
+        help="download every image found into OUT/<target>/ (files already there are kept)",
+    )
+    what.add_argument(
+        "--keep", action="append", help="with --out: only these MIME types (repeatable)"
     )
     what.add_argument(
         "--journal",
@@ -101,8 +110,13 @@ async def discover(
 ) -> int:
     del constraints  # the registry query is discovery's own
     targets = [parse_target(text) for text in _texts(args)]
-    positions = [t.position if t.position is not None else t.name for t in targets]
+    positions: list[Any] = [
+        t.name if t.position is None else (*t.position, str(t)) for t in targets
+    ]
     band, time = _band(args.band), _time(args.time)
+    if args.keep and args.out is None:
+        raise ParameterError("--keep needs --out")
+    fetched: list[tuple[Any, Any]] = []
     async with VOClient(config) as client:
         result = await client.discover(
             positions,
@@ -112,6 +126,8 @@ async def discover(
             inclusive=args.inclusive,
             journal=args.journal,
         )
+        if args.out is not None:
+            fetched = await download(client, result, args.out, formats=args.keep)
     for dataset in result.datasets:
         names = ",".join(str(targets[i]) for i in dataset.targets)
         services = ",".join(f"{ivoid}#{kind}" for ivoid, kind in dataset.services)
@@ -133,5 +149,12 @@ async def discover(
         f"{result.requests} requests{replayed}",
         file=err,
     )
-    failed = any(s.failed for s in result.services)
+    if args.out is not None:
+        errors = [(d, e) for d, e in fetched if not isinstance(e, Path)]
+        print(f"{len(fetched) - len(errors)} files in {args.out}, {len(errors)} failed", file=err)
+        for dataset, error in errors[:5]:
+            print(f"  {dataset.access_url}: {error}", file=err)
+    failed = any(s.failed for s in result.services) or any(
+        not isinstance(e, Path) for _, e in fetched
+    )
     return EXIT_FAILED if failed else EXIT_OK
