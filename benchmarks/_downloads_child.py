@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec["services"],
             [tuple(t) for t in spec["targets"]],
             size=spec["size"],
-            format="image/fits",
+            search_format="image/fits",
             download_to=args.dir if args.mode == "harvest" else None,
             downloads=args.workers,
         )

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [args.service],
                 args.targets,
                 size=SIZE,
-                format="image/fits",
+                search_format="image/fits",
                 download_to=None if args.mode == "searches" else args.out,
             )
             async for item in harvest:

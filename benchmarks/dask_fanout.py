@@ -100,7 +100,7 @@ def _dask_run(
                 _harness.positions(per_host),
                 download_to=out,
                 size=SIZE_DEG,
-                formats=NOTHING,
+                keep_formats=NOTHING,
                 config=config,
                 partitions=workers,
                 sky_cell=None,
@@ -138,7 +138,7 @@ def _single_machine(farm: Farm, per_host: int, *, rate: float, out: Path) -> dic
         async with VOClient(config) as client:
             run = voharvest.harvest(
                 client, farm.sia1_urls, _harness.positions(per_host), size=SIZE_DEG,
-                formats=NOTHING, download_to=out,
+                keep_formats=NOTHING, download_to=out,
             )  # fmt: skip
             async for item in run:
                 ok += item.ok

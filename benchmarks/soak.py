@@ -295,7 +295,7 @@ async def run_harvest(
                 services,
                 targets,
                 size=settings.size,
-                format="image/fits",
+                search_format="image/fits",
                 download_to=out,
                 searches=settings.searches,
                 downloads=settings.downloads,
@@ -305,7 +305,7 @@ async def run_harvest(
                     figures.not_items += 1
                     continue
                 figures.items[item.kind] += 1
-                if item.skipped:
+                if item.found_on_disk or item.nothing_to_cut:
                     figures.skipped += 1
                 if item.error is None:
                     continue

@@ -115,7 +115,7 @@ async def test_harvest_and_search_take_2arcmin_from_the_command_line(
     server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     MiniSky(server, per_search=1)
-    fast = ["--rate", "0", "--attempts", "1"]
+    fast = ["--no-rate-limit", "--attempts", "1"]
     harvest = ["harvest", "--service", server.url("/sia"), "--target", "10 20", "--size",
                "2arcmin", "--format", "image/fits", "--out", str(tmp_path / "out"), "--no-progress",
                *fast]  # fmt: skip

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+from ._checks import http_parts
 from ._exceptions import ParameterError
 
 __all__ = [
@@ -80,18 +81,12 @@ class Scope:
 
     @classmethod
     def parse(cls, url: str) -> Scope:
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https") or not parts.hostname:
-            raise ParameterError(f"credential scope {url!r}: expected an http(s) URL")
+        parts = http_parts(url.strip(), "credential scope")
         if parts.username or parts.password or parts.query or parts.fragment:
             raise ParameterError("credential scope: a scheme, host, port and path only")
-        try:
-            port = parts.port or (443 if scheme == "https" else 80)
-        except ValueError as exc:
-            raise ParameterError(f"credential scope {url!r}: invalid port") from exc
-        path = parts.path or "/"
-        return cls(scheme, parts.hostname.lower(), port, path)
+        scheme, host = parts.scheme, parts.hostname or ""
+        port = parts.port or (443 if scheme == "https" else 80)
+        return cls(scheme, host, port, parts.path or "/")
 
     @property
     def origin(self) -> str:

@@ -1,8 +1,9 @@
 """Configuration as data: frozen, validated dataclasses.
 
 Every knob has a polite default. Archives ask for a few connections and a
-smooth rate per host (NED: 1 query/s; MAST's TESSCut: fewer than 10 at
-once); we default to 8 connections at 10 requests/s and take per-host
+smooth rate per host (NED: 1 query/s, its guidelines for automated queries at
+https://nedwww.ipac.caltech.edu/help/guidelines_auto.html; MAST's TESSCut:
+fewer than 10 at once); we default to 8 connections at 10 requests/s and take per-host
 settings for archives that publish stricter limits; 5 attempts with
 jittered exponential backoff; Retry-After honoured up to 5 minutes; connect
 30 s, stall 60 s. Override with
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ._auth import Credentials
+from ._checks import count, http_origin, http_url, is_number, positive
 from ._exceptions import ParameterError
 from .protocol.regtap import RegistryFeatures
 
@@ -43,18 +45,6 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-def _positive(name: str, value: float, *, allow_inf: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParameterError(f"{name}: expected a number, got {value!r}")
-    if math.isnan(value) or value <= 0 or (math.isinf(value) and not allow_inf):
-        raise ParameterError(f"{name}: expected a positive number, got {value!r}")
-
-
-def _count(name: str, value: int, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParameterError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-
-
 @dataclass(frozen=True, kw_only=True)
 class Timeouts:
     """Seconds. ``read`` is the stall timeout: no byte for that long fails the attempt.
@@ -69,7 +59,7 @@ class Timeouts:
 
     def __post_init__(self) -> None:
         for name in ("connect", "read", "total"):
-            _positive(f"Timeouts.{name}", getattr(self, name))
+            positive(f"Timeouts.{name}", getattr(self, name))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,14 +82,12 @@ class RetryPolicy:
     statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
 
     def __post_init__(self) -> None:
-        _count("RetryPolicy.attempts", self.attempts)
-        _positive("RetryPolicy.initial", self.initial)
-        _positive("RetryPolicy.maximum", self.maximum)
-        _positive("RetryPolicy.deadline", self.deadline, allow_inf=True)
-        _positive("RetryPolicy.retry_after_cap", self.retry_after_cap)
-        if isinstance(self.jitter, bool) or not (
-            isinstance(self.jitter, int | float) and 0 <= self.jitter < math.inf
-        ):
+        count("RetryPolicy.attempts", self.attempts)
+        positive("RetryPolicy.initial", self.initial)
+        positive("RetryPolicy.maximum", self.maximum)
+        positive("RetryPolicy.deadline", self.deadline, allow_inf=True)
+        positive("RetryPolicy.retry_after_cap", self.retry_after_cap)
+        if not (is_number(self.jitter) and 0 <= self.jitter < math.inf):
             raise ParameterError(f"RetryPolicy.jitter: expected >= 0, got {self.jitter!r}")
         if not all(isinstance(s, int) and 400 <= s <= 599 for s in self.statuses):
             raise ParameterError(
@@ -133,15 +121,15 @@ class HostPolicy:
     min_rate: float = 0.05
 
     def __post_init__(self) -> None:
-        _positive("HostPolicy.rate", self.rate, allow_inf=True)
-        _count("HostPolicy.concurrency", self.concurrency)
+        positive("HostPolicy.rate", self.rate, allow_inf=True)
+        count("HostPolicy.concurrency", self.concurrency)
         if not isinstance(self.adaptive, bool):
             raise ParameterError(
                 f"HostPolicy.adaptive: expected True or False, got {self.adaptive!r}"
             )
         if self.max_rate is not None:
-            _positive("HostPolicy.max_rate", self.max_rate, allow_inf=True)
-        _positive("HostPolicy.min_rate", self.min_rate)
+            positive("HostPolicy.max_rate", self.max_rate, allow_inf=True)
+        positive("HostPolicy.min_rate", self.min_rate)
 
     @property
     def ceiling(self) -> float:
@@ -157,9 +145,7 @@ class RegistryEndpoint:
     features: RegistryFeatures = field(default_factory=RegistryFeatures)
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ParameterError(f"RegistryEndpoint.url: {self.url!r} is not an http(s) URL")
+        http_url(self.url, "RegistryEndpoint.url")
 
 
 DEFAULT_REGISTRIES = (
@@ -195,18 +181,8 @@ def default_sesame() -> tuple[str, ...]:
     return tuple(_urls_from_env(SESAME_ENV)) or DEFAULT_SESAME
 
 
-def origin_of(url: str) -> str:
-    """``scheme://host:port`` of a URL (default ports made explicit), lower-cased."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if not host or scheme not in ("http", "https"):
-        raise ParameterError(f"{url!r} is not an http(s) URL")
-    try:
-        port = parts.port or (443 if scheme == "https" else 80)
-    except ValueError as exc:
-        raise ParameterError(f"{url!r} has an invalid port") from exc
-    return f"{scheme}://{host}:{port}"
+#: ``scheme://host:port`` of a URL (default ports made explicit), lower-cased.
+origin_of = http_origin
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,10 +247,10 @@ class ClientConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_answer_bytes", "max_fetch_bytes", "chunk_bytes", "max_connections"):
-            _count(f"ClientConfig.{name}", getattr(self, name))
+            count(f"ClientConfig.{name}", getattr(self, name))
         for name in ("parse_workers", "file_workers", "offload_bytes", "max_redirects"):
-            _count(f"ClientConfig.{name}", getattr(self, name), minimum=0)
-        _positive("ClientConfig.turn_budget", self.turn_budget)
+            count(f"ClientConfig.{name}", getattr(self, name), minimum=0)
+        positive("ClientConfig.turn_budget", self.turn_budget)
         if not isinstance(self.credentials, Credentials):
             raise ParameterError(
                 f"ClientConfig.credentials: expected Credentials, got {type(self.credentials)}"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ._datalinks import raise_dali_error
 from ._discovery_journal import DiscoveryJournal, question_key
 from ._exceptions import (
     HTTPStatusError,
@@ -208,7 +209,7 @@ async def _targets(client: VOClient, targets: Any, radius: float) -> list[Target
         label = item if isinstance(item, str) else ""
         if isinstance(item, tuple | list) and len(item) == 3 and isinstance(item[2], str):
             item, label = tuple(item[:2]), str(item[2])  # (ra, dec, label)
-        position = await client.position(item)
+        position = await client.resolve_position(item)
         ra, dec = position_degrees(position, f"target {index}")
         found.append(Target(index, ra % 360.0, dec, radius, label))
     return found
@@ -236,7 +237,7 @@ async def _registry_rows(
         url = endpoint.url.rstrip("/") + "/sync"
         try:
             answers = await asyncio.gather(
-                *(client.query("POST", url, tap.sync_fields(queries[i])) for i in wanted)
+                *(client.fetch_votable("POST", url, tap.sync_fields(queries[i])) for i in wanted)
             )
         except (TransportError, ServiceError) as exc:
             logger.warning("registry %s failed: %s", endpoint.url, exc)
@@ -427,14 +428,16 @@ class _Runner:
                 return await self._post(url, body, content_type)
             (target,) = batch
             query = plan_.obscore_target_query(target, band=self.band, time=self.time)
-            return await self.client.query("POST", url, tap.sync_fields(query))
+            return await self.client.fetch_votable("POST", url, tap.sync_fields(query))
         if candidate.kind == "sia2":
             params: dict[str, Any] = {"pos": plan_.sia2_pos(batch)}
             if self.band is not None:
                 params["band"] = plan_.wavelength_metres(self.band)
             if self.time is not None:
                 params["time"] = self.mjds
-            return await self.client.query("GET", sia2.build_url(candidate.access_url, **params))
+            return await self.client.fetch_votable(
+                "GET", sia2.build_url(candidate.access_url, **params)
+            )
         target = batch[0]
         url = sia1.build_url(
             candidate.access_url,
@@ -442,7 +445,7 @@ class _Runner:
             size=2 * target.radius,
             intersect="OVERLAPS",
         )
-        return await self.client.query("GET", url)
+        return await self.client.fetch_votable("GET", url)
 
     def _read(
         self, candidate: Candidate, batch: list[Target], decoded: Any, mode: str
@@ -462,7 +465,7 @@ class _Runner:
                 "POST", url, data=body, headers={"Content-Type": content_type}
             )
         except HTTPStatusError as exc:
-            self.client._raise_dali_error(exc, url)
+            raise_dali_error(exc, url)
             raise
         return await self.client.decode(answer)
 
@@ -576,7 +579,7 @@ def _refusal(exc: VOHarvestError) -> bool:
 
 
 async def _load_all(modules: Sequence[str]) -> None:
-    from .client import _load
+    from ._names import _load
 
     for module in modules:
         await _load(module)

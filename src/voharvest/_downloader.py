@@ -49,12 +49,14 @@ from ._downloads import (
     resumable,
 )
 from ._exceptions import FormatError, PayloadError, StorageError, TooLargeError
-from ._files import filename_from_url, inside, safe_filename
+from ._files import inside, safe_filename
+from .naming import url_filename
 from .protocol.datalink import is_datalink_format
 
 if TYPE_CHECKING:
     from ._config import ClientConfig
-    from .transport import Stream, Transport, _Budget
+    from ._retries import Budget
+    from .transport import Stream, Transport
 
 __all__ = ["Downloader", "PartFile", "write_all"]
 
@@ -226,13 +228,13 @@ class Downloader:
         expected_format: str | None,
     ) -> Path:
         """The file at ``url`` into ``directory``; its final path (see ``VOClient.download``)."""
-        name = safe_filename(filename) if filename is not None else filename_from_url(url)
+        name = safe_filename(filename) if filename is not None else url_filename(url)
         place, complete = await self._in_thread(self._place, Path(directory), name, overwrite)
         if complete:
             return place.final
         detect_links = not is_datalink_format(expected_format)
 
-        async def attempt(budget: _Budget) -> None:
+        async def attempt(budget: Budget) -> None:
             budget.begin()
             await self._attempt(url, place, keep_partial, detect_links)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import FormatError, PayloadError, TooLargeError, TransportError
-from ._files import matches, sniff_kind
+from ._media import matches, sniff_kind
 from .protocol import datalink
 
 __all__ = [

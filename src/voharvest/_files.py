@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from pathlib import Path
 
 from ._exceptions import ParameterError
 
-__all__ = ["filename_from_url", "inside", "matches", "safe_filename", "sniff_kind"]
+__all__ = ["inside", "safe_filename"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _RESERVED = {
@@ -45,28 +43,6 @@ def safe_filename(name: str, *, default: str = "download") -> str:
     return f"{stem}.{ext}" if ext else stem
 
 
-def filename_from_url(url: str) -> str:
-    """A stable, safe name for what ``url`` serves.
-
-    The last path segment, made safe; when the URL has a query string (as
-    ``getproduct?ID=...`` URLs do) a short hash of the whole URL keeps names of
-    different products apart.
-    """
-    parts = urlsplit(url)
-    segment = unquote(PurePosixPath(parts.path).name)
-    name = safe_filename(segment)
-    if parts.query:
-        digest = url_digest(url)
-        stem, dot, ext = name.rpartition(".")
-        name = f"{stem}-{digest}.{ext}" if dot and stem else f"{name}-{digest}"
-    return name
-
-
-def url_digest(url: str, length: int = 12) -> str:
-    """A short, stable hash of a URL (to keep names of different URLs apart)."""
-    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:length]
-
-
 def inside(directory: Path, name: str) -> Path:
     """``directory / name``, refusing anything that would land outside ``directory``."""
     root = directory.resolve()
@@ -74,40 +50,3 @@ def inside(directory: Path, name: str) -> Path:
     if target.parent != root:
         raise ParameterError(f"file name {name!r} would leave the directory {directory}")
     return target
-
-
-# How files of the formats harvests fetch begin.
-_MAGIC = {
-    "fits": (b"SIMPLE  =",),
-    "jpeg": (b"\xff\xd8\xff",),
-    "png": (b"\x89PNG\r\n\x1a\n",),
-    "gzip": (b"\x1f\x8b",),
-    "votable": (b"<",),
-}
-
-
-def sniff_kind(mime: str | None) -> str | None:
-    """The kind of file a MIME type promises, if we know how such files start."""
-    if not mime:
-        return None
-    base = mime.split(";", 1)[0].strip().lower()
-    if base in ("image/fits", "application/fits", "image/x-fits", "application/x-fits"):
-        return "fits"
-    if base in ("image/jpeg", "image/jpg", "image/pjpeg"):
-        return "jpeg"
-    if base == "image/png":
-        return "png"
-    if base in ("application/gzip", "application/x-gzip", "image/fits+gzip"):
-        return "gzip"
-    if base in ("application/x-votable+xml", "text/xml", "application/xml"):
-        return "votable"
-    return None
-
-
-def matches(kind: str, head: bytes) -> bool:
-    """Whether ``head`` (the first bytes of a file) starts as a file of ``kind``."""
-    if kind == "fits" and head[:2] == b"\x1f\x8b":
-        return True  # a gzipped FITS served as image/fits is common and fine
-    if kind == "votable":
-        return head.lstrip()[:1] == b"<"
-    return any(head.startswith(magic) for magic in _MAGIC[kind])

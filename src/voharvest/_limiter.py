@@ -16,7 +16,7 @@ cluster), each request also holds the gate's place and start slot for its
 host, shared with every other process using the same gate, instead of the
 local start slot; pauses are passed on to the gate.
 
-Time comes from a :class:`Clock`, so tests can run it on a fake one.
+Time comes from a :class:`~voharvest._clock.Clock`, so tests can run it on a fake one.
 """
 
 from __future__ import annotations
@@ -30,31 +30,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ._adaptive import AdaptiveRate
+from ._clock import Clock
 from ._config import HostPolicy
 
-__all__ = ["Clock", "HostGate", "HostLimiter", "HostPaused", "HostStats", "LoopClock", "Ticket"]
+# Clock is named here too until every importer takes it from ._clock.
+__all__ = ["Clock", "HostGate", "HostLimiter", "HostPaused", "HostStats", "Ticket"]
 
 #: The longest a request waits at the wire for its turn; a longer wait (the host
 #: was paused meanwhile) sends it back to wait for its slot without a connection.
 WIRE_WAIT_MAX = 5.0
-
-
-class Clock(Protocol):
-    """Where time comes from: ``now()`` in seconds (monotonic) and ``sleep()``."""
-
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class LoopClock:
-    """The running event loop's clock."""
-
-    def now(self) -> float:
-        return asyncio.get_running_loop().time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 class HostGate(Protocol):

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from ._auth import ANONYMOUS, ClientCertificate, Credential, Credentials
+from ._checks import is_http_url
 from ._exceptions import AuthenticationError, RedirectError
 from .protocol.vosi import AccessRule
 
@@ -131,7 +132,7 @@ class Authenticator:
         """The Location, resolved against the request's URL (RFC 9110, section 10.2.2)."""
         location = response.headers.get("Location", "")
         target = urljoin(url, location.strip())
-        if urlsplit(target).scheme.lower() not in ("http", "https"):
+        if not is_http_url(target):
             raise RedirectError("redirect to a non-HTTP URL", url=url)
         return target.split("#", 1)[0]
 

@@ -20,53 +20,35 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import importlib
 import logging
 import multiprocessing
 import os
+import warnings
 from collections.abc import Awaitable, Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._checks import http_url
+from ._clock import Clock
 from ._config import ClientConfig
+from ._datalinks import DataLinkPlanner, raise_dali_error
 from ._downloader import Downloader
-from ._downloads import MAX_LINKS_BYTES, LinksInstead, plain_format
-from ._exceptions import (
-    AuthenticationError,
-    ClientStateError,
-    DataLinkError,
-    FormatError,
-    HTTPStatusError,
-    NameResolutionError,
-    ParameterError,
-    QueryError,
-    ServiceError,
-    TransportError,
-    UnsupportedConstraintError,
-    VOHarvestError,
-)
-from ._limiter import Clock, HostStats
+from ._exceptions import ClientStateError, HTTPStatusError, ParameterError
+from ._limiter import HostStats
+from ._names import NameResolver
+from ._registry import search_registries
 from ._turns import TurnBudget
-from .protocol import datalink, regtap, sesame, tap, vosi, votable
-from .protocol._encoding import position_degrees
-from .protocol.soda import Cutout
+from .protocol import datalink, vosi, votable
 from .protocol.vosi import AccessRule
-from .services import (
-    RegistryResource,
-    RegistryResources,
-    SIA2Service,
-    SIAService,
-    TAPService,
-)
-from .transport import Answer, Transport, check_url
+from .services import RegistryResources, SIA2Service, SIAService, TAPService
+from .transport import Answer, Transport
 
 if TYPE_CHECKING:
     import aiohttp
     from astropy.coordinates import SkyCoord
 
     from ._discovery import DiscoveryOptions, DiscoveryResult
-    from .protocol import votable
     from .protocol.datalink import DataLinks
     from .protocol.records import TableResults
 
@@ -81,66 +63,14 @@ T = TypeVar("T")
 def source_url(source: Any) -> str:
     """The URL of a record (``getdataurl()``) or of a plain URL string."""
     if isinstance(source, str):
-        return check_url(source)
+        return http_url(source)
     getter = getattr(source, "getdataurl", None)
     if getter is None:
         raise ParameterError(f"expected a URL or a record with getdataurl(), got {source!r}")
     url = getter()
     if not url:
         raise ParameterError(f"{source!r} has no data URL")
-    return check_url(url)
-
-
-def _may_heal(error: VOHarvestError | None) -> bool:
-    return isinstance(error, TransportError) and error.retryable
-
-
-def _no_registry(failures: dict[str, VOHarvestError]) -> VOHarvestError:
-    """One error naming every registry endpoint tried, its cause, and what to do offline
-    (when at least one could not be reached)."""
-    errors = list(failures.values())
-    if not any(isinstance(e, TransportError) for e in errors):
-        return errors[-1]  # every registry was reached: its own error says it best
-    lines = [f"no registry answered ({len(failures)} tried):"]
-    lines += [f"  - {url}: {error}" for url, error in failures.items()]
-    lines.append(
-        "Offline or behind a firewall? Registry searches need the network: give the "
-        "services' access URLs instead (sia_service(url); --service/--sia2 in the CLI), "
-        "or point ClientConfig.registries (--registry) at a RegTAP service you can reach."
-    )
-    message = "\n".join(lines)
-    if all(isinstance(e, TransportError | UnsupportedConstraintError) for e in errors):
-        return TransportError(message, retryable=any(_may_heal(e) for e in errors))
-    return ServiceError(message)
-
-
-def _keep_links(source: Any, links: DataLinks) -> None:
-    """Leave a record's parsed DataLink document on it (``record.links``)."""
-    keep = getattr(source, "keep_links", None)
-    if keep is not None:
-        keep(links)
-
-
-# One thread for the imports, one import at a time (two threads importing parts
-# of astropy can deadlock), each started once per process.
-_IMPORTER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voharvest-import")
-_IMPORTS: dict[str, concurrent.futures.Future[Any]] = {}
-
-
-async def _load(name: str) -> None:
-    """Import a heavy module (astropy's coordinates, say) in a thread, not on the loop.
-
-    ``import voharvest`` leaves them out (the lean VOTable reader needs none);
-    the first name to resolve loads them while the loop runs on. Callers that
-    come meanwhile wait for the same import (a module half-imported by the thread would otherwise
-    make them wait on the loop).
-    """
-    future = _IMPORTS.get(name)
-    if future is None:
-        future = _IMPORTS[name] = _IMPORTER.submit(importlib.import_module, name)
-    if not future.done():
-        await asyncio.shield(asyncio.wrap_future(future))
-    future.result()
+    return http_url(url)
 
 
 def _parse_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -173,9 +103,14 @@ class VOClient:
         self._pool_failed = False
         self._files: concurrent.futures.ThreadPoolExecutor | None = None
         self._downloader: Downloader | None = None
-        self._names: dict[str, tuple[float, float]] = {}
-        self._unknown_names: set[str] = set()
-        self._resolving: dict[str, asyncio.Future[None]] = {}
+        self._names = NameResolver(self._transport, self.config.sesame)
+        self._links = DataLinkPlanner(
+            self._transport,
+            check_open=self._check_open,
+            downloader=self._open_downloader,
+            parse=self._parse,
+            resolve_position=self.resolve_position,
+        )
         self._background: set[asyncio.Task[Any]] = set()
         self._turn_budget = TurnBudget(self.config.turn_budget)
 
@@ -280,7 +215,7 @@ class VOClient:
     async def regsearch(self, **constraints: Any) -> RegistryResources:
         """Registry resources matching constraints (see ``protocol.regtap.build_query``).
 
-        A list of :class:`RegistryResource` that is also indexed by ivoid or
+        A list of :class:`~voharvest.RegistryResource` that is also indexed by ivoid or
         short name, has ``to_table()`` (pyvo's columns) and ``overflow``
         (:class:`~voharvest.services.RegistryResources`).
 
@@ -291,35 +226,7 @@ class VOClient:
         attempts. If all fail, the error names every endpoint and its cause.
         """
         self._check_open()
-        failures: dict[str, VOHarvestError] = {}
-        for quick in (True, False):
-            for endpoint in self.config.registries:
-                if not quick and not _may_heal(failures.get(endpoint.url)):
-                    continue
-                try:
-                    query = regtap.build_query(features=endpoint.features, **constraints)
-                except UnsupportedConstraintError as exc:
-                    failures[endpoint.url] = exc
-                    continue
-                try:
-                    decoded = await self.query(
-                        "POST",
-                        endpoint.url.rstrip("/") + "/sync",
-                        tap.sync_fields(query),
-                        attempts=1 if quick else None,
-                    )
-                    resources = votable.registry_results(decoded)
-                except (TransportError, ServiceError) as exc:
-                    logger.warning("registry %s failed: %s", endpoint.url, exc)
-                    failures[endpoint.url] = exc
-                    continue
-                return RegistryResources(
-                    (RegistryResource.bind(resource, self) for resource in resources),
-                    table=resources,  # its astropy table only when to_table() is asked for
-                    overflow=resources.overflow,
-                    url=resources.url,
-                )
-        raise _no_registry(failures)
+        return await search_registries(self, self.config.registries, constraints)
 
     # --- discovery ----------------------------------------------------------------
 
@@ -369,7 +276,7 @@ class VOClient:
     ) -> SIAService | SIA2Service:
         """An SIA service from its access URL (``version`` 1 or 2; ``cuts``: an SIA 1.0
         service of the Cutout type, whose images are cut to the region searched)."""
-        check_url(access_url)
+        http_url(access_url)
         if version == 1:
             return SIAService(self, access_url, cuts=cuts)
         if version == 2:
@@ -378,7 +285,7 @@ class VOClient:
 
     def tap_service(self, access_url: str) -> TAPService:
         """A TAP service from its base URL."""
-        return TAPService(self, check_url(access_url))
+        return TAPService(self, http_url(access_url))
 
     # --- names ----------------------------------------------------------------------
 
@@ -389,50 +296,18 @@ class VOClient:
         asks for the same name share one request.
         """
         self._check_open()
-        key = " ".join(str(name).split()).lower()
-        if key in self._unknown_names:
-            raise NameResolutionError(f"Sesame doesn't know {name!r} (asked before)")
-        if key not in self._names:
-            pending = self._resolving.get(key)
-            if pending is None:
-                pending = asyncio.ensure_future(self._ask_sesame(name, key))
-                self._resolving[key] = pending
-                pending.add_done_callback(lambda done: self._resolved(key, done))
-            await asyncio.shield(pending)
-        ra, dec = self._names[key]
-        await _load("astropy.coordinates")
-        from astropy.coordinates import SkyCoord
+        return await self._names.resolve(name)
 
-        return SkyCoord(ra, dec, unit="deg", frame="icrs")
-
-    def _resolved(self, key: str, done: asyncio.Future[None]) -> None:
-        self._resolving.pop(key, None)
-        if not done.cancelled():
-            done.exception()  # retrieved here: every waiter may have been cancelled
-
-    async def _ask_sesame(self, name: str, key: str) -> None:
-        failures: list[VOHarvestError] = []
-        for base in self.config.sesame:
-            url = sesame.build_url(base, name)
-            try:
-                answer = await self._transport.request("GET", url, max_bytes=1024 * 1024)
-                ra, dec = sesame.parse(answer.body, name, url=answer.url)
-            except NameResolutionError:
-                self._unknown_names.add(key)
-                raise
-            except (TransportError, ServiceError) as exc:
-                logger.warning("name resolver %s failed: %s", base, exc)
-                failures.append(exc)
-                continue
-            self._names[key] = (ra, dec)
-            return
-        raise failures[-1]
-
-    async def position(self, pos: Any) -> Any:
-        """``pos`` with a name resolved to a SkyCoord; anything else unchanged."""
+    async def resolve_position(self, pos: Any) -> Any:
+        """``pos`` with a name resolved to a SkyCoord (:meth:`resolve`); anything else unchanged."""
         if isinstance(pos, str):
             return await self.resolve(pos)
         return pos
+
+    async def position(self, pos: Any) -> Any:
+        """Deprecated name of :meth:`resolve_position`."""
+        _deprecated("position", "resolve_position")
+        return await self.resolve_position(pos)
 
     # --- data -----------------------------------------------------------------------
 
@@ -449,13 +324,13 @@ class VOClient:
         credential then goes only where the service accepts its method (docs/auth.md).
         """
         self._check_open()
-        answer = await self._transport.request("GET", check_url(url), max_bytes=4 * 1024 * 1024)
+        answer = await self._transport.request("GET", http_url(url), max_bytes=4 * 1024 * 1024)
         rules = vosi.parse_capabilities(answer.body, url=answer.url)
         if self._transport.authenticator is not None:
             self._transport.authenticator.learn(rules)
         return rules
 
-    async def query(
+    async def fetch_votable(
         self, method: str, url: str, data: Any = None, *, attempts: int | None = None
     ) -> votable.Decoded:
         """A DAL request whose answer is a VOTable: fetched, parsed and checked.
@@ -469,15 +344,25 @@ class VOClient:
         try:
             answer = await self._transport.request(method, url, data=data, attempts=attempts)
         except HTTPStatusError as exc:
-            self._raise_dali_error(exc, url)
+            raise_dali_error(exc, url)
             raise
         return await self.decode(answer)
 
-    async def query_table(self, method: str, url: str, data: Any = None) -> TableResults:
+    async def fetch_table(self, method: str, url: str, data: Any = None) -> TableResults:
         """A DAL request whose answer is a VOTable, as table results."""
-        from .protocol import votable
+        return votable.table_results(await self.fetch_votable(method, url, data))
 
-        return votable.table_results(await self.query(method, url, data))
+    async def query(
+        self, method: str, url: str, data: Any = None, *, attempts: int | None = None
+    ) -> votable.Decoded:
+        """Deprecated name of :meth:`fetch_votable` (it is not a TAP query)."""
+        _deprecated("query", "fetch_votable")
+        return await self.fetch_votable(method, url, data, attempts=attempts)
+
+    async def query_table(self, method: str, url: str, data: Any = None) -> TableResults:
+        """Deprecated name of :meth:`fetch_table` (it is not a TAP query)."""
+        _deprecated("query_table", "fetch_table")
+        return await self.fetch_table(method, url, data)
 
     # --- DataLink -------------------------------------------------------------------
 
@@ -492,38 +377,7 @@ class VOClient:
         sent with an HTTP error status); one that isn't a links table,
         FormatError.
         """
-        self._check_open()
-        found = source if isinstance(source, str) else getattr(source, "datalink_url", None)
-        if not found:
-            raise DataLinkError(f"{source!r} has no DataLink document")
-        url = check_url(found)
-        body = await self._get_document(url)
-        links = await self._parse(datalink.parse_datalink, body, url)
-        _keep_links(source, links)
-        return links
-
-    async def _get_document(self, url: str) -> bytes:
-        try:
-            answer = await self._transport.request("GET", url, max_bytes=MAX_LINKS_BYTES)
-        except HTTPStatusError as exc:
-            self._raise_dali_error(exc, url)
-            raise
-        return answer.body
-
-    @staticmethod
-    def _raise_dali_error(exc: HTTPStatusError, url: str) -> None:
-        """QueryError with the service's message if an HTTP error carried a DALI error VOTable."""
-        if "QUERY_STATUS" not in exc.body or isinstance(exc, AuthenticationError):
-            return
-        try:
-            from .protocol import votable
-
-            votable.decode(exc.body.encode("utf-8"), url=url)
-        except QueryError as query_error:
-            query_error.status = exc.status
-            raise query_error from exc
-        except FormatError:
-            pass
+        return await self._links.datalinks(source)
 
     async def datasets(
         self,
@@ -541,27 +395,9 @@ class VOClient:
         Quantity) asks the document's SODA service for a cutout around
         ``position`` (default: the record's position).
         """
-        shape = Cutout.parse(cutout) if cutout is not None else None
-        centre = await self._cutout_centre(source, position) if shape is not None else None
-        links = await self.datalinks(source)
-        did = getattr(source, "publisher_did", None) if not isinstance(source, str) else None
-        chosen = did if did and did in links.ids else None
-        return datalink.plan_datasets(
-            links,
-            format=plain_format(format),
-            dataset_id=chosen,
-            cutout=shape,
-            position=centre,
-            fallback=fallback,
+        return await self._links.datasets(
+            source, format=format, cutout=cutout, position=position, fallback=fallback
         )
-
-    async def _cutout_centre(self, source: Any, position: Any) -> tuple[float, float]:
-        if position is None:
-            ra, dec = getattr(source, "ra", None), getattr(source, "dec", None)
-            if ra is None or dec is None:
-                raise ParameterError("a cutout needs a position (the record has none)")
-            position = (ra, dec)
-        return position_degrees(await self.position(position), "position")
 
     # --- downloads --------------------------------------------------------------------
 
@@ -600,9 +436,10 @@ class VOClient:
         record's position) and the cutout is downloaded. Where the document
         leads to several files, use :meth:`download_all`.
         """
-        paths = await self._download(
-            source, directory, filename, overwrite, keep_partial, expected_format, cutout,
-            position, single=True,
+        self._check_open()
+        paths = await self._links.download(
+            source, source_url(source), directory, filename, overwrite, keep_partial,
+            expected_format, cutout, position, single=True,
         )  # fmt: skip
         return paths[0]
 
@@ -619,92 +456,14 @@ class VOClient:
     ) -> list[Path]:
         """Like :meth:`download`, for every file a DataLink document leads to
         (several ``#this`` links, several datasets); a plain URL gives one."""
-        return await self._download(
-            source, directory, None, overwrite, keep_partial, expected_format, cutout, position,
-            single=False,
+        self._check_open()
+        return await self._links.download(
+            source, source_url(source), directory, None, overwrite, keep_partial,
+            expected_format, cutout, position, single=False,
         )  # fmt: skip
 
-    async def _download(
-        self,
-        source: Any,
-        directory: str | os.PathLike[str],
-        filename: str | None,
-        overwrite: bool,
-        keep_partial: bool,
-        expected_format: str | None,
-        cutout: Any,
-        position: Any,
-        *,
-        single: bool,
-    ) -> list[Path]:
-        self._check_open()
-        url = source_url(source)
-        record_format = None if isinstance(source, str) else getattr(source, "format", None)
-        wanted = plain_format(expected_format)
-        linked = cutout is not None or datalink.is_datalink_format(record_format)
-        if linked and not datalink.is_datalink_format(expected_format):
-            planned = await self.datasets(
-                source, format=wanted, cutout=cutout, position=position, fallback="fail"
-            )
-            return await self._fetch_planned(
-                planned, directory, filename, overwrite, keep_partial, wanted, single
-            )
-        if expected_format is None:
-            expected_format = record_format
-        try:
-            return [
-                await self._open_downloader().fetch(
-                    url, directory, filename, overwrite, keep_partial, expected_format
-                )
-            ]
-        except LinksInstead as found:
-            # The URL answered with a DataLink document: take what it points at.
-            links = await self._parse(datalink.parse_datalink, found.body, found.url)
-            _keep_links(source, links)
-            planned = datalink.plan_datasets(links, format=wanted)
-            return await self._fetch_planned(
-                planned, directory, filename, overwrite, keep_partial, wanted, single
-            )
 
-    async def _fetch_planned(
-        self,
-        planned: list[datalink.Dataset],
-        directory: str | os.PathLike[str],
-        filename: str | None,
-        overwrite: bool,
-        keep_partial: bool,
-        wanted: str | None,
-        single: bool,
-    ) -> list[Path]:
-        if not planned:
-            raise DataLinkError("the DataLink document leads to no file to download")
-        if single and len(planned) > 1:
-            formats = ", ".join(sorted({d.format or "unknown type" for d in planned}))
-            raise ParameterError(
-                f"the DataLink document leads to {len(planned)} files ({formats}); "
-                "pass expected_format= to pick one, or use download_all()"
-            )
-        paths = []
-        for dataset in planned:
-            if datalink.is_datalink_format(dataset.format):
-                raise FormatError(
-                    "a DataLink document points at another DataLink document as its dataset",
-                    url=dataset.via,
-                )
-            name = filename if filename is not None and len(planned) == 1 else dataset.name
-            try:
-                path = await self._open_downloader().fetch(
-                    dataset.url,
-                    directory,
-                    name,
-                    overwrite,
-                    keep_partial,
-                    dataset.format or wanted,
-                )
-            except LinksInstead as found:
-                raise FormatError(
-                    "a DataLink document points at another DataLink document as its dataset",
-                    url=found.url,
-                ) from None
-            paths.append(path)
-        return paths
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"VOClient.{old}() is deprecated; use VOClient.{new}()", DeprecationWarning, stacklevel=3
+    )

@@ -1,5 +1,11 @@
 """Services bound to a client: registry resources, SIA v1, SIA v2 and TAP (sync and
-async UWS jobs)."""
+async UWS jobs).
+
+A service talks to its client only through :class:`ServiceClient`, the few
+verbs it needs (:class:`~voharvest.VOClient` is one): VOTables fetched and
+parsed, names resolved, HTTP requests for UWS jobs (:class:`Requester`), and
+clean-up that outlives a cancelled caller. This module imports no client.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,8 @@ import asyncio
 import dataclasses
 import logging
 import math
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, SupportsIndex, overload
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, SupportsIndex, overload
 from urllib.parse import urljoin
 
 from ._exceptions import (
@@ -23,22 +29,63 @@ from .protocol import sia1, sia2, tap
 from .protocol.regtap import RESOURCE_COLUMNS, Resource, resolve_servicetype
 
 if TYPE_CHECKING:
+    from astropy.coordinates import SkyCoord
     from astropy.table import MaskedColumn, Table
 
-    from .client import VOClient
+    from ._clock import Clock
     from .protocol.records import SIAResults, TableResults
+    from .protocol.votable import Decoded
     from .transport import Answer
 
 __all__ = [
     "REGISTRY_COLUMNS",
     "RegistryResource",
     "RegistryResources",
+    "Requester",
     "SIA2Service",
     "SIAService",
+    "ServiceClient",
     "TAPService",
 ]
 
 logger = logging.getLogger("voharvest.services")
+
+
+class Requester(Protocol):
+    """HTTP with the client's politeness, retries and error translation (its transport)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: Any = None,
+        idempotent: bool = True,
+        allow_redirects: bool = True,
+        ok: tuple[int, ...] = (),
+    ) -> Answer: ...
+
+
+class ServiceClient(Protocol):
+    """What a service needs of the client it is bound to (:class:`~voharvest.VOClient`)."""
+
+    @property
+    def transport(self) -> Requester: ...
+
+    async def fetch_votable(
+        self, method: str, url: str, data: Any = None, *, attempts: int | None = None
+    ) -> Decoded: ...
+
+    async def fetch_table(self, method: str, url: str, data: Any = None) -> TableResults: ...
+
+    async def resolve(self, name: str) -> SkyCoord: ...
+
+    async def resolve_position(self, pos: Any) -> Any: ...
+
+    def run_in_background(self, work: Awaitable[Any]) -> None: ...
 
 
 def _sia_results(decoded: Any) -> SIAResults:
@@ -54,7 +101,7 @@ class RegistryResource(Resource):
     client: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
-    def bind(cls, resource: Resource, client: VOClient) -> RegistryResource:
+    def bind(cls, resource: Resource, client: ServiceClient) -> RegistryResource:
         values = {f.name: getattr(resource, f.name) for f in dataclasses.fields(Resource)}
         return cls(**values, client=client)
 
@@ -213,7 +260,7 @@ class SIAService:
     ``imageServiceType``; say so when you know it).
     """
 
-    def __init__(self, client: VOClient, access_url: str, *, cuts: bool = False) -> None:
+    def __init__(self, client: ServiceClient, access_url: str, *, cuts: bool = False) -> None:
         self.client = client
         self.access_url = access_url
         self.cuts = cuts
@@ -243,7 +290,7 @@ class SIAService:
         parameters as :func:`voharvest.protocol.sia1.build_url` takes them: a
         service's own in upper case (``NAXIS="300,300"``) or in ``extra``.
         """
-        position = await self.client.position(pos)
+        position = await self.client.resolve_position(pos)
         url = self.search_url(
             position,
             size,
@@ -253,13 +300,13 @@ class SIAService:
             extra=extra,
             **params,
         )
-        return _sia_results(await self.client.query("GET", url))
+        return _sia_results(await self.client.fetch_votable("GET", url))
 
 
 class SIA2Service:
     """A Simple Image Access 2.0 service."""
 
-    def __init__(self, client: VOClient, access_url: str) -> None:
+    def __init__(self, client: ServiceClient, access_url: str) -> None:
         self.client = client
         self.access_url = access_url
 
@@ -278,13 +325,13 @@ class SIA2Service:
         if isinstance(pos, tuple | list) and len(pos) == 2 and isinstance(pos[0], str):
             pos = (await self.client.resolve(pos[0]), pos[1])
         url = sia2.build_url(self.access_url, pos=pos, extra=extra, **params)
-        return _sia_results(await self.client.query("GET", url))
+        return _sia_results(await self.client.fetch_votable("GET", url))
 
 
 class TAPService:
     """A Table Access Protocol service: synchronous queries and UWS jobs."""
 
-    def __init__(self, client: VOClient, access_url: str) -> None:
+    def __init__(self, client: ServiceClient, access_url: str) -> None:
         self.client = client
         self.access_url = access_url.rstrip("/")
 
@@ -294,7 +341,7 @@ class TAPService:
     async def run_sync(self, query: str, *, maxrec: int | None = None) -> TableResults:
         """Run ADQL on ``/sync`` and return the table."""
         fields = tap.sync_fields(query, maxrec=maxrec)
-        return await self.client.query_table("POST", f"{self.access_url}/sync", fields)
+        return await self.client.fetch_table("POST", f"{self.access_url}/sync", fields)
 
     async def run_async(
         self,
@@ -313,6 +360,7 @@ class TAPService:
         """
         if not (isinstance(deadline, int | float) and deadline > 0 and math.isfinite(deadline)):
             raise ParameterError(f"deadline: expected positive seconds, got {deadline!r}")
+        # The job's requests, its clean-up too (which may run while the client closes).
         transport = self.client.transport
         fields = tap.async_fields(query, maxrec=maxrec, run=True)
         created = await transport.request(
@@ -327,22 +375,22 @@ class TAPService:
         final = False
         try:
             async with asyncio.timeout(deadline):
-                job = await self._wait_for_end(job_url, wait)
+                job = await self._wait_for_end(transport, job_url, wait)
             final = True
             if job.phase != "COMPLETED":
                 raise JobError(
-                    await self._error_message(job, job_url), phase=job.phase, url=job_url
+                    await self._error_message(transport, job, job_url), phase=job.phase, url=job_url
                 )
             result = tap.result_url(job)
             if result is None:
                 raise FormatError("the completed job lists no result", url=job_url)
-            return await self.client.query_table("GET", urljoin(job_url, result))
+            return await self.client.fetch_table("GET", urljoin(job_url, result))
         except TimeoutError as exc:
             raise RequestTimeoutError(
                 f"the job did not finish within its deadline of {deadline} s", url=job_url
             ) from exc
         finally:
-            cleanup = asyncio.ensure_future(self._dispose(job_url, abort=not final))
+            cleanup = asyncio.ensure_future(self._dispose(transport, job_url, abort=not final))
             try:
                 await asyncio.shield(cleanup)
             except asyncio.CancelledError:
@@ -358,8 +406,7 @@ class TAPService:
             return f"{self.access_url}/async/{job.job_id}"
         raise FormatError("the service created a job but did not say where", url=created.url)
 
-    async def _wait_for_end(self, job_url: str, wait: int) -> tap.Job:
-        transport = self.client.transport
+    async def _wait_for_end(self, transport: Requester, job_url: str, wait: int) -> tap.Job:
         clock = transport.clock
         pause = 0.25
         # The first look is without WAIT: some servers (DaCHS) ignore PHASE=RUN at
@@ -386,18 +433,17 @@ class TAPService:
                 pause = min(pause * 2, 5.0)
             first = False
 
-    async def _error_message(self, job: tap.Job, job_url: str) -> str:
+    async def _error_message(self, transport: Requester, job: tap.Job, job_url: str) -> str:
         if job.error_summary and job.error_summary.message:
             return job.error_summary.message
         try:
-            answer = await self.client.transport.request("GET", f"{job_url}/error")
+            answer = await transport.request("GET", f"{job_url}/error")
         except VOHarvestError:
             return f"job ended in phase {job.phase}"
         text = " ".join(answer.body[:2000].decode("utf-8", errors="replace").split())
         return text or f"job ended in phase {job.phase}"
 
-    async def _dispose(self, job_url: str, *, abort: bool) -> None:
-        transport = self.client._transport
+    async def _dispose(self, transport: Requester, job_url: str, *, abort: bool) -> None:
         try:
             if abort:
                 await transport.request(

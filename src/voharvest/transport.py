@@ -1,56 +1,47 @@
-"""HTTP for voharvest: the only module that touches aiohttp.
+"""HTTP for voharvest: the client side's one user of aiohttp (with its error map).
 
 :class:`Transport` owns (or borrows) one ``aiohttp.ClientSession`` and one
 :class:`~voharvest._limiter.HostLimiter` per host. Every request goes through
 the host's limiter (rate, concurrency, Retry-After pauses), has explicit
-timeouts, a size cap on what it reads, and is retried with tenacity on the
-failures that are worth retrying. Whatever aiohttp or asyncio raise is
-translated here into the :class:`~voharvest.TransportError` family.
+timeouts, a size cap on what it reads, and is retried on the failures that are
+worth retrying (:mod:`voharvest._retries`: which, how long, when to stop).
+Whatever aiohttp or asyncio raise is translated at this boundary into the
+:class:`~voharvest.TransportError` family (:mod:`voharvest._http_errors`).
 
 Retried: connection errors and resets, a kept-alive connection closed by the
 server, timeouts, a body cut short, and the statuses of the retry policy
 (408/429/500/502/503/504 by default). Not retried: other statuses, TLS
 failures, errors that can't heal by waiting (a host name that does not
 resolve, a connection refused on every address), redirect problems, size
-caps, cancellation. A 429 or 503 whose Retry-After was honoured is charged to
-the request's deadline, not to its attempts: against a throttling host a
-request ends in success or a deadline error. A request that is not
-idempotent (creating a UWS job) is retried only when it surely never reached
-the application: the connection could not be made, or the host answered 429
-or 503.
+caps, cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
-import math
 import platform
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
+from ._clock import Clock, LoopClock
 from ._config import ClientConfig, origin_of
 from ._exceptions import (
     ClientStateError,
-    ConnectError,
     HTTPStatusError,
     ParameterError,
     PayloadError,
-    RedirectError,
     RequestTimeoutError,
     TooLargeError,
-    TransportError,
 )
-from ._limiter import Clock, HostLimiter, HostPaused, HostStats, LoopClock, Ticket
+from ._http_errors import CAUGHT, translate, unsent
+from ._limiter import HostLimiter, HostPaused, HostStats, Ticket
+from ._retries import Budget, parse_retry_after, with_retries
 from ._security import Authenticator, authentication_error
 from ._version import __version__
 
@@ -71,26 +62,6 @@ def default_user_agent() -> str:
     )
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 @dataclass(frozen=True)
 class Answer:
     """A complete HTTP answer: final URL, status, headers, body."""
@@ -99,60 +70,6 @@ class Answer:
     status: int
     headers: Mapping[str, str]
     body: bytes
-
-
-def _translate(exc: BaseException, url: str) -> TransportError:
-    """aiohttp / asyncio / OS errors as our TransportError family."""
-    if isinstance(exc, TransportError):
-        return exc
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return RedirectError(f"too many redirects: {text}", url=url)
-    redirect_errors = tuple(
-        getattr(aiohttp, name)
-        for name in ("InvalidUrlRedirectClientError", "NonHttpUrlRedirectClientError")
-        if hasattr(aiohttp, name)
-    )
-    if redirect_errors and isinstance(exc, redirect_errors):
-        return RedirectError(f"redirect to an invalid or non-HTTP URL: {text}", url=url)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return PayloadError(f"body cut short: {text}", url=url, retryable=True)
-    if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorCertificateError):
-        return ConnectError(f"TLS failure: {text}", url=url, retryable=False)
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return RequestTimeoutError(f"timed out ({type(exc).__name__})", url=url, retryable=True)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        # Waiting won't make a name resolve: not retried.
-        return ConnectError(
-            f"host name {exc.host!r} not found ({exc.os_error.strerror or exc.os_error}); "
-            "check the name, or whether this machine is offline (no DNS)",
-            url=url,
-            retryable=False,
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
-        exc.os_error, ConnectionRefusedError
-    ):
-        # aiohttp tried every address of the host: nothing listens there.
-        return ConnectError(
-            f"connection refused by {exc.host}:{exc.port} (nothing listens there; "
-            "is the service down, or the address wrong?)",
-            url=url,
-            retryable=False,
-        )
-    if isinstance(
-        exc,
-        aiohttp.ClientConnectorError
-        | aiohttp.ServerDisconnectedError
-        | aiohttp.ClientOSError
-        | ConnectionError,
-    ):
-        return ConnectError(f"connection failed: {text}", url=url, retryable=True)
-    if isinstance(exc, aiohttp.InvalidURL):
-        return TransportError(f"invalid URL: {text}", url=url)
-    return TransportError(f"HTTP failure: {type(exc).__name__}: {text}", url=url)
-
-
-_CAUGHT = (aiohttp.ClientError, TimeoutError, OSError)
 
 
 class Stream:
@@ -175,8 +92,8 @@ class Stream:
             async for chunk in self._response.content.iter_chunked(size):
                 self._stats.bytes += len(chunk)
                 yield chunk
-        except _CAUGHT as exc:
-            raise _translate(exc, self.url) from exc
+        except CAUGHT as exc:
+            raise translate(exc, self.url) from exc
 
     async def pieces(self) -> AsyncIterator[bytes]:
         """The body as the socket delivered it: each buffered piece as is, never joined
@@ -191,26 +108,8 @@ class Stream:
                     return
                 self._stats.bytes += len(piece)
                 yield piece
-        except _CAUGHT as exc:
-            raise _translate(exc, self.url) from exc
-
-
-class _Budget:
-    """The deadline of one operation, counted from its first attempt's start."""
-
-    def __init__(self, clock: Clock, deadline: float) -> None:
-        self._clock = clock
-        self._deadline = deadline
-        self._start: float | None = None
-
-    def begin(self) -> None:
-        if self._start is None:
-            self._start = self._clock.now()
-
-    def remaining(self) -> float:
-        if self._start is None:
-            return self._deadline
-        return self._deadline - (self._clock.now() - self._start)
+        except CAUGHT as exc:
+            raise translate(exc, self.url) from exc
 
 
 class Transport:
@@ -343,105 +242,28 @@ class Transport:
     async def with_retries(
         self,
         url: str,
-        attempt: Callable[[_Budget], Awaitable[T]],
+        attempt: Callable[[Budget], Awaitable[T]],
         *,
         idempotent: bool = True,
         attempts: int | None = None,
     ) -> T:
-        """Run ``attempt`` until it succeeds or the retry policy gives up.
-
-        A fresh tenacity state per call (shared state corrupts across tasks).
-        The error finally raised is the last attempt's, with ``attempts`` set.
-        ``attempts``: at most this many (charged) attempts, if fewer than the
-        policy's (a failover's first quick pass over its endpoints).
-        """
-        policy = self.config.retry
-        allowed = policy.attempts if attempts is None else max(1, min(attempts, policy.attempts))
-        budget = _Budget(self._clock, policy.deadline)
-        limiter = self.limiter(url)
-        failures: list[TransportError] = []
-        charged = 0  # failures charged to the attempts (not honoured Retry-Afters)
-        over_deadline = False
-
-        next_delay = 0.0
-
-        def retryable(exc: BaseException) -> bool:
-            nonlocal next_delay, charged, over_deadline
-            if not isinstance(exc, TransportError) or not exc.retryable:
-                return False
-            if not idempotent and not (
-                (isinstance(exc, HTTPStatusError) and exc.status in (429, 503))
-                or isinstance(exc.__cause__, aiohttp.ClientConnectorError)
-            ):
-                return False
-            if isinstance(exc, HTTPStatusError) and exc.retry_after is not None:
-                if exc.status in (429, 503):
-                    # The whole host is paused until then; the limiter holds us. The
-                    # host said when to come back: that costs time, not an attempt.
-                    next_delay = 0.0
-                else:
-                    next_delay = exc.retry_after  # only this request was told to wait
-                    charged += 1
-                needed = exc.retry_after
-            else:
-                charged += 1
-                next_delay = policy.backoff(charged) + random.uniform(0, policy.jitter)
-                needed = next_delay
-            failures.append(exc)
-            # Retry only if an attempt can still start before the deadline.
-            if needed < budget.remaining():
-                return True
-            over_deadline = next_delay == 0.0 and isinstance(exc, HTTPStatusError)
-            return False
-
-        def wait(state: RetryCallState) -> float:
-            return next_delay
-
-        def before_sleep(state: RetryCallState) -> None:
-            limiter.stats.retries += 1
-            exc = state.outcome.exception() if state.outcome else None
-            logger.info("retrying %s (attempt %d failed: %s)", url, state.attempt_number, exc)
-
-        retrying = AsyncRetrying(
-            stop=lambda state: charged >= allowed,
-            wait=wait,
-            retry=retry_if_exception(retryable),
-            sleep=self._clock.sleep,
-            before_sleep=before_sleep,
-            reraise=True,
+        """Run ``attempt`` until it succeeds or the retry policy gives up
+        (:func:`voharvest._retries.with_retries`); ``attempts``: at most this many
+        (charged) attempts, if fewer than the policy's."""
+        return await with_retries(
+            url,
+            attempt,
+            policy=self.config.retry,
+            clock=self._clock,
+            stats=self.limiter(url).stats,
+            idempotent=idempotent,
+            attempts=attempts,
+            unsent=unsent,
         )
-        made = 0
-        try:
-            async for state in retrying:
-                with state:
-                    made = state.retry_state.attempt_number
-                    return await attempt(budget)
-        except TransportError as exc:
-            exc.attempts = made
-            limiter.stats.failures += 1
-            throttled = [
-                f for f in failures if isinstance(f, HTTPStatusError) and f.status in (429, 503)
-            ]
-            if isinstance(exc, RequestTimeoutError) and throttled and exc is not failures[-1]:
-                raise RequestTimeoutError(
-                    f"{exc.message}; the host throttled it {len(throttled)} times "
-                    f"(last: {throttled[-1].message})",
-                    url=url,
-                    attempts=made,
-                ) from exc
-            if over_deadline:
-                raise RequestTimeoutError(
-                    f"the deadline of {policy.deadline:g} s would pass before the host lets "
-                    f"the request through (last answer: {exc.message})",
-                    url=url,
-                    attempts=made,
-                ) from exc
-            raise
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
     # --- one attempt ----------------------------------------------------------
 
-    def _timeout(self, budget: _Budget | None, url: str) -> aiohttp.ClientTimeout:
+    def _timeout(self, budget: Budget | None, url: str) -> aiohttp.ClientTimeout:
         timeouts = self.config.timeouts
         if budget is None:  # a download: no total, only connect and stall
             return aiohttp.ClientTimeout(
@@ -476,6 +298,35 @@ class Transport:
                     return
             await waiting.wait_ready()
 
+    @asynccontextmanager
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        ticket: Ticket,
+        method: str,
+        url: str,
+        ok: tuple[int, ...],
+        headers: Mapping[str, str] | None,
+        **kwargs: Any,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request in its slot: sent (:meth:`_send`), counted, timed to its
+        headers, its status checked (:meth:`_check_status`); the response to read."""
+        stats = ticket.limiter.stats
+        start = self._clock.now()
+        stats.requests += 1
+        async with self._send(
+            session,
+            method,
+            url,
+            trace_request_ctx=ticket,
+            **self._request_kwargs(headers),
+            **kwargs,
+        ) as response:
+            stats.responses += 1
+            stats.latency_total += self._clock.now() - start
+            await self._check_status(response, ticket, ok)
+            yield response
+
     async def _check_status(
         self, response: aiohttp.ClientResponse, ticket: Ticket, ok: tuple[int, ...]
     ) -> None:
@@ -503,11 +354,7 @@ class Transport:
             retry_after = min(retry_after, policy.retry_after_cap)
             if status in (429, 503):
                 limiter.pause(retry_after)
-        try:
-            head = await asyncio.wait_for(response.content.read(_ERROR_BODY), 5)
-        except _CAUGHT:
-            head = b""
-        body = head.decode("utf-8", errors="replace")
+        body = await self._error_body(response)
         summary = " ".join(body[:400].split())
         reason = response.reason or ""
         raise HTTPStatusError(
@@ -523,7 +370,7 @@ class Transport:
     async def _error_body(response: aiohttp.ClientResponse) -> str:
         try:
             head = await asyncio.wait_for(response.content.read(_ERROR_BODY), 5)
-        except _CAUGHT:
+        except CAUGHT:
             head = b""
         return head.decode("utf-8", errors="replace")
 
@@ -577,29 +424,25 @@ class Transport:
         limiter = self.limiter(url)
         session = self.session
 
-        async def attempt(budget: _Budget) -> Answer:
+        async def attempt(budget: Budget) -> Answer:
             async with limiter.slot(wire=self._wire) as ticket:
                 budget.begin()
-                start = self._clock.now()
-                limiter.stats.requests += 1
                 try:
-                    async with self._send(
+                    async with self._exchange(
                         session,
+                        ticket,
                         method,
                         url,
+                        ok,
+                        headers,
                         data=data,
                         allow_redirects=allow_redirects,
                         timeout=self._timeout(budget, url),
-                        trace_request_ctx=ticket,
-                        **self._request_kwargs(headers),
                     ) as response:
-                        limiter.stats.responses += 1
-                        limiter.stats.latency_total += self._clock.now() - start
-                        await self._check_status(response, ticket, ok)
                         body = await self._read(response, cap, limiter.stats)
                         return Answer(str(response.url), response.status, response.headers, body)
-                except _CAUGHT as exc:
-                    raise _translate(exc, url) from exc
+                except CAUGHT as exc:
+                    raise translate(exc, url) from exc
 
         return await self.with_retries(url, attempt, idempotent=idempotent, attempts=attempts)
 
@@ -615,32 +458,14 @@ class Transport:
         limiter = self.limiter(url)
         session = self.session
         async with limiter.slot(wire=self._wire) as ticket:
-            start = self._clock.now()
-            limiter.stats.requests += 1
             handed_over = False
             try:
-                async with self._send(
-                    session,
-                    "GET",
-                    url,
-                    timeout=self._timeout(None, url),
-                    trace_request_ctx=ticket,
-                    **self._request_kwargs(headers),
+                async with self._exchange(
+                    session, ticket, "GET", url, ok, headers, timeout=self._timeout(None, url)
                 ) as response:
-                    limiter.stats.responses += 1
-                    limiter.stats.latency_total += self._clock.now() - start
-                    await self._check_status(response, ticket, ok)
                     handed_over = True
                     yield Stream(response, limiter.stats)
-            except _CAUGHT as exc:
+            except CAUGHT as exc:
                 if handed_over and not isinstance(exc, aiohttp.ClientError | TimeoutError):
                     raise  # the caller's own failure (a disk write, say): not HTTP's
-                raise _translate(exc, url) from exc
-
-
-def check_url(url: Any) -> str:
-    """``url`` if it is an http(s) URL, else ParameterError."""
-    if not isinstance(url, str):
-        raise ParameterError(f"expected a URL, got {url!r}")
-    origin_of(url)
-    return url
+                raise translate(exc, url) from exc

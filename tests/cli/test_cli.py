@@ -15,7 +15,7 @@ from tests.harvest.minisky import MiniSky
 from tests.recorded import pyvo_data
 from tests.servers import LocalServer
 
-FAST = ["--rate", "0", "--attempts", "2", "--read-timeout", "5"]
+FAST = ["--no-rate-limit", "--attempts", "2", "--read-timeout", "5"]
 
 
 async def voharvest(*args: str | Path) -> tuple[int, str, str]:

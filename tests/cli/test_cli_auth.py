@@ -14,7 +14,7 @@ from voharvest.testing import FarmAuth, HostConfig, VOFarm
 
 PASSWORD = "pw-cli-4471-secret"
 TOKEN = "tok-cli-9032-secret"
-FAST = ["--rate", "0", "--attempts", "3", "--read-timeout", "5"]
+FAST = ["--no-rate-limit", "--attempts", "3", "--read-timeout", "5"]
 
 
 async def voharvest(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -76,7 +76,7 @@ async def _harvest(
                     [client.sia_service(farm.hosts[0].sia2_url, version=2)],
                     TARGETS,
                     size=0.2,
-                    format="image/fits",
+                    search_format="image/fits",
                     download_to=out,
                 )
             ]
@@ -247,7 +247,7 @@ async def test_two_protected_hosts_each_get_their_own_credential(tmp_path: Path)
                     [client.sia_service(h.sia2_url, version=2) for h in farm.hosts],
                     TARGETS,
                     size=0.2,
-                    format="image/fits",
+                    search_format="image/fits",
                     download_to=tmp_path,
                 )
             ]

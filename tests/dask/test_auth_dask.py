@@ -66,7 +66,7 @@ def test_workers_read_the_token_from_their_own_environment(tmp_path: Path) -> No
         ):  # fmt: skip
             run = harvest_on_dask(
                 client, [host["sia1_url"]], [(10.0, 20.0), (40.0, -5.0)],
-                download_to=tmp_path / "out", size=0.2, format="image/fits",
+                download_to=tmp_path / "out", size=0.2, search_format="image/fits",
                 config=config, partitions=2,
             )  # fmt: skip
             items: list[Any] = list(run)
@@ -81,7 +81,7 @@ def test_workers_read_the_token_from_their_own_environment(tmp_path: Path) -> No
             refused = list(
                 harvest_on_dask(
                     client, [host["sia1_url"]], [(10.0, 20.0)],
-                    download_to=tmp_path / "bare", size=0.2, format="image/fits",
+                    download_to=tmp_path / "bare", size=0.2, search_format="image/fits",
                     config=config, partitions=1,
                 )
             )  # fmt: skip

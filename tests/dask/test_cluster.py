@@ -147,14 +147,14 @@ def test_the_rate_per_host_holds_for_the_cluster_as_a_whole(dc: Any, tmp_path: P
         urls = [host["sia1_url"] for host in farm.hosts]
         run = harvest_on_dask(
             dc, urls, targets, download_to=tmp_path / "out", size=0.05,
-            format="image/fits", config=config, partitions=4,
+            search_format="image/fits", config=config, partitions=4,
         )  # fmt: skip
         items = list(run)
         gated = farm.counters()
         # The control: the same harvest, each worker polite on its own only.
         control = harvest_on_dask(
             dc, urls, targets, download_to=tmp_path / "control", size=0.05,
-            format="image/fits", config=config, partitions=4, gate=False,
+            search_format="image/fits", config=config, partitions=4, gate=False,
         )  # fmt: skip
         list(control)
         after = farm.counters()
@@ -213,7 +213,7 @@ def test_a_killed_worker_and_a_rerun_end_complete_with_nothing_fetched_twice(
 
         def harvest() -> Any:
             return harvest_on_dask(
-                dc, urls, targets, download_to=out, size=0.05, format="image/fits",
+                dc, urls, targets, download_to=out, size=0.05, search_format="image/fits",
                 config=config, partitions=4,
             )  # fmt: skip
 
@@ -277,7 +277,7 @@ def test_a_killed_scheduler_and_a_rerun_on_another_cluster_finish_only_what_rema
 
         def harvest(client: Any) -> Any:
             return harvest_on_dask(
-                client, urls, targets, download_to=out, size=0.05, format="image/fits",
+                client, urls, targets, download_to=out, size=0.05, search_format="image/fits",
                 config=config, partitions=4,
             )  # fmt: skip
 
@@ -417,7 +417,7 @@ def test_object_storage_through_fsspec_uploads_each_file_once(dc: Any, tmp_path:
     def harvest(urls: list[str]) -> Any:
         run = harvest_on_dask(
             dc, urls, targets, download_to=f"file://{remote}", staging=staging,
-            size=0.05, format="image/fits", partitions=2,
+            size=0.05, search_format="image/fits", partitions=2,
         )  # fmt: skip
         list(run)
         return run
@@ -484,7 +484,7 @@ def test_cutouts_on_dask_reach_every_partition_and_the_combined_manifest(
 
         def harvest(**options: Any) -> Any:
             run = harvest_on_dask(
-                dc, [service], targets, download_to=out, size=0.1, format="image/fits",
+                dc, [service], targets, download_to=out, size=0.1, search_format="image/fits",
                 config=config, partitions=2, sky_cell=None, **options,
             )  # fmt: skip
             return run, [item for item in run if not item.ok]

@@ -37,7 +37,7 @@ async def start(server: LocalServer, out: Path, targets: Path) -> asyncio.subpro
         sys.executable, "-m", "voharvest", "harvest",
         "--service", server.url("/sia"), "--targets", str(targets),
         "--size", "0.2", "--format", "image/fits", "--out", str(out),
-        "--rate", "0", "--downloads", "3", "--searches", "2", "--no-progress",
+        "--no-rate-limit", "--downloads", "3", "--searches", "2", "--no-progress",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
@@ -116,7 +116,7 @@ async def test_a_killed_datalink_harvest_resumes_without_refetching(
             sys.executable, "-m", "voharvest", "harvest",
             "--sia2", server.url("/sia2"), "--targets", str(targets),
             "--size", "0.1", "--format", "image/fits", "--out", str(out),
-            "--rate", "0", "--downloads", "2", "--no-progress",
+            "--no-rate-limit", "--downloads", "2", "--no-progress",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
 

@@ -61,7 +61,7 @@ def holds(path: Path, ra: float, dec: float) -> bool:
 
 async def test_datalink_records_end_as_fits_files(server: LocalServer, tmp_path: Path):
     sky = LinkSky(server)
-    items = await run(sky, tmp_path, [M51, M101], format="image/fits")
+    items = await run(sky, tmp_path, [M51, M101], search_format="image/fits")
     assert [i for i in items if not i.ok] == []
     files = saved(tmp_path)
     assert len(files) == 3
@@ -80,7 +80,7 @@ async def test_datalink_records_end_as_fits_files(server: LocalServer, tmp_path:
     assert formats and all("FORMAT" in q for q in formats)
     # Again: nothing fetched twice, no links document asked for again.
     before = (sky.fetches["/dl"], sum(sky.fetches[f"{n}.fits"] for n in FIELDS))
-    again = await run(sky, tmp_path, [M51, M101], format="image/fits")
+    again = await run(sky, tmp_path, [M51, M101], search_format="image/fits")
     assert [i for i in again if not i.ok] == []
     assert (sky.fetches["/dl"], sum(sky.fetches[f"{n}.fits"] for n in FIELDS)) == before
 
@@ -130,7 +130,7 @@ async def test_without_soda_the_fallback_decides(server: LocalServer, tmp_path: 
     sky = LinkSky(server, soda=False)
     skipped = await run(sky, tmp_path / "skip", [M51], cutout="1arcmin", cutout_fallback="skip")
     assert [i for i in skipped if not i.ok] == [] and saved(tmp_path / "skip") == []
-    assert sum(i.skipped for i in skipped) == 2
+    assert sum(i.nothing_to_cut for i in skipped) == 2
     summary = status(tmp_path / "skip")
     assert summary.total.records_skipped == 2 and summary.complete
     full = await run(sky, tmp_path / "full", [M51], cutout="1arcmin", cutout_fallback="full")
@@ -210,7 +210,7 @@ async def test_a_journal_of_an_older_version_gains_the_new_columns(tmp_path: Pat
 async def test_links_found_by_what_comes_back_are_followed(server: LocalServer, tmp_path: Path):
     """Rows that say image/fits but whose URL answers with a DataLink document."""
     sky = LinkSky(server, unlabelled=True)
-    items = await run(sky, tmp_path, [M101], format="image/fits")
+    items = await run(sky, tmp_path, [M101], search_format="image/fits")
     assert [i for i in items if not i.ok] == []
     (path,) = saved(tmp_path)
     assert path.read_bytes()[:9] == b"SIMPLE  =" and path.stat().st_size == sky.full_size("m101_r")
@@ -234,7 +234,7 @@ async def test_an_sia1_cutout_service_is_searched_at_the_cutout_size(
                 [cutting],
                 [target],
                 size=0.5,
-                format="image/fits",
+                search_format="image/fits",
                 download_to=tmp_path,
                 cutout="1arcmin",
             )
@@ -242,7 +242,7 @@ async def test_an_sia1_cutout_service_is_searched_at_the_cutout_size(
         plain = [
             item
             async for item in harvest(
-                client, [server.url("/sia")], [target], size=0.5, format="image/fits",
+                client, [server.url("/sia")], [target], size=0.5, search_format="image/fits",
                 download_to=tmp_path / "p", cutout="1arcmin", cutout_fallback="skip",
             )
         ]  # fmt: skip

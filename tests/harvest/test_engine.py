@@ -39,7 +39,7 @@ async def test_search_and_download_every_chosen_record(server: LocalServer, tmp_
                 [server.url("/sia")],
                 TARGETS,
                 size=0.2,
-                format="image/fits",
+                search_format="image/fits",
                 download_to=out,
             )
         ]
@@ -62,7 +62,7 @@ async def test_identical_urls_are_fetched_once(server: LocalServer, tmp_path: Pa
     sky = MiniSky(server, per_search=1, shared=True)
     async with VOClient(CONFIG) as client:
         failures = await harvest(
-            client, [server.url("/sia")], TARGETS, format="image/fits", download_to=tmp_path
+            client, [server.url("/sia")], TARGETS, search_format="image/fits", download_to=tmp_path
         ).run()
     assert failures == []
     assert sky.fetches == {"shared_0.fits": 1}
@@ -75,7 +75,11 @@ async def test_a_failed_download_is_an_item_not_the_end(server: LocalServer, tmp
         items = [
             i
             async for i in harvest(
-                client, [server.url("/sia")], TARGETS, format="image/fits", download_to=tmp_path
+                client,
+                [server.url("/sia")],
+                TARGETS,
+                search_format="image/fits",
+                download_to=tmp_path,
             )
         ]
     failed = [i for i in items if not i.ok]
@@ -99,7 +103,7 @@ async def test_a_failing_service_does_not_stop_the_others(server: LocalServer, t
             client,
             [server.url("/sia"), server.url("/nothing-here")],
             TARGETS,
-            format="image/fits",
+            search_format="image/fits",
             download_to=tmp_path,
         )
         items = [i async for i in run]
@@ -115,7 +119,7 @@ async def test_rerun_finishes_only_what_remains(server: LocalServer, tmp_path: P
     sky.broken.add("12.0000_22.0000_0.fits")
     async with VOClient(CONFIG) as client:
         first = await harvest(
-            client, [server.url("/sia")], TARGETS, format="image/fits", download_to=tmp_path
+            client, [server.url("/sia")], TARGETS, search_format="image/fits", download_to=tmp_path
         ).run()
     assert len(first) == 1
     sky.broken.clear()
@@ -124,7 +128,11 @@ async def test_rerun_finishes_only_what_remains(server: LocalServer, tmp_path: P
         items = [
             i
             async for i in harvest(
-                client, [server.url("/sia")], TARGETS, format="image/fits", download_to=tmp_path
+                client,
+                [server.url("/sia")],
+                TARGETS,
+                search_format="image/fits",
+                download_to=tmp_path,
             )
         ]
     # No search again, one download: the one that failed.
@@ -153,7 +161,10 @@ async def test_targets_from_a_file_and_names(server: LocalServer, tmp_path: Path
     listing.write_text("# my fields\n10 20\n\n11.0, 21.0 second-field\n")
     async with VOClient(CONFIG) as client:
         items = [
-            i async for i in harvest(client, [server.url("/sia")], listing, format="image/fits")
+            i
+            async for i in harvest(
+                client, [server.url("/sia")], listing, search_format="image/fits"
+            )
         ]
     assert sorted(i.target for i in items) == ["10.00000 +20.00000", "second-field"]
     assert all(i.kind == "search" and i.ok for i in items)
@@ -179,7 +190,7 @@ async def test_hostile_titles_and_labels_stay_inside_the_output_directory(
     targets = [(10.0, 20.0, "../../escaped"), (11.0, 21.0, "/abs/label")]
     async with VOClient(CONFIG) as client:
         failures = await harvest(
-            client, [server.url("/sia")], targets, format="image/fits", download_to=out
+            client, [server.url("/sia")], targets, search_format="image/fits", download_to=out
         ).run()
     assert failures == []
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -195,7 +206,11 @@ async def test_single_values_are_not_taken_apart(server: LocalServer, tmp_path: 
         items = [
             i
             async for i in harvest(
-                client, server.url("/sia"), (10.0, 20.0), formats="image/fits", download_to=tmp_path
+                client,
+                server.url("/sia"),
+                (10.0, 20.0),
+                keep_formats="image/fits",
+                download_to=tmp_path,
             )
         ]
     assert [(i.kind, i.ok) for i in items] == [("search", True), ("download", True)]
@@ -228,7 +243,11 @@ async def test_one_directory_one_harvest_at_a_time(server: LocalServer, tmp_path
     sky = MiniSky(server, per_search=1, image_size=200_000, chunk_delay=0.05)
     async with VOClient(CONFIG) as client:
         first = harvest(
-            client, [server.url("/sia")], [(10.0, 20.0)], format="image/fits", download_to=tmp_path
+            client,
+            [server.url("/sia")],
+            [(10.0, 20.0)],
+            search_format="image/fits",
+            download_to=tmp_path,
         )
         running = asyncio.ensure_future(first.run())
         while not sky.fetches:  # noqa: ASYNC110 (a server on this loop)
@@ -264,7 +283,7 @@ async def test_the_manifest_lists_every_sighting_in_csv_and_votable(
     sky.title = "Odd <title> & co {name}"
     async with VOClient(CONFIG) as client:
         await harvest(
-            client, [server.url("/sia")], TARGETS, format="image/fits", download_to=tmp_path
+            client, [server.url("/sia")], TARGETS, search_format="image/fits", download_to=tmp_path
         ).run()
     csv_path, vot_path = write_manifest(tmp_path)
     with csv_path.open() as handle:

@@ -59,7 +59,7 @@ async def test_registry_to_fits_on_two_sloan_hosts(tmp_path: Path):
             items = [
                 item
                 async for item in harvest(
-                    client, services, [M51], size=0.2, format="image/fits", download_to=out
+                    client, services, [M51], size=0.2, search_format="image/fits", download_to=out
                 )
             ]
         assert all(item.ok for item in items), [i.error for i in items if not i.ok]

@@ -54,7 +54,7 @@ async def _harvest(dachs: Dachs, url: str, credentials: Credentials, out: Path) 
         return [
             item
             async for item in harvest(
-                client, [url], [M51], size=0.1, format="image/fits", download_to=out
+                client, [url], [M51], size=0.1, search_format="image/fits", download_to=out
             )
         ]
 

@@ -30,6 +30,7 @@ from tests.integration.dachs.make_fits import DLIMG_NAXIS, TARGETS
 from tests.integration.test_sia import assert_fits_covers, assert_jpeg
 from voharvest import Cutout, DataLinkError, FormatError
 from voharvest.client import VOClient
+from voharvest.naming import dataset_filename
 from voharvest.protocol.datalink import DATALINK_MIME, SODA_SYNC
 from voharvest.protocol.records import ImageRecord
 
@@ -146,7 +147,7 @@ async def test_circle_cutout_is_a_small_fits_holding_m51(
     assert planned[0].previews == (f"{product_url(dachs, 'J')}?preview=True",)
 
     cutout = await client.download(record, tmp_path / "cut", cutout=CIRCLE, position=M51)
-    assert cutout.name == planned[0].name
+    assert cutout.name == dataset_filename(planned[0])
     assert cutout.name.startswith("dlimg_m51_J_cutout-") and cutout.suffix == ".fits"
     assert files_in(tmp_path / "cut") == [cutout.name]
     header = assert_fits_covers(cutout, M51)

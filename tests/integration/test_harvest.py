@@ -69,7 +69,7 @@ async def test_harvest_several_positions_with_its_journal(client: VOClient, tmp_
     items = [
         item
         async for item in harvest(
-            client, chosen, targets(), size=0.2, format="image/fits", download_to=out
+            client, chosen, targets(), size=0.2, search_format="image/fits", download_to=out
         )
     ]
     failed = [item for item in items if not item.ok]
@@ -111,11 +111,11 @@ async def test_harvest_several_positions_with_its_journal(client: VOClient, tmp_
     again = [
         item
         async for item in harvest(
-            client, chosen, targets(), size=0.2, format="image/fits", download_to=out
+            client, chosen, targets(), size=0.2, search_format="image/fits", download_to=out
         )
     ]
     assert [item for item in again if not item.ok] == []
-    assert [item for item in again if item.kind == "download" and not item.skipped] == []
+    assert [item for item in again if item.kind == "download" and not item.found_on_disk] == []
     assert sum(one.requests for one in client.stats.values()) == before
     assert (await asyncio.to_thread(status, out)).total.records_done == len(downloads)
 
@@ -191,7 +191,7 @@ async def test_a_cutout_harvest_on_dachs(client: VOClient, dachs: Dachs, tmp_pat
     items = [
         item
         async for item in harvest(
-            client, [sia2], labelled, size=0.2, format="image/fits", download_to=out,
+            client, [sia2], labelled, size=0.2, search_format="image/fits", download_to=out,
             cutout="1.5arcmin", cutout_fallback="skip",
         )
     ]  # fmt: skip
@@ -228,7 +228,7 @@ async def test_a_cutout_harvest_on_dachs(client: VOClient, dachs: Dachs, tmp_pat
     more = [
         item
         async for item in harvest(
-            client, [sia2], labelled, size=0.2, format="image/fits", download_to=everything,
+            client, [sia2], labelled, size=0.2, search_format="image/fits", download_to=everything,
             cutout="1.5arcmin",
         )
     ]  # fmt: skip

@@ -29,10 +29,10 @@ from typing import Any
 
 from .. import __version__
 from .._auth import ENV_CERT, ENV_NETRC, ENV_TOKEN_FILE, Credentials, cert_from_spec, split_spec
+from .._checks import angle
 from .._config import ClientConfig, HostPolicy, RegistryEndpoint, RetryPolicy, Timeouts
 from .._exceptions import ParameterError, VOHarvestError
 from ..protocol import regtap, sia1, sia2
-from ..protocol._encoding import angle
 
 __all__ = ["main"]
 
@@ -86,6 +86,11 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("politeness and retries (per host)")
     group.add_argument("--rate", type=float, default=10.0, help="requests/s per host (default 10)")
     group.add_argument(
+        "--no-rate-limit",
+        action="store_true",
+        help="no request rate per host (--concurrency still holds)",
+    )
+    group.add_argument(
         "--concurrency", type=int, default=8, help="connections per host (default 8)"
     )
     group.add_argument("--attempts", type=int, default=5, help="tries per request (default 5)")
@@ -131,13 +136,21 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _say_deprecated(old: str, new: str) -> None:
+    """A deprecated option still works; standard error says what replaces it."""
+    print(f"voharvest: {old} is deprecated; use {new}", file=sys.stderr)
+
+
 def _client_config(args: argparse.Namespace) -> ClientConfig:
     extra: dict[str, Any] = {}
     if args.registry:
         extra["registries"] = tuple(RegistryEndpoint(url) for url in args.registry)
     if args.sesame:
         extra["sesame"] = tuple(args.sesame)
-    rate = math.inf if args.rate <= 0 else args.rate
+    rate = math.inf if args.no_rate_limit else args.rate
+    if rate <= 0:
+        _say_deprecated("--rate 0 (or less) for no limit", "--no-rate-limit")
+        rate = math.inf
     credentials = _credentials(args)
     if credentials:
         extra["credentials"] = credentials

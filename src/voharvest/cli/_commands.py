@@ -11,8 +11,7 @@ from typing import Any
 from .._config import ClientConfig
 from .._exceptions import ParameterError, VOHarvestError
 from ..client import VOClient
-from ..harvesting import Harvest, HarvestOptions, parse_target
-from ..harvesting._journal import JOURNAL_NAME
+from ..harvesting import JOURNAL_NAME, Harvest, HarvestOptions, parse_target
 from ..harvesting.manifest import status as journal_status
 from ..harvesting.manifest import write_manifest
 from ..services import SIA2Service, SIAService
@@ -135,8 +134,8 @@ async def harvest(
     targets = _targets(args)
     options = HarvestOptions(
         size=args.size,
-        format=args.format,
-        formats=tuple(args.keep) if args.keep else None,
+        search_format=args.format,
+        keep_formats=tuple(args.keep) if args.keep else None,
         max_records=args.max_records,
         searches=args.searches,
         downloads=args.downloads,

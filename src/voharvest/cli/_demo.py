@@ -158,7 +158,7 @@ async def _cutout(client: VOClient, resource: RegistryResource, out: Path) -> No
 
 async def _harvest(client: VOClient, out: Path, services: list[Any], progress: bool) -> int:
     _say(f"6. Harvest: {len(DEMO_TARGETS)} targets x {len(services)} services, FITS, resumable")
-    options = HarvestOptions(size=0.1, format="image/fits", max_records=1)
+    options = HarvestOptions(size=0.1, search_format="image/fits", max_records=1)
     run = Harvest(client, services, list(DEMO_TARGETS), options, download_to=out)
     bars = Progress(searches_total=len(DEMO_TARGETS) * len(run.totals)) if progress else None
     failed = 0

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..harvesting._journal import open_readonly
+from ..harvesting import open_readonly
 
 __all__ = ["Sheet", "build_figure", "contact_sheet", "read_sheet"]
 

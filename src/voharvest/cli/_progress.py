@@ -79,7 +79,7 @@ class Progress:
                 self.searches_failed += 1
         elif item.ok:
             self.downloads_ok += 1
-            self.skipped += int(item.skipped)
+            self.skipped += int(item.found_on_disk or item.nothing_to_cut)
             self.bytes += item.bytes
         else:
             self.downloads_failed += 1

@@ -59,8 +59,8 @@ def harvest_on_dask(
     *,
     download_to: str | Path,
     size: float = 0.1,
-    format: str | None = None,
-    formats: tuple[str, ...] | None = None,
+    search_format: str | None = None,
+    keep_formats: tuple[str, ...] | None = None,
     max_records: int | None = None,
     searches: int = 32,
     downloads: int = 16,
@@ -73,6 +73,7 @@ def harvest_on_dask(
     keep_items: bool = True,
     cutout: Any = None,
     cutout_fallback: str = "full",
+    **deprecated: Any,  # format=, formats=: see HarvestOptions
 ) -> DaskHarvest:
     """The harvest of :func:`voharvest.harvest`, run in partitions on a ``distributed.Client``.
 
@@ -90,6 +91,9 @@ def harvest_on_dask(
     - ``keep_items``: send every item back (``False``: none; the manifests
       still list everything).
     - ``searches``, ``downloads``: workers of each partition's harvest.
+    - ``search_format``, ``keep_formats``: the FORMAT sent with each search and
+      the MIME types kept, as in :func:`voharvest.harvest` (``format`` and
+      ``formats`` are their deprecated names).
     - ``cutout``, ``cutout_fallback``: a SODA cutout around each target instead
       of full frames, and what to do with records that can't be cut, as in
       :func:`voharvest.harvest` (docs/datalink.md). Like the search options,
@@ -100,13 +104,14 @@ def harvest_on_dask(
     """
     options = HarvestOptions(
         size=size,
-        format=format,
-        formats=formats,
+        search_format=search_format,
+        keep_formats=keep_formats,
         max_records=max_records,
         searches=searches,
         downloads=downloads,
         cutout=cutout,
         cutout_fallback=cutout_fallback,
+        **deprecated,
     )
     return DaskHarvest(
         client,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from voharvest._checks import count
 from voharvest._config import ClientConfig
 from voharvest._exceptions import ParameterError, VOHarvestError
 from voharvest.dask._coordinator import PLUGIN_NAME, Coordinator
@@ -93,10 +94,8 @@ class DaskHarvest:
         keep_items: bool = True,
         lease_timeout: float = 60.0,
     ) -> None:
-        if partitions is not None and (
-            isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1
-        ):
-            raise ParameterError(f"partitions: expected a positive integer, got {partitions!r}")
+        if partitions is not None:
+            count("partitions", partitions)
         if sky_cell is not None and not (0 < sky_cell <= 180):
             raise ParameterError(f"sky_cell: expected degrees in (0, 180], got {sky_cell!r}")
         if isinstance(services, str | RegistryResource | SIAService | SIA2Service):

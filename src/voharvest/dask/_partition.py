@@ -234,7 +234,7 @@ def _reconcile(
     journal = folder / JOURNAL_NAME
     if not journal.exists() or not _has_records(journal):
         return 0, 0  # none, or one whose run died before writing its tables
-    from voharvest.harvesting._journal import mark_records, open_readonly
+    from voharvest.harvesting import mark_records, open_readonly
 
     uploaded = 0
     state_at = MANIFEST_COLUMNS.index("state")

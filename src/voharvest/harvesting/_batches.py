@@ -14,15 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Batches"]
+__all__ = ["Batches", "transaction"]
 
 T = TypeVar("T")
 _Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 _Job = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on ``db`` (opened without isolation level): committed when
+    the block ends, rolled back if it raises. A block may end the transaction itself
+    (a ROLLBACK of its own): then nothing is left to commit."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    if db.in_transaction:
+        db.execute("COMMIT")
 
 
 class Batches:
@@ -101,8 +118,7 @@ class Batches:
         """(Thread.) Every job in one transaction, each in a savepoint: (ok, value or error)."""
         db = self._connection()
         outcomes: list[tuple[bool, Any]] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             if len(jobs) == 1:  # alone: the transaction is its savepoint
                 function, args = jobs[0]
                 try:
@@ -123,11 +139,6 @@ class Batches:
                 else:
                     db.execute("RELEASE job")
                     outcomes.append((True, value))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         self.commits += 1
         return outcomes
 

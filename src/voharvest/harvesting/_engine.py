@@ -13,37 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fnmatch
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import aiofiles.os
 
 from .._config import origin_of
-from .._exceptions import DataLinkError, ParameterError, VOHarvestError
+from .._exceptions import ParameterError, VOHarvestError
 from .._files import inside
-from ..protocol._encoding import angle
-from ..protocol.datalink import (
-    DATALINK_MIME,
-    DataLinks,
-    Dataset,
-    is_datalink_format,
-    plan_datasets,
-    same_format,
-)
-from ..protocol.soda import Cutout
 from ..services import RegistryResource, SIA2Service, SIAService
+from ._choice import HarvestedService, choose, linked_records, plan, service_of
 from ._fair import FairQueue
-from ._journal import FoundRecord, Journal, PendingRecord
-from ._naming import extension_for, record_filename, service_folder, url_hash
+from ._journal import Journal, PendingRecord
+from ._options import HarvestItem, HarvestOptions, HarvestTotals, UnexpectedError
 from ._targets import Target, iter_targets
 
 if TYPE_CHECKING:
     from ..client import VOClient
-    from ..protocol.records import ImageRecord, SIAResults
 
 __all__ = [
     "Harvest",
@@ -59,190 +47,17 @@ logger = logging.getLogger("voharvest.harvest")
 _STOP: Any = object()
 
 
-class UnexpectedError(VOHarvestError):
-    """A bug, not a service's fault: an exception the harvest did not expect (see its cause)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class HarvestOptions:
-    """What to search and what to keep.
-
-    - ``size``: search size (SIA v1 SIZE; for SIA v2 a circle of this
-      diameter): degrees, a Quantity or text such as ``"2arcmin"``, in
-      (0, 180] deg; kept in degrees.
-    - ``format``: the FORMAT sent with each search (None: not sent).
-    - ``formats``: MIME types (shell patterns such as ``image/*`` allowed) of
-      the records to keep; None keeps every record with a data URL. When
-      ``format`` is a MIME type and ``formats`` is not given, ``format`` is used.
-    - ``max_records``: at most this many records per (service, target).
-    - ``searches`` / ``downloads``: workers in flight (hosts still get their
-      own politeness limits from the client).
-    - ``cutout``: a :class:`~voharvest.Cutout` (or a radius: ``"3arcmin"``, a
-      Quantity, degrees) to cut around each target instead of taking full
-      frames, through the SODA service a record's DataLink document offers.
-    - ``cutout_fallback``: for records that offer no cutout (no DataLink
-      document, or one without a SODA service): ``full`` takes the full frame
-      (the manifest says so), ``skip`` takes nothing (the journal says why).
-
-    Records whose access URL is a DataLink document are resolved to their
-    dataset (the ``#this`` link; in a format of ``formats`` when given) or to
-    their cutout; the links document itself is never saved as the file.
-    """
-
-    size: float = 0.1
-    format: str | None = None
-    formats: tuple[str, ...] | None = None
-    max_records: int | None = None
-    searches: int = 32
-    downloads: int = 16
-    cutout: Cutout | None = None
-    cutout_fallback: str = "full"
-
-    def __post_init__(self) -> None:
-        if self.cutout is not None:
-            object.__setattr__(self, "cutout", Cutout.parse(self.cutout))
-        if self.cutout_fallback not in ("full", "skip"):
-            raise ParameterError(
-                f"cutout_fallback: expected full or skip, got {self.cutout_fallback!r}"
-            )
-        if isinstance(self.formats, str):
-            object.__setattr__(self, "formats", (self.formats,))
-        elif self.formats is not None:
-            object.__setattr__(self, "formats", tuple(self.formats))
-        object.__setattr__(self, "size", angle(self.size, "size"))
-        if self.max_records is not None and (
-            isinstance(self.max_records, bool)
-            or not isinstance(self.max_records, int)
-            or self.max_records < 1
-        ):
-            raise ParameterError(
-                f"max_records: expected a positive integer, got {self.max_records!r}"
-            )
-        for name in ("searches", "downloads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(f"{name}: expected a positive integer, got {value!r}")
-        if self.formats is not None and not all(isinstance(f, str) and f for f in self.formats):
-            raise ParameterError(f"formats: expected MIME types, got {self.formats!r}")
-
-    @property
-    def kept_formats(self) -> tuple[str, ...] | None:
-        if self.formats is not None:
-            return tuple(f.lower() for f in self.formats)
-        if self.format and "/" in self.format:
-            return (self.format.lower(),)
-        return None
-
-    def journal_view(self) -> dict[str, Any]:
-        """The options that decide what a harvest fetches (workers don't)."""
-        view: dict[str, Any] = {
-            "size": float(self.size),
-            "format": self.format,
-            "formats": sorted(set(self.kept_formats)) if self.kept_formats else None,
-            "max_records": self.max_records,
-        }
-        if self.cutout is not None:  # (journals of harvests without cutouts stay as they were)
-            view["cutout"] = self.cutout.journal_view()
-            view["cutout_fallback"] = self.cutout_fallback
-        return view
-
-
-@dataclass(frozen=True)
-class HarvestItem:
-    """One finished piece of work: a search or a download, succeeded or failed."""
-
-    kind: Literal["search", "download"]
-    service: str
-    target: str
-    url: str | None = None
-    path: Path | None = None
-    records: int = 0
-    bytes: int = 0
-    skipped: bool = False
-    error: VOHarvestError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class HarvestTotals:
-    """Counts per service so far (a live view)."""
-
-    searches: int = 0
-    searches_failed: int = 0
-    records: int = 0
-    downloads: int = 0
-    downloads_failed: int = 0
-    skipped: int = 0
-    bytes: int = 0
-
-
-@dataclass(frozen=True)
-class _Service:
-    key: str
-    label: str
-    folder: str
-    endpoint: SIAService | SIA2Service
-    title: str = ""
-    waveband: str = ""
-
-    async def search(self, position: Any, options: HarvestOptions) -> SIAResults:
-        if isinstance(self.endpoint, SIA2Service):
-            ra, dec = position
-            params: dict[str, Any] = {"pos": (ra, dec, options.size / 2)}
-            if options.format:
-                # A FITS image behind a DataLink document is still a FITS image:
-                # ask for those rows too (FORMAT values are OR'ed in SIA 2.0).
-                wanted = [options.format]
-                if "/" in options.format and not is_datalink_format(options.format):
-                    wanted.append(DATALINK_MIME)
-                params["format"] = wanted
-            return await self.endpoint.search(**params)
-        size: Any = options.size
-        if options.cutout is not None and self.cuts:
-            # The service cuts its images to the search: search the cutout's box.
-            width, height = options.cutout.extent
-            size = width if width == height else (width, height)
-        return await self.endpoint.search(position, size, format=options.format)
-
-    @property
-    def cuts(self) -> bool:
-        """An SIA 1.0 service of the Cutout type: its images are cut to the search."""
-        return isinstance(self.endpoint, SIAService) and self.endpoint.cuts
-
-
-def _service(client: VOClient, value: Any) -> _Service:
-    title = waveband = ""
-    if isinstance(value, RegistryResource):
-        kinds = value.service_kinds
-        kind = "sia" if "sia" in kinds else "sia2" if "sia2" in kinds else None
-        if kind is None:
-            raise ParameterError(f"{value.ivoid} offers no SIA service")
-        endpoint = value.service(kind)
-        assert isinstance(endpoint, SIAService | SIA2Service)
-        label = value.short_name or value.ivoid.rsplit("/", 1)[-1]
-        title, waveband = value.title, ", ".join(value.wavebands)
-    elif isinstance(value, SIAService | SIA2Service):
-        endpoint = value
-        label = value.access_url.split("//", 1)[-1].split("/", 1)[0]
-    elif isinstance(value, str):
-        endpoint = SIAService(client, value)
-        label = value.split("//", 1)[-1].split("/", 1)[0]
-    else:
-        raise ParameterError(f"can't harvest from {value!r}: give SIA services or access URLs")
-    version = 2 if isinstance(endpoint, SIA2Service) else 1
-    key = f"sia{version} {endpoint.access_url}"
-    folder = service_folder(label, endpoint.access_url)
-    return _Service(key, label, folder, endpoint, title, waveband)
-
-
-def _keeps(record: ImageRecord, formats: tuple[str, ...] | None) -> bool:
-    if formats is None:
-        return True
-    mime = (record.format or "").split(";", 1)[0].strip().lower()
-    return bool(mime) and any(fnmatch.fnmatchcase(mime, pattern) for pattern in formats)
+@contextlib.contextmanager
+def _expected(what: str, *args: Any) -> Iterator[None]:
+    """Let our own errors through; turn any other exception into an UnexpectedError,
+    logged with its traceback (it is a bug: ``what`` says where)."""
+    try:
+        yield
+    except VOHarvestError:
+        raise
+    except Exception as exc:
+        logger.exception("unexpected error " + what, *args)
+        raise UnexpectedError(f"{type(exc).__name__}: {exc}") from exc
 
 
 class Harvest:
@@ -262,9 +77,9 @@ class Harvest:
         self.out = Path(download_to) if download_to is not None else None
         if isinstance(services, str | RegistryResource | SIAService | SIA2Service):
             services = [services]
-        unique: dict[str, _Service] = {}
+        unique: dict[str, HarvestedService] = {}
         for value in services:
-            service = _service(client, value)
+            service = service_of(client, value)
             unique.setdefault(service.key, service)
         if not unique:
             raise ParameterError("no services to harvest")
@@ -325,9 +140,21 @@ class Harvest:
         if self.out is not None:
             self._journal = Journal(self.out)
             await self._journal.open(options.journal_view())
+            # Services harvested before keep their folders (an older version may have
+            # named them otherwise).
+            folders = await self._journal.service_folders()
+            self._services = [
+                dataclasses.replace(s, folder=folders.get(s.key, s.folder)) for s in self._services
+            ]
+            self._by_key = {s.key: s for s in self._services}
             await self._journal.describe_services(
                 {
-                    s.key: {"label": s.label, "title": s.title, "waveband": s.waveband}
+                    s.key: {
+                        "label": s.label,
+                        "title": s.title,
+                        "waveband": s.waveband,
+                        "folder": s.folder,
+                    }
                     for s in self._services
                 }
             )
@@ -435,27 +262,22 @@ class Harvest:
                     await downloads.put(record)
 
     async def _search(
-        self, service: _Service, target: Target
+        self, service: HarvestedService, target: Target
     ) -> tuple[HarvestItem, list[PendingRecord]]:
         totals = self.totals[service.label]
         position = target.position
         try:
-            try:
+            with _expected("searching %s for %s", service.label, target):
                 if position is None:
                     coord = await self.client.resolve(target.name or "")
                     position = (float(coord.icrs.ra.deg), float(coord.icrs.dec.deg))
                 results = await service.search(position, self.options)
-                chosen = self._choose(service, target, results, position)
+                chosen = choose(self.options, service, target, results, position)
                 new: list[PendingRecord] = []
                 if self._journal is not None:
                     new = await self._journal.search_done(
                         service.key, target.key, str(target), position, chosen, results.overflow
                     )
-            except VOHarvestError:
-                raise
-            except Exception as exc:
-                logger.exception("unexpected error searching %s for %s", service.label, target)
-                raise UnexpectedError(f"{type(exc).__name__}: {exc}") from exc
         except VOHarvestError as error:
             totals.searches_failed += 1
             if self._journal is not None:
@@ -473,59 +295,6 @@ class Harvest:
             records=len(chosen),
         )
         return item, new
-
-    def _choose(
-        self,
-        service: _Service,
-        target: Target,
-        results: SIAResults,
-        position: tuple[float, float],
-    ) -> list[FoundRecord]:
-        formats = self.options.kept_formats
-        chosen: list[FoundRecord] = []
-        seen: set[str] = set()
-        cutout = self.options.cutout
-        for record in results:
-            url = record.getdataurl()
-            links = record.datalink_url if record.is_datalink or cutout is not None else None
-            if cutout is not None and service.cuts and not record.is_datalink:
-                links = None  # the service cut it already: the file itself is the cutout
-            cut_here = cutout is not None and service.cuts and not links
-            if links:
-                # Resolved by a download worker; a cutout depends on the target.
-                url = links if cutout is None else f"{links}{_TARGET_MARK}{target.key}"
-            elif not _keeps(record, formats):
-                continue
-            elif cutout is not None and not service.cuts and self.options.cutout_fallback == "skip":
-                continue  # nothing to cut with, and full frames are not wanted
-            if not url or url in seen:
-                continue
-            if not url.lower().startswith(("http://", "https://")):
-                continue
-            seen.add(url)
-            name = record_filename(url, record.title, None if links else record.format)
-            if links:
-                name = name.rsplit("-", 1)[0]  # the stem of the files it leads to
-            chosen.append(
-                FoundRecord(
-                    url=url,
-                    path=f"{service.folder}/{target.folder}/{name}",
-                    title=record.title,
-                    format=None if links else record.format,
-                    announced_size=None if links else record.filesize,
-                    ra=record.ra,
-                    dec=record.dec,
-                    kind="datalink" if links else "file",
-                    mode="cutout" if cut_here else "full",
-                    region=f"BOX {position[0]!r} {position[1]!r} {cutout.extent[0]!r} "
-                    f"{cutout.extent[1]!r}"
-                    if cut_here and cutout
-                    else None,
-                )
-            )
-            if self.options.max_records and len(chosen) >= self.options.max_records:
-                break
-        return chosen
 
     async def _download_worker(
         self, downloads: asyncio.Queue[Any], results: asyncio.Queue[Any]
@@ -547,72 +316,28 @@ class Harvest:
         """A DataLink record: fetch its document, journal what it leads to, fetch that."""
         assert self._journal is not None
         label, totals = self._counted_under(record)
-        url = record.url.split(_TARGET_MARK, 1)[0]
+        url = record.url
         try:
-            try:
+            with _expected("resolving %s", url):
                 links = await self.client.datalinks(url)
-                planned = self._plan(links, record)
-            except VOHarvestError:
-                raise
-            except Exception as exc:
-                logger.exception("unexpected error resolving %s", url)
-                raise UnexpectedError(f"{type(exc).__name__}: {exc}") from exc
+                children = linked_records(record, plan(self.options, links, record))
         except VOHarvestError as error:
             totals.downloads_failed += 1
             await self._journal.download_failed(record.id, str(error))
             return [HarvestItem("download", label, record.target_label, url=url, error=error)]
-        folder = record.path.rsplit("/", 1)[0]
-        stem = record.path.rsplit("/", 1)[-1]
-        children = [
-            FoundRecord(
-                url=dataset.url,
-                path=f"{folder}/{_child_name(stem, dataset)}",
-                title=record.title,
-                format=dataset.format,
-                announced_size=None,
-                ra=None,
-                dec=None,
-                via=dataset.via,
-                mode=dataset.mode,
-                region=dataset.region,
-                preview=dataset.previews[0] if dataset.previews else None,
-            )
-            for dataset in planned
-        ]
         note = None if children else "no cutout service for this dataset (cutout_fallback=skip)"
         new = await self._journal.resolved(record, children, note)
         if not children:
-            totals.skipped += 1
-            return [HarvestItem("download", label, record.target_label, url=url, skipped=True)]
+            totals.nothing_to_cut += 1
+            item = HarvestItem("download", label, record.target_label, url=url, nothing_to_cut=True)
+            return [item]
         return [await self._download(child) for child in new]
-
-    def _plan(self, links: DataLinks, record: PendingRecord) -> list[Dataset]:
-        options = self.options
-        planned = plan_datasets(
-            links,
-            cutout=options.cutout,
-            position=record.centre,
-            fallback=options.cutout_fallback,
-        )
-        formats = options.kept_formats
-        if formats is None:
-            return planned
-        kept = [
-            d for d in planned if d.format is None or any(same_format(d.format, f) for f in formats)
-        ]
-        if planned and not kept:
-            offered = ", ".join(sorted({d.format or "unknown type" for d in planned}))
-            raise DataLinkError(
-                f"the DataLink document offers {offered}, none of {', '.join(formats)}",
-                url=links.url,
-            )
-        return kept
 
     async def _download(self, record: PendingRecord) -> HarvestItem:
         assert self.out is not None and self._journal is not None
         label, totals = self._counted_under(record)
         try:
-            try:
+            with _expected("downloading %s", record.url):
                 relative = Path(record.path)
                 folder = self.out / relative.parent
                 existed = await asyncio.to_thread(_complete, folder, relative.name)
@@ -625,18 +350,13 @@ class Harvest:
                 )
                 size = (await aiofiles.os.stat(path)).st_size
                 await self._journal.download_done(record.id, size)
-            except VOHarvestError:
-                raise
-            except Exception as exc:
-                logger.exception("unexpected error downloading %s", record.url)
-                raise UnexpectedError(f"{type(exc).__name__}: {exc}") from exc
         except VOHarvestError as error:
             totals.downloads_failed += 1
             await self._journal.download_failed(record.id, str(error))
             return HarvestItem("download", label, record.target_label, url=record.url, error=error)
         totals.downloads += 1
         totals.bytes += size
-        totals.skipped += int(existed)
+        totals.found_on_disk += int(existed)
         return HarvestItem(
             "download",
             label,
@@ -644,26 +364,13 @@ class Harvest:
             url=record.url,
             path=path,
             bytes=size,
-            skipped=existed,
+            found_on_disk=existed,
         )
-
-
-# Marks a DataLink record's key as one target's (a cutout differs per target);
-# a fragment, so it never reaches a server.
-_TARGET_MARK = "#voharvest-target="
 
 
 def _complete(folder: Path, name: str) -> bool:
     """Whether the file is under its final name already (a path check: in a thread)."""
     return inside(folder, name).exists()
-
-
-def _child_name(stem: str, dataset: Dataset) -> str:
-    """The file name of a dataset a DataLink record led to: the record's stem,
-    ``_cutout`` for cutouts, a hash of the dataset's URL and its extension."""
-    tag = "_cutout" if dataset.mode == "cutout" else ""
-    extension = extension_for(dataset.format, dataset.url)
-    return f"{stem[:80]}{tag}-{url_hash(dataset.url)}{extension}"
 
 
 def _origin(url: str) -> str | None:
@@ -700,14 +407,15 @@ def harvest(
     targets: Any,
     *,
     size: Any = 0.1,
-    format: str | None = None,
-    formats: tuple[str, ...] | None = None,
+    search_format: str | None = None,
+    keep_formats: tuple[str, ...] | None = None,
     max_records: int | None = None,
     download_to: str | Path | None = None,
     searches: int = 32,
     downloads: int = 16,
     cutout: Any = None,
     cutout_fallback: str = "full",
+    **deprecated: Any,  # format=, formats=: see HarvestOptions
 ) -> Harvest:
     """Search every service around every target, and download what is chosen.
 
@@ -718,23 +426,27 @@ def harvest(
     ``download_to``, records are downloaded there and a journal makes the
     harvest resumable; without it, only the searches run.
 
-    Records whose access URL is a DataLink document are resolved to the
-    dataset itself; with ``cutout`` (a :class:`~voharvest.Cutout` or a radius
-    such as ``"3arcmin"``) a SODA cutout around each target is fetched instead
-    of the full frame, and ``cutout_fallback`` (``full`` or ``skip``) says what
-    to do with records that can't be cut (see :class:`HarvestOptions`).
+    ``search_format`` is the FORMAT sent with each search, ``keep_formats`` the
+    MIME types of the records kept (see :class:`HarvestOptions`; ``format`` and
+    ``formats`` are their deprecated names). Records whose access URL is a
+    DataLink document are resolved to the dataset itself; with ``cutout`` (a
+    :class:`~voharvest.Cutout` or a radius such as ``"3arcmin"``) a SODA cutout
+    around each target is fetched instead of the full frame, and
+    ``cutout_fallback`` (``full`` or ``skip``) says what to do with records
+    that can't be cut.
 
     ``async for item in harvest(...)`` yields a :class:`HarvestItem` per search
     and per download, in completion order.
     """
     options = HarvestOptions(
         size=size,
-        format=format,
-        formats=formats,
+        search_format=search_format,
+        keep_formats=keep_formats,
         max_records=max_records,
         searches=searches,
         downloads=downloads,
         cutout=cutout,
         cutout_fallback=cutout_fallback,
+        **deprecated,
     )
     return Harvest(client, services, targets, options, download_to=download_to)

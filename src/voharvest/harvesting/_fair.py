@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .._limiter import Clock
+from .._clock import Clock
 
 __all__ = ["SLACK", "FairQueue"]
 

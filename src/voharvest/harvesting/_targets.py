@@ -12,9 +12,9 @@ from typing import Any
 
 import aiofiles
 
+from .._checks import is_number, is_skycoord, position_degrees
 from .._exceptions import ParameterError
 from .._files import safe_filename
-from ..protocol._encoding import is_skycoord, position_degrees
 
 __all__ = ["Target", "iter_targets", "parse_target"]
 
@@ -105,7 +105,7 @@ def _is_one_position(value: Any) -> bool:
     return (
         isinstance(value, tuple | list)
         and len(value) in (2, 3)
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value[:2])
+        and all(is_number(v) for v in value[:2])
     )
 
 

@@ -129,8 +129,9 @@ def status(directory: str | Path, *, max_errors: int = 20) -> HarvestStatus:
         db.close()
 
 
-# One row per sighting of a record; a resolved DataLink record gives a row per
-# file it led to (c), the others their own row (c is NULL).
+# One row per sighting of a record (a record cut for one target is seen by that
+# target's searches only); a resolved DataLink record gives a row per file it led
+# to (c), the others their own row (c is NULL).
 _MANIFEST_QUERY = (
     "SELECT s.service, coalesce(q.target_label, s.target), coalesce(c.url, r.url),"
     " coalesce(c.title, r.title), coalesce(c.format, r.format), r.ra, r.dec,"
@@ -138,7 +139,7 @@ _MANIFEST_QUERY = (
     " coalesce(c.path, r.path), coalesce(c.bytes, r.bytes), coalesce(c.error, r.error),"
     " coalesce(c.mode, r.mode, 'full'), coalesce(c.region, r.region),"
     " coalesce(c.via, r.via), coalesce(c.preview, r.preview)"
-    " FROM sightings AS s JOIN records AS r ON r.url = s.url"
+    " FROM sightings AS s JOIN records AS r ON r.url = s.url AND r.cut_for IN ('', s.target)"
     " LEFT JOIN records AS c ON c.parent = r.id AND r.kind = 'datalink'"
     " LEFT JOIN searches AS q ON q.service = s.service AND q.target = s.target"
     " ORDER BY r.id, c.id, s.service, s.target"

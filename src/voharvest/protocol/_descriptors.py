@@ -1,4 +1,4 @@
-"""Service descriptors (the ``adhoc:service`` RESOURCEs of VOTables) and media types.
+"""Service descriptors (the ``adhoc:service`` RESOURCEs of VOTables).
 
 A descriptor (DataLink 1.0 section 4) names a service (``accessURL``,
 ``standardID``) and its input parameters: fixed ones (a ``value``), ones
@@ -10,7 +10,6 @@ tables carry them to say where each row's DataLink document is.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from lxml import etree
 
 from .._exceptions import FormatError, ParameterError
+from .._media import DATALINK_MIME, is_datalink_format, same_format
 from ._xml import check_prolog
 
 __all__ = [
@@ -33,58 +33,6 @@ __all__ = [
     "is_datalink_format",
     "same_format",
 ]
-
-#: The media type of a DataLink document.
-DATALINK_MIME = "application/x-votable+xml;content=datalink"
-
-# Media types that name one kind of file under several names.
-_SYNONYMS = {
-    "image/fits": "fits",
-    "application/fits": "fits",
-    "image/x-fits": "fits",
-    "application/x-fits": "fits",
-    "image/jpeg": "jpeg",
-    "image/jpg": "jpeg",
-    "image/pjpeg": "jpeg",
-}
-
-
-def _media(value: str | None) -> tuple[str, dict[str, str]]:
-    """(type/subtype, parameters) of a media type, lower-cased, spaces ignored."""
-    if not value:
-        return "", {}
-    base, *rest = value.split(";")
-    params: dict[str, str] = {}
-    for item in rest:
-        key, _, val = item.partition("=")
-        if key.strip():
-            params[key.strip().lower()] = val.strip().strip('"').lower()
-    return base.strip().lower(), params
-
-
-def is_datalink_format(value: str | None) -> bool:
-    """Whether a media type is that of a DataLink document (``...;content=datalink``)."""
-    base, params = _media(value)
-    return base in ("application/x-votable+xml", "text/xml", "application/xml") and (
-        params.get("content") == "datalink"
-    )
-
-
-def same_format(offered: str | None, wanted: str) -> bool:
-    """Whether a link's content type is the format asked for.
-
-    ``wanted`` may be a shell pattern (``image/*``); parameters are ignored
-    and synonyms (``image/fits`` and ``application/fits``) agree.
-    """
-    have, _ = _media(offered)
-    want, _ = _media(wanted)
-    if not have or not want:
-        return False
-    if fnmatch.fnmatchcase(have, want):
-        return True
-    kind = _SYNONYMS.get(have)
-    return kind is not None and kind == _SYNONYMS.get(want)
-
 
 #: Standard ids of the services descriptors point at (compared case-insensitively).
 SODA_SYNC = "ivo://ivoa.net/std/SODA#sync-1.0"

@@ -1,18 +1,29 @@
-"""Shared encoding helpers: numbers, angles, positions, ADQL literals, access URLs.
+"""Shared encoding helpers: numbers on the wire, ADQL literals, access URLs.
 
 Everything here is pure and raises :class:`~voharvest.ParameterError` on bad
-input, naming the parameter at fault.
+input, naming the parameter at fault. Numbers, angles and positions are read by
+:mod:`voharvest._checks` (the library's one reader of each), named here too for
+the protocol modules.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlunsplit
 
+from .._checks import (
+    MAX_ANGLE,
+    angle,
+    http_parts,
+    is_quantity,
+    is_skycoord,
+    is_time,
+    position_degrees,
+    to_degrees,
+    to_float,
+)
 from .._exceptions import ParameterError
 
 __all__ = [
@@ -41,82 +52,6 @@ Params = list[tuple[str, str]]
 _SAFE = ",/:*"
 
 
-# astropy is imported where positions or units are built, not to read a number:
-# a value can be a Quantity, SkyCoord or Time only once astropy's module of that
-# class was imported, so asking sys.modules answers isinstance without importing it.
-
-
-def is_quantity(value: Any) -> bool:
-    """Whether ``value`` is an astropy Quantity (an Angle, say)."""
-    units = sys.modules.get("astropy.units")
-    return units is not None and isinstance(value, units.Quantity)
-
-
-def is_skycoord(value: Any) -> bool:
-    """Whether ``value`` is an astropy SkyCoord."""
-    coordinates = sys.modules.get("astropy.coordinates")
-    return coordinates is not None and isinstance(value, coordinates.SkyCoord)
-
-
-def is_time(value: Any) -> bool:
-    """Whether ``value`` is an astropy Time."""
-    time = sys.modules.get("astropy.time")
-    return time is not None and isinstance(value, time.Time)
-
-
-def to_float(value: Any, name: str) -> float:
-    """A plain real number from ``value`` or a ParameterError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ParameterError(f"{name}: expected a number, got {value!r}")
-    number = float(value)
-    if math.isnan(number):
-        raise ParameterError(f"{name}: NaN is not a valid value")
-    return number
-
-
-def to_degrees(value: Any, name: str) -> float:
-    """An angle in degrees from a Quantity (any angular unit) or a plain number."""
-    if is_quantity(value):
-        from astropy import units as u
-
-        if not value.isscalar:
-            raise ParameterError(f"{name}: expected one angle, got {value!r}")
-        try:
-            value = value.to_value(u.deg)
-        except u.UnitConversionError as exc:
-            raise ParameterError(f"{name}: {value} is not an angle") from exc
-    return to_float(value, name)
-
-
-#: The largest size or radius, in degrees: a size (an SIA 1.0 SIZE, a harvest's
-#: size, a box's side) is at most half the sky across, and so is a circle's radius.
-MAX_ANGLE = 180.0
-
-
-def angle(value: Any, name: str, *, maximum: float = MAX_ANGLE) -> float:
-    """A size or radius in degrees, in (0, ``maximum``]: every one the library takes.
-
-    ``value``: a number (degrees), a Quantity in any angular unit, or text:
-    ``"2arcmin"``, ``"0.2deg"``, ``"30 arcsec"``, or a bare number (degrees,
-    as a number is). ParameterError naming ``name`` otherwise.
-    """
-    if isinstance(value, str):
-        from astropy import units as u  # text is read by astropy's unit parser
-
-        text = value.strip()
-        try:
-            quantity = u.Quantity(text)
-        except (TypeError, ValueError) as exc:
-            raise ParameterError(
-                f"{name}: {text!r} is not an angle such as '2arcmin', '0.2deg' or 0.2 (degrees)"
-            ) from exc
-        value = quantity.value if quantity.unit == u.dimensionless_unscaled else quantity
-    degrees = to_degrees(value, name)
-    if not 0.0 < degrees <= maximum:
-        raise ParameterError(f"{name}: {degrees:g} deg is outside (0, {maximum:g}] deg")
-    return degrees
-
-
 def format_number(value: float) -> str:
     """The shortest text that reads back as ``value``; infinities as DALI's ``+Inf``/``-Inf``."""
     if math.isnan(value):
@@ -124,38 +59,6 @@ def format_number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(float(value))
-
-
-def position_degrees(pos: Any, name: str = "pos") -> tuple[float, float]:
-    """ICRS (ra, dec) in degrees from a SkyCoord (any frame) or an (ra, dec) pair.
-
-    RA is wrapped into [0, 360); Dec outside [-90, 90] and non-finite values are errors.
-    A string (an object name) must be resolved first, which needs the network.
-    """
-    if isinstance(pos, str):
-        raise ParameterError(
-            f"{name}: {pos!r} is a name; resolve it to a position first "
-            "(VOClient.resolve does this with Sesame)"
-        )
-    if is_skycoord(pos):
-        if not pos.isscalar:
-            raise ParameterError(f"{name}: expected one position, got {len(pos)}")
-        icrs = pos.icrs
-        ra, dec = float(icrs.ra.deg), float(icrs.dec.deg)
-    else:
-        if is_quantity(pos) and not pos.isscalar:
-            pos = list(pos)
-        if not isinstance(pos, Sequence) or len(pos) != 2:
-            raise ParameterError(
-                f"{name}: expected a SkyCoord or an (ra, dec) pair in degrees, got {pos!r}"
-            )
-        ra, dec = to_degrees(pos[0], f"{name} RA"), to_degrees(pos[1], f"{name} Dec")
-    if not (math.isfinite(ra) and math.isfinite(dec)):
-        raise ParameterError(f"{name}: position must be finite, got ({ra}, {dec})")
-    if not -90.0 <= dec <= 90.0:
-        raise ParameterError(f"{name}: Dec {dec} is outside [-90, 90]")
-    ra %= 360.0
-    return (0.0 if ra >= 360.0 else ra), dec
 
 
 def as_list(value: Any) -> list[Any]:
@@ -204,9 +107,7 @@ def join_url(access_url: str, params: Params) -> str:
     """
     if not isinstance(access_url, str):
         raise ParameterError(f"access URL: expected a string, got {access_url!r}")
-    parts = urlsplit(access_url.strip())
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ParameterError(f"access URL: {access_url!r} is not an http(s) URL")
+    parts = http_parts(access_url.strip(), "access URL")
     preset = {key.upper() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
     existing = parts.query.strip("&")
     try:

@@ -20,14 +20,12 @@ Everything here is pure: bytes in, dataclasses out.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from .._exceptions import DataLinkError, FormatError, ParameterError, QueryError
-from .._files import filename_from_url, safe_filename, url_digest
 from ._descriptors import (
     DATALINK_LINKS,
     DATALINK_MIME,
@@ -313,8 +311,9 @@ class Dataset:
     """One file a DataLink document leads to: the dataset itself, or a cutout of it.
 
     ``via`` is the DataLink document's URL; ``mode`` is ``full`` or
-    ``cutout`` (then ``region`` says what was cut, e.g. ``CIRCLE ra dec r``);
-    ``name`` a file name suggestion (safe, stable, distinct per URL).
+    ``cutout`` (then ``region`` says what was cut, e.g. ``CIRCLE ra dec r``,
+    and ``cut_from`` is the URL of the full dataset, where the document gives
+    one). File names are not the protocol's to choose: see :mod:`voharvest.naming`.
     """
 
     url: str
@@ -324,22 +323,22 @@ class Dataset:
     semantics: str = "#this"
     mode: str = "full"
     region: str | None = None
-    name: str = ""
     previews: tuple[str, ...] = ()
     progenitors: tuple[str, ...] = ()
+    cut_from: str | None = None
 
+    @property
+    def name(self) -> str:
+        """Deprecated: the file name ``VOClient.download`` gives this dataset;
+        use :func:`voharvest.naming.dataset_filename`."""
+        warnings.warn(
+            "Dataset.name is deprecated; use voharvest.naming.dataset_filename(dataset)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from ..naming import dataset_filename  # (the names are the layer above's)
 
-def _name_for(url: str, base_url: str | None, suffix: str) -> str:
-    """A file name for ``url``; for a cutout, the dataset's name (from ``base_url``)
-    tagged with ``suffix`` and a hash of the cutout's URL."""
-    if not suffix:
-        return filename_from_url(url)
-    segment = unquote(PurePosixPath(urlsplit(base_url or url).path).name)
-    stem, _, extension = segment.partition(".")
-    if len(extension) > 16 or not extension:
-        extension = ""
-    name = f"{stem or 'dataset'}_{suffix}-{url_digest(url)}"
-    return safe_filename(f"{name}.{extension}" if extension else name)
+        return dataset_filename(self)
 
 
 def plan_datasets(
@@ -397,7 +396,7 @@ def plan_datasets(
                         semantics=link.semantics,
                         mode="cutout",
                         region=cutout.describe(*position),
-                        name=_name_for(url, base, "cutout"),
+                        cut_from=base,
                         previews=previews,
                         progenitors=progenitors,
                     )
@@ -422,7 +421,6 @@ def plan_datasets(
                     via=links.url,
                     id=one,
                     semantics=link.semantics,
-                    name=_name_for(link.access_url, None, ""),
                     previews=previews,
                     progenitors=progenitors,
                 )

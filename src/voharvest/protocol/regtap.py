@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._checks import is_int
 from .._exceptions import ParameterError, UnsupportedConstraintError
 from ._encoding import (
     adql_string,
@@ -137,7 +138,7 @@ class Spatial:
             raise ParameterError(
                 f"spatial: intersect must be covers, enclosed or overlaps, not {self.intersect!r}"
             )
-        if isinstance(self.order, bool) or not isinstance(self.order, int):
+        if not is_int(self.order):
             raise ParameterError(f"spatial: order must be an integer, not {self.order!r}")
         if not 0 <= self.order <= 29:
             raise ParameterError(f"spatial: MOC order {self.order} is outside 0..29")
@@ -464,7 +465,7 @@ def build_query(
 
     top = ""
     if maxrec is not None:
-        if isinstance(maxrec, bool) or not isinstance(maxrec, int) or maxrec < 0:
+        if not is_int(maxrec) or maxrec < 0:
             raise ParameterError(f"maxrec: expected a non-negative integer, got {maxrec!r}")
         top = f"TOP {maxrec} "
     columns = ", ".join(RESOURCE_COLUMNS)

@@ -8,10 +8,11 @@ and answers an XML document whose ``Resolver`` elements carry ``jradeg`` and
 from __future__ import annotations
 
 import math
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from lxml import etree
 
+from .._checks import http_url
 from .._exceptions import FormatError, NameResolutionError, ParameterError
 from ._xml import check_prolog
 
@@ -28,9 +29,7 @@ def build_url(base: str, name: str) -> str:
         raise ParameterError(f"name: expected a non-empty object name, got {name!r}")
     if any(ord(char) < 32 for char in name):
         raise ParameterError(f"name: control characters in {name!r}")
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ParameterError(f"Sesame endpoint {base!r} is not an http(s) URL")
+    http_url(base, "Sesame endpoint")
     return base.rstrip("?") + "?" + quote(" ".join(name.split()), safe="")
 
 

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._checks import is_int
 from .._exceptions import ParameterError
 from ._encoding import (
     Params,
@@ -236,7 +237,7 @@ def _strings(value: Any, name: str) -> list[str]:
 def _calib(value: Any, name: str) -> list[str]:
     levels = []
     for item in as_list(value):
-        if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= 4:
+        if not is_int(item) or not 0 <= item <= 4:
             raise ParameterError(f"{name}: expected calibration levels 0-4, got {item!r}")
         levels.append(str(item))
     if not levels:
@@ -334,7 +335,7 @@ def build_params(*, extra: Mapping[str, Any] | None = None, **given: Any) -> Par
             params.extend((key, text) for text in _strings(value[key], name[key]))
     if "MAXREC" in value:
         maxrec = value["MAXREC"]
-        if isinstance(maxrec, bool) or not isinstance(maxrec, int) or maxrec < 0:
+        if not is_int(maxrec) or maxrec < 0:
             raise ParameterError(
                 f"{name['MAXREC']}: expected a non-negative integer, got {maxrec!r}"
             )

@@ -12,10 +12,12 @@ that, and ``BAND=low high`` (metres).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._checks import is_number
 from .._exceptions import ParameterError, UnsupportedConstraintError
 from ._descriptors import ServiceDescriptor
 from ._encoding import MAX_ANGLE, angle, format_number, is_quantity
@@ -36,7 +38,7 @@ def _wavelength(value: Any, name: str) -> float:
             value = value.to_value(u.m, equivalencies=u.spectral())
         except u.UnitConversionError as exc:
             raise ParameterError(f"{name}: {value!r} is not a wavelength") from exc
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise ParameterError(f"{name}: expected metres or a Quantity, got {value!r}")
     number = float(value)
     if not (math.isfinite(number) and number > 0):
@@ -141,6 +143,13 @@ class Cutout:
         return self.width, self.height
 
     def journal_view(self) -> dict[str, Any]:
+        """Deprecated: what a harvest's journal keeps of a cutout is the harvest's business
+        (``HarvestOptions.journal_view()``); the cutout's fields are its attributes."""
+        warnings.warn(
+            "Cutout.journal_view() is deprecated; see HarvestOptions.journal_view()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return {"radius": self.radius, "width": self.width, "height": self.height,
                 "band": list(self.band) if self.band else None}  # fmt: skip
 

@@ -133,6 +133,19 @@ def _per_host(text: str, config: HostConfig) -> dict[int, HostConfig]:
         raise ParameterError(f"--per-host: {exc}") from exc
 
 
+def _until_signalled(duration: float) -> tuple[asyncio.AbstractEventLoop, asyncio.Event]:
+    """The running loop, and an event SIGTERM or SIGINT sets (where signals can be
+    handled); ``duration`` (the longest run) checked first."""
+    if not duration > 0:
+        raise ParameterError(f"--duration: expected a positive number, got {duration}")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    return loop, stop
+
+
 def _print(payload: object) -> None:
     sys.stdout.write(json.dumps(payload) + "\n")
     sys.stdout.flush()
@@ -158,13 +171,7 @@ async def serve(args: argparse.Namespace) -> int:
         retry_after_seconds=args.retry_after_seconds,
     )
     per_host = _per_host(args.per_host, config)
-    if not args.duration > 0:
-        raise ParameterError(f"--duration: expected a positive number, got {args.duration}")
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+    loop, stop = _until_signalled(args.duration)
     async with VOFarm(hosts=args.hosts, config=config, seed=args.seed, per_host=per_host) as farm:
         _print({"event": "ready", "pid": os.getpid(), **farm.describe()})
         if not args.ignore_stdin and not _stdin_is_devnull():
@@ -185,13 +192,7 @@ async def serve(args: argparse.Namespace) -> int:
 async def sky(args: argparse.Namespace) -> int:
     from ._embedded import EmbeddedSky
 
-    if not args.duration > 0:
-        raise ParameterError(f"--duration: expected a positive number, got {args.duration}")
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+    loop, stop = _until_signalled(args.duration)
     async with EmbeddedSky() as embedded:
         if args.json:
             _print({"event": "ready", "pid": os.getpid(), **embedded.describe()})

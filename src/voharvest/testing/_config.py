@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from .._checks import count, is_number
 from .._exceptions import ParameterError
 from ._auth import FarmAuth
 
@@ -40,7 +41,7 @@ IMAGE_FORMATS: Mapping[str, str] = MappingProxyType({"image/fits": "fits", "imag
 
 
 def _number(name: str, value: Any, *, low: float, low_inclusive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise ParameterError(f"HostConfig.{name}: expected a finite number, got {value!r}")
     if value < low or (value == low and not low_inclusive):
         relation = ">=" if low_inclusive else ">"
@@ -49,9 +50,7 @@ def _number(name: str, value: Any, *, low: float, low_inclusive: bool = True) ->
 
 
 def _integer(name: str, value: Any, *, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ParameterError(f"HostConfig.{name}: expected an integer >= {low}, got {value!r}")
-    return value
+    return count(f"HostConfig.{name}", value, minimum=low)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 
+from .._checks import is_int
 from .._exceptions import ParameterError
 from ._config import IMAGE_FORMATS, FarmCounters, HostConfig
 from ._host import HostServer
@@ -159,7 +160,7 @@ class VOFarm:
         seed: int = 0,
         addresses: Sequence[str] | None = None,
     ) -> None:
-        if isinstance(hosts, bool) or not isinstance(hosts, int) or not 1 <= hosts <= 60000:
+        if not is_int(hosts) or not 1 <= hosts <= 60000:
             raise ParameterError(f"VOFarm: hosts must be an integer in 1..60000, got {hosts!r}")
         config = config if config is not None else HostConfig()
         if not isinstance(config, HostConfig):

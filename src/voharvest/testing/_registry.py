@@ -17,7 +17,13 @@ from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
 from ._catalogue import resolve_name
 from ._votables import REGISTRY_FIELDS, error_votable, table_votable
 
-__all__ = ["RegistryEntry", "registry_answer", "sesame_answer"]
+__all__ = [
+    "RegistryEntry",
+    "registry_answer",
+    "registry_table",
+    "sesame_answer",
+    "sync_request_refused",
+]
 
 SIA1_ID = "ivo://ivoa.net/std/sia"
 SIA2_ID = "ivo://ivoa.net/std/sia#query-2.0"
@@ -67,6 +73,33 @@ _STD_IN = re.compile(r"\bstandard_id\s+IN\s*\(\s*((?:'(?:[^']|'')*'\s*,?\s*)+)\)
 _STD_EQ = re.compile(r"\bstandard_id\s*=\s*" + _LITERAL, re.IGNORECASE)
 _STD_LIKE = re.compile(r"\bstandard_id\s+I?LIKE\s+" + _LITERAL, re.IGNORECASE)
 _TOP = re.compile(r"^\s*SELECT\s+TOP\s+(\d+)", re.IGNORECASE)
+
+
+def sync_request_refused(params: Mapping[str, str]) -> tuple[int, bytes] | None:
+    """The 400 answer to a TAP sync request our registries can't run (a REQUEST
+    other than doQuery, a LANG other than ADQL), or None."""
+    request = params.get("REQUEST", "doQuery")
+    if request.lower() != "doquery":
+        return 400, error_votable(f"REQUEST={request} is not supported; use doQuery")
+    lang = params.get("LANG", "ADQL")
+    if not lang.upper().startswith("ADQL"):
+        return 400, error_votable(f"LANG={lang} is not supported; use ADQL")
+    return None
+
+
+def registry_table(
+    rows: list[tuple[str, ...]], query: str, params: Mapping[str, str]
+) -> tuple[int, bytes]:
+    """The RegTAP answer of ``rows``: cut to the query's TOP, then to MAXREC (an
+    OVERFLOW when MAXREC cut it), as a registry of ours answers."""
+    top = _TOP.match(query)
+    if top is not None:
+        rows = rows[: int(top.group(1))]
+    overflow = False
+    maxrec = params.get("MAXREC", "").strip()
+    if maxrec.isdigit() and len(rows) > int(maxrec):
+        rows, overflow = rows[: int(maxrec)], True
+    return 200, table_votable(REGISTRY_FIELDS, rows, overflow=overflow)
 
 
 def _literals(pattern: re.Pattern[str], text: str) -> list[str]:
@@ -124,12 +157,9 @@ def registry_answer(
     entries: Sequence[RegistryEntry], params: Mapping[str, str]
 ) -> tuple[int, bytes]:
     """(HTTP status, VOTable) for a TAP sync request on the RegTAP tables."""
-    request = params.get("REQUEST", "doQuery")
-    if request.lower() != "doquery":
-        return 400, error_votable(f"REQUEST={request} is not supported; use doQuery")
-    lang = params.get("LANG", "ADQL")
-    if not lang.upper().startswith("ADQL"):
-        return 400, error_votable(f"LANG={lang} is not supported; use ADQL")
+    refused = sync_request_refused(params)
+    if refused is not None:
+        return refused
     query = params.get("QUERY", "")
     if "rr." not in query.lower():
         return 400, error_votable("this TAP service holds only the RegTAP tables (rr.*)")
@@ -140,14 +170,7 @@ def registry_answer(
         wanted = _wanted_interfaces(entry, query)
         if wanted:
             rows.append(entry.row(wanted))
-    top = _TOP.match(query)
-    if top is not None:
-        rows = rows[: int(top.group(1))]
-    overflow = False
-    maxrec = params.get("MAXREC", "").strip()
-    if maxrec.isdigit() and len(rows) > int(maxrec):
-        rows, overflow = rows[: int(maxrec)], True
-    return 200, table_votable(REGISTRY_FIELDS, rows, overflow=overflow)
+    return registry_table(rows, query, params)
 
 
 def sesame_answer(name: str) -> bytes:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
 from ._config import IMAGE_FORMATS
+from ._registry import registry_table, sync_request_refused
 from ._sky import TILE_DEG, Sky, Tile, search_tiles
 from ._votables import (
-    REGISTRY_FIELDS,
     SIA1_FIELDS,
     SIA2_FIELDS,
     error_votable,
@@ -295,7 +295,6 @@ _WAVEBAND = re.compile(r"ivo_hashlist_has\s*\(\s*waveband\s*,\s*" + _LITERAL, re
 _HASWORD = re.compile(r"ivo_hasword\s*\(\s*res_\w+\s*,\s*" + _LITERAL, re.IGNORECASE)
 _IVOID_EQ = re.compile(r"\bivoid\s*=\s*" + _LITERAL, re.IGNORECASE)
 _IVOID_IN = re.compile(r"\bivoid\s+IN\s*\(\s*('(?:[^']|'')*'(?:\s*,\s*'(?:[^']|'')*')*)\s*\)", re.I)
-_TOP = re.compile(r"^\s*SELECT\s+TOP\s+(\d+)", re.IGNORECASE)
 _STANDARD_ID = re.compile(r"\bstandard_id\s*(?:in\b|like\b|=)", re.IGNORECASE)
 _SIA1_ID = "'ivo://ivoa.net/std/sia'"
 _SIA2_ID = "ivo://ivoa.net/std/sia#query-2."
@@ -375,12 +374,9 @@ def registry_answer(farm: VOFarm, params: Mapping[str, str]) -> Answer:
     Not an ADQL engine: it recognises the constraints voharvest and pyvo write
     (standard ids, waveband, keywords, ivoid, TOP) and ignores the rest.
     """
-    request = params.get("REQUEST", "doQuery")
-    if request.lower() != "doquery":
-        return 400, error_votable(f"REQUEST={request} is not supported; use doQuery")
-    lang = params.get("LANG", "ADQL")
-    if not lang.upper().startswith("ADQL"):
-        return 400, error_votable(f"LANG={lang} is not supported; use ADQL")
+    refused = sync_request_refused(params)
+    if refused is not None:
+        return refused
     query = params.get("QUERY", "")
     if not query.strip():
         return 400, error_votable("QUERY is missing")
@@ -389,11 +385,4 @@ def registry_answer(farm: VOFarm, params: Mapping[str, str]) -> Answer:
         row = _resource_row(host, query) if _matches(host, query) else None
         if row is not None:
             rows.append(row)
-    top = _TOP.match(query)
-    if top is not None:
-        rows = rows[: int(top.group(1))]
-    overflow = False
-    maxrec = params.get("MAXREC", "").strip()
-    if maxrec.isdigit() and len(rows) > int(maxrec):
-        rows, overflow = rows[: int(maxrec)], True
-    return 200, table_votable(REGISTRY_FIELDS, rows, overflow=overflow)
+    return registry_table(rows, query, params)
