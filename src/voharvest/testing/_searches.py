@@ -75,9 +75,8 @@ def _position(ra: float, dec: float, name: str) -> tuple[float, float]:
 def _image_facts(sky: Sky, host: FarmHost, tile: Tile, mime: str) -> tuple[int, tuple[int, int]]:
     """(file size, (NAXIS1, NAXIS2)) of a tile's image in one format."""
     if mime == "image/fits":
-        image = sky.fits(tile, host.config.image_bytes, host.config.bitpix)
-        return image.size, image.naxis
-    return len(sky.jpeg(tile)), (Sky.JPEG_SIZE, Sky.JPEG_SIZE)
+        return sky.fits_facts(host.config.image_bytes, host.config.bitpix)
+    return Sky.JPEG_BYTES, (Sky.JPEG_SIZE, Sky.JPEG_SIZE)  # known without rendering
 
 
 # --- SIA 1.0 --------------------------------------------------------------------------
