@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from .._exceptions import ParameterError
 from ._config import HostConfig, parse_faults
 from ._farm import VOFarm
+from ._vo import discovery_vo
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=3600.0, help="stop after this many seconds (3600)"
     )
     serve.add_argument("--ignore-stdin", action="store_true", help="don't stop when stdin closes")
+    serve.add_argument(
+        "--vo",
+        choices=("discovery",),
+        default=None,
+        help="serve a VO for global discovery (sites, footprints, coverage; --hosts at least 18)",
+    )
     sky = commands.add_parser(
         "sky",
         help="run the embedded sky (registry, name resolver, SIA services) until Ctrl-C",
@@ -165,7 +172,10 @@ async def serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    async with VOFarm(hosts=args.hosts, config=config, seed=args.seed, per_host=per_host) as farm:
+    vo = discovery_vo(args.seed) if args.vo == "discovery" else None
+    async with VOFarm(
+        hosts=args.hosts, config=config, seed=args.seed, per_host=per_host, vo=vo
+    ) as farm:
         _print({"event": "ready", "pid": os.getpid(), **farm.describe()})
         if not args.ignore_stdin and not _stdin_is_devnull():
             _watch_stdin(loop, stop)

@@ -24,6 +24,7 @@ from .._exceptions import ParameterError
 from ._config import IMAGE_FORMATS, FarmCounters, HostConfig
 from ._host import HostServer
 from ._sky import Sky, Tile
+from ._vo import FarmVO
 
 __all__ = ["FarmHost", "VOFarm"]
 
@@ -158,6 +159,7 @@ class VOFarm:
         per_host: Mapping[int, HostConfig] | None = None,
         seed: int = 0,
         addresses: Sequence[str] | None = None,
+        vo: FarmVO | None = None,
     ) -> None:
         if isinstance(hosts, bool) or not isinstance(hosts, int) or not 1 <= hosts <= 60000:
             raise ParameterError(f"VOFarm: hosts must be an integer in 1..60000, got {hosts!r}")
@@ -174,6 +176,10 @@ class VOFarm:
                 raise ParameterError(f"VOFarm: per_host[{index}] must be a HostConfig")
         if addresses is not None and len(addresses) != hosts:
             raise ParameterError(f"VOFarm: {len(addresses)} addresses for {hosts} hosts")
+        if vo is not None and (not isinstance(vo, FarmVO) or vo.hosts > hosts):
+            raise ParameterError(f"VOFarm: vo must be a FarmVO on at most {hosts} hosts")
+        #: What the hosts serve in a VO for global discovery (docs/testing.md), or None.
+        self.vo = vo
         self.seed = seed
         self.sky = Sky(seed)
         self.hosts = [
@@ -294,7 +300,7 @@ class VOFarm:
 
     def describe(self) -> dict[str, object]:
         """Where everything is, as JSON-ready values."""
-        return {
+        described: dict[str, object] = {
             "registry_url": self.registry_url,
             "hosts": [
                 {
@@ -307,3 +313,9 @@ class VOFarm:
                 for host in self.hosts
             ],
         }
+        if self.vo is not None:
+            described["services"] = [
+                {"ivoid": s.ivoid, "kinds": list(s.kinds), "host": s.host, "served_by": s.served_by}
+                for s in self.vo.services
+            ]
+        return described
