@@ -180,6 +180,8 @@ class VOFarm:
             raise ParameterError(f"VOFarm: vo must be a FarmVO on at most {hosts} hosts")
         #: What the hosts serve in a VO for global discovery (docs/testing.md), or None.
         self.vo = vo
+        if vo is not None:
+            vo.prepare()
         self.seed = seed
         self.sky = Sky(seed)
         self.hosts = [
