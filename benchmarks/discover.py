@@ -24,7 +24,8 @@ farm is started afresh for each contender, so its counters are that contender's.
 - **voharvest discover**: ``VOClient.discover(targets, size=r)`` over all targets
   (when the client has it; otherwise reported as not measured).
 
-Datasets are (target, access URL) pairs. The farm is deterministic, so the
+Datasets are (target, access URL) pairs, a URL compared by host and path (each
+contender has a farm of its own, on new ports). The farm is deterministic, so the
 pairs a plain harvest of all targets finds are computed from the lineup's
 footprints; the measured sample checks that computation (record counts and
 ObsCore URLs). Goal: discover finds the same datasets in at most 1/20 of the
@@ -41,6 +42,7 @@ import json
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks import _harness, _report
@@ -94,6 +96,14 @@ def sample_of(count: int, size: int) -> list[int]:
 # --- what a plain harvest of all targets finds, from the lineup -------------------------------
 
 
+def dataset_key(ready: dict[str, Any], url: str) -> str:
+    """An access URL as ``host<i>/images/<tile>.fits``: the same on every start of the farm."""
+    for host in ready["hosts"]:
+        if url.startswith(host["base_url"] + "/"):
+            return f"host{host['index']}{url[len(host['base_url']) :]}"
+    return url
+
+
 def _services(ready: dict[str, Any]) -> list[dict[str, Any]]:
     """Each service with the interface a plain harvest asks (``kind``) and its URL."""
     hosts = ready["hosts"]
@@ -119,7 +129,7 @@ def expected_datasets(
         pairs = found.setdefault(service["ivoid"], set())
         for index, (ra, dec) in enumerate(positions):
             for tile in footprint.tiles(ra, dec, radius, 4):
-                pairs.add((index, f"{service['base_url']}/images/{tile.id}.fits"))
+                pairs.add((index, f"host{service['host']}/images/{tile.id}.fits"))
     return found
 
 
@@ -146,7 +156,7 @@ def _pyvo(
             except Exception:  # pyvo says "no services to query" where none covers the target
                 continue
             failures += sum(" skipped: " in line for line in log)
-            pairs |= {(index, str(image.access_url)) for image in found}
+            pairs |= {(index, dataset_key(ready, str(image.access_url))) for image in found}
     return {"pairs": pairs, "failures": failures, "makespan_s": span.wall_s}
 
 
@@ -197,7 +207,8 @@ async def _plain(
                 except VOHarvestError as exc:
                     errors[type(exc).__name__] += 1
                     continue
-                obscore_pairs.update((index, str(u)) for u in table.to_table()["access_url"])
+                urls = table.to_table()["access_url"]
+                obscore_pairs.update((index, dataset_key(ready, str(u))) for u in urls)
 
         async def harvest() -> None:
             nonlocal records
@@ -249,7 +260,7 @@ async def _discover(
         with CpuSpan() as span:
             result = await client.discover(list(positions), size=radius, options=options)
     pairs = {
-        (target, str(url))
+        (target, dataset_key(ready, str(url)))
         for dataset in result.datasets
         for url in (dataset.access_urls or [dataset.access_url])
         for target in dataset.targets
@@ -274,10 +285,34 @@ async def _discover(
 # --- the run -----------------------------------------------------------------------------------
 
 
-def _on_farm(args: Any, run: Any) -> tuple[Any, dict[str, Any]]:
-    with Farm(*_farm_options(args)) as farm:
-        result = run(farm.ready)
-    return result, farm.counters()
+class _Farms:
+    """One farm per contender, all started at once (their start-ups overlap), each
+    stopped when its contender is done: a farm waiting for its turn only ticks."""
+
+    def __init__(self, args: Any, count: int) -> None:
+        self.farms = [Farm(*_farm_options(args)) for _ in range(count)]
+        self.started: list[Farm] = []
+
+    def __enter__(self) -> _Farms:
+        with ThreadPoolExecutor(len(self.farms)) as pool:
+            for farm in pool.map(lambda f: f.__enter__(), self.farms):
+                self.started.append(farm)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for farm in self.started:
+            farm.__exit__(None, None, None)
+
+    def run(self, index: int, contender: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """``contender(ready)`` on farm ``index``, which is then stopped: its result, the
+        farm's counters and its ready line."""
+        farm = self.farms[index]
+        try:
+            result = contender(farm.ready)
+        finally:
+            farm.__exit__(None, None, None)
+            self.started.remove(farm)
+        return result, farm.counters(), farm.ready
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -289,31 +324,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     policy = {"rate": args.rate, "concurrency": args.concurrency}
 
     started = time.perf_counter()
-    pyvo_run, pyvo_farm = _on_farm(
-        args, lambda r: _pyvo(r, [(i, *everyone[i]) for i in pyvo_sample], args.radius)
-    )
-    plain_run, plain_farm = _on_farm(
-        args,
-        lambda r: asyncio.run(
-            _plain(
-                r,
-                [(i, *everyone[i]) for i in plain_sample],
-                args.radius,
-                **policy,
-                workers=args.workers,
-            )
-        ),
-    )
-    holder: dict[str, Any] = {}
-
-    def discover(ready: dict[str, Any]) -> Any:
-        holder["ready"] = ready
-        return asyncio.run(
-            _discover(ready, everyone, args.radius, **policy, intersect=args.intersect)
+    with _Farms(args, 3) as farms:
+        pyvo_run, pyvo_farm, _ = farms.run(
+            0, lambda r: _pyvo(r, [(i, *everyone[i]) for i in pyvo_sample], args.radius)
         )
-
-    ours_run, ours_farm = _on_farm(args, discover)
-    ready = holder["ready"]
+        plain_run, plain_farm, _ = farms.run(
+            1,
+            lambda r: asyncio.run(
+                _plain(
+                    r,
+                    [(i, *everyone[i]) for i in plain_sample],
+                    args.radius,
+                    **policy,
+                    workers=args.workers,
+                )
+            ),
+        )
+        ours_run, ours_farm, ready = farms.run(
+            2,
+            lambda r: asyncio.run(
+                _discover(r, everyone, args.radius, **policy, intersect=args.intersect)
+            ),
+        )
     services = _services(ready)
     expected = expected_datasets(ready, everyone, args.radius, args.seed)
     truth = set().union(*expected.values())

@@ -222,12 +222,13 @@ def vo_obscore_answer(
         missing = [c for c in (ra_col, dec_col, radius_col) if c not in table]
         if missing:
             return 400, error_votable(f"TAP_UPLOAD.{name} has no column {missing[0]}")
-        prefix = [
-            column.lower()
-            for column in re.findall(r"\b" + re.escape(alias) + r"\.(\w+)", _select(query))
-            if column.lower() in table
-        ]
-        fields = [Field(column, _datatype(table[column])) for column in prefix] + fields
+        # The upload's columns the SELECT names (t.id, or t.id AS name), first in each row.
+        named = re.findall(
+            r"\b" + re.escape(alias) + r"\.(\w+)(?:\s+AS\s+(\w+))?", _select(query), re.I
+        )
+        chosen = [(c.lower(), a or c) for c, a in named if c.lower() in table]
+        prefix = [column for column, _ in chosen]
+        fields = [Field(name, _datatype(table[column])) for column, name in chosen] + fields
         for index in range(len(table[ra_col])):
             values = [table[column][index] for column in prefix]
             ra, dec, radius = (float(str(table[c][index])) for c in (ra_col, dec_col, radius_col))

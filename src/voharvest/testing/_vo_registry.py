@@ -187,12 +187,34 @@ def _interfaces(farm: VOFarm, service: FarmService) -> list[tuple[str, str, str,
     return [(k, STANDARD_IDS[k], _VERSIONS[k], urls[k]) for k in service.kinds]
 
 
+def _names_standards(query: str) -> bool:
+    return re.search(r"\bstandard_id\s*(?:=|IN\b|I?LIKE\b)", query, re.IGNORECASE) is not None
+
+
+def _has_obscore_table(query: str) -> bool:
+    """Whether the query's ``table_utype LIKE`` patterns match an ObsCore table."""
+    utypes = [_like(p) for p in _literals(r"\btable_utype\s+I?LIKE\s+" + _LITERAL, query)]
+    return any(u.match(OBSCORE_UTYPE) for u in utypes)
+
+
 def _wanted(interfaces: list[tuple[str, str, str, str]], query: str) -> list[Any]:
+    """The interfaces a query's standard ids ask for (all when it names none).
+
+    With standard ids, table constraints (``table_utype``, ``rr.res_detail``) are
+    read as conditions on the TAP interfaces alone, as in one query OR-ing
+    "an SIA interface" with "a TAP interface to an ObsCore table".
+    """
     ids = _listed("standard_id", query) or set()
     likes = [_like(p) for p in _literals(r"\bstandard_id\s+I?LIKE\s+" + _LITERAL, query)]
     if not ids and not likes:
         return interfaces
-    return [i for i in interfaces if i[1].lower() in ids or any(like.match(i[1]) for like in likes)]
+    tables = "table_utype" in query.lower() or "rr.res_detail" in query.lower()
+    return [
+        i
+        for i in interfaces
+        if (i[1].lower() in ids or any(like.match(i[1]) for like in likes))
+        and not (tables and i[0] == "obscore" and not _has_obscore_table(query))
+    ]
 
 
 def _description(service: FarmService, host: FarmHost) -> str:
@@ -312,11 +334,11 @@ def _resource_passes(
     for column, table, theirs in _upload_joins(query):
         if column == "ivoid" and service.ivoid.lower() not in _uploaded(uploads, table, theirs):
             return False
-    utypes = [_like(p) for p in _literals(r"\btable_utype\s+I?LIKE\s+" + _LITERAL, query)]
-    if utypes and not ("obscore" in service.kinds and any(u.match(OBSCORE_UTYPE) for u in utypes)):
-        return False
-    if "rr.res_detail" in text:
-        return False  # no resource declares data models in rr.res_detail
+    if not _names_standards(query):  # table constraints on the resource (pyvo's Datamodel)
+        if "table_utype" in text and not ("obscore" in service.kinds and _has_obscore_table(query)):
+            return False
+        if "rr.res_detail" in text and "table_utype" not in text:
+            return False  # no resource declares data models in rr.res_detail
     bands = {b.strip().lower() for b in _literals(_WAVEBAND, query)}
     if bands and vo.sites[service.host].waveband.lower() not in bands:
         return False
