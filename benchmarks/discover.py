@@ -66,7 +66,7 @@ OPTIONS = {
     **_harness.workload(latency=0.05, concurrency=4, workers=32, seed=0),
     "rate": (10.0, "requests/s per data host"),
     "burst": (2.0, "the hosts' token bucket size"),
-    "pyvo_sample": (20, "targets pyvo.discover runs, scaled to all"),
+    "pyvo_sample": (50, "targets pyvo.discover runs, scaled to all"),
     "harvest_sample": (200, "targets the plain harvest runs, scaled to all"),
     "intersect": ("overlaps", "discover's coverage test (covers: pyvo's)"),
 }

@@ -293,6 +293,29 @@ async def test_registry_coverage_relationships_and_tables(farm: VOFarm) -> None:
     ]
 
 
+async def test_one_candidate_query_or_ing_sia_and_obscore_tables(farm: VOFarm) -> None:
+    """A planner's single query: SIA 1.0, SIA 2.0, or TAP to an ObsCore table, in one."""
+    status, body = await _tap(
+        farm.registry_url,
+        "SELECT ivoid, res_type, res_title, short_name, ivo_string_agg(standard_id || '|vh|' "
+        "|| access_url, '|vh-intf|') AS interfaces FROM rr.resource NATURAL JOIN rr.capability "
+        "NATURAL JOIN rr.interface WHERE (standard_id IN ('ivo://ivoa.net/std/sia') "
+        "OR standard_id LIKE 'ivo://ivoa.net/std/sia#query-2.%' "
+        "OR (standard_id IN ('ivo://ivoa.net/std/tap', 'ivo://ivoa.net/std/tap#aux') AND "
+        "(ivoid IN (SELECT ivoid FROM rr.res_table WHERE table_utype LIKE "
+        "'ivo://ivoa.net/std/obscore#table-1.%') OR ivoid IN (SELECT ivoid FROM rr.res_detail "
+        "WHERE detail_xpath = '/capability/dataModel/@ivo-id')))) "
+        "GROUP BY ivoid, res_type, res_title, short_name ORDER BY ivoid",
+    )
+    assert status == 200
+    rows = _table(body)
+    assert sorted(rows["ivoid"]) == sorted(s.ivoid for s in farm.vo.services)
+    legacy = next(str(r["interfaces"]) for r in rows if r["ivoid"].endswith("legacy/sia"))
+    assert farm.hosts[10].sia1_url in legacy and farm.hosts[10].sia2_url in legacy
+    stripe = next(str(r["interfaces"]) for r in rows if r["ivoid"].endswith("stripe82/obscore"))
+    assert "ivo://ivoa.net/std/tap#aux" in stripe and farm.hosts[1].tap_url in stripe
+
+
 def test_moc_constraints_are_evaluated(vo: FarmVO) -> None:
     from voharvest.testing._vo_registry import _coverage_tests
 
@@ -343,6 +366,14 @@ async def test_obscore_single_position_and_upload_join(farm: VOFarm) -> None:
         mine = [str(u) for u, i in zip(rows["access_url"], rows["id"], strict=True) if i == target]
         assert mine == _expected(farm, 1, ra, dec), target
     assert len(rows) == 8  # four tiles each for the two targets inside, none outside
+    # The upload's column under the name the SELECT gives it.
+    status, body = await _tap(
+        tap,
+        query.replace("SELECT t.id, o.*", "SELECT t.id AS vh_target, o.*"),
+        {"targets": _votable(targets)},
+    )
+    assert status == 200 and _table(body).colnames[0] == "vh_target"
+    assert sorted(set(_table(body)["vh_target"])) == [7, 8]
     # A site that refuses uploads says so, and still answers one position at a time.
     status, body = await _tap(farm.hosts[3].tap_url, query, {"targets": _votable(targets)})
     assert status == 400 and b"QUERY_STATUS" in body and b"upload" in body

@@ -307,7 +307,12 @@ class HostServer:
     # --- endpoints ------------------------------------------------------------------
 
     async def _search(
-        self, request: web.Request, endpoint: str, answer: Callable[[], Answer]
+        self,
+        request: web.Request,
+        endpoint: str,
+        answer: Callable[[], Answer],
+        *,
+        threaded: bool = False,
     ) -> web.StreamResponse:
         self.counters.searches += 1
         await self.farm.pause(self.config.latency)
@@ -316,7 +321,9 @@ class HostServer:
             return await self._send(
                 request, int(fault), f"{fault}: injected\n".encode(), "text/plain", retry_after=True
             )
-        status, body = answer()
+        # An answer that may take a while (a FarmVO's uploads) is made in a thread, so the
+        # loop keeps serving the other hosts on time.
+        status, body = await asyncio.to_thread(answer) if threaded else answer()
         if fault == "malformed":
             body = body[: len(body) // 2]
         elif fault == "query_error":
@@ -349,7 +356,10 @@ class HostServer:
                     files.setdefault(key, item.file.read())
         if self.farm.vo is not None:
             return await self._search(
-                request, "tap", lambda: vo_tap_answer(self.farm, self.host, params, files)
+                request,
+                "tap",
+                lambda: vo_tap_answer(self.farm, self.host, params, files),
+                threaded=bool(files),
             )
         return await self._search(request, "tap", lambda: registry_answer(self.farm, params))
 

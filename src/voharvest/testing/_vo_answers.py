@@ -113,7 +113,7 @@ def parse_uploads(
         except Exception as exc:
             raise ValueError(f"UPLOAD {name}: not a VOTable ({exc})") from None
         tables[name.strip().lower()] = {
-            column.lower(): [_plain(v) for v in table[column]] for column in table.colnames
+            column.lower(): [_plain(v) for v in table[column].tolist()] for column in table.colnames
         }
     return tables
 
