@@ -48,8 +48,8 @@ logger = logging.getLogger("voharvest.discovery")
 class DiscoveryOptions:
     """How a discovery plans and batches.
 
-    ``order``/``intersect``: the coverage test (:func:`~voharvest.protocol.
-    discovery.plan`); ``batch_upload``: targets per ObsCore upload query;
+    ``order``/``intersect``/``cone``: the coverage test
+    (:func:`voharvest.protocol.discovery.plan`); ``batch_upload``: targets per ObsCore upload query;
     ``batch_pos``: circles per SIA 2.0 request; ``concurrency``: requests in
     flight at once (each host's own limits apply on top); ``chunk``: ivoids
     per coverage or relationship query.
@@ -57,6 +57,7 @@ class DiscoveryOptions:
 
     order: int = 6
     intersect: str = "covers"
+    cone: str = "inclusive"
     batch_upload: int = 500
     batch_pos: int = 20
     concurrency: int = 8
@@ -67,6 +68,10 @@ class DiscoveryOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ParameterError(f"DiscoveryOptions.{name}: expected a positive integer")
+        if self.cone not in plan_.CONE_MODES:
+            raise ParameterError(
+                f"DiscoveryOptions.cone: one of {plan_.CONE_MODES}, not {self.cone!r}"
+            )
         if self.intersect not in plan_.INTERSECT_MODES:
             raise ParameterError(
                 f"DiscoveryOptions.intersect: one of {plan_.INTERSECT_MODES}, "
@@ -484,6 +489,7 @@ async def discover(
         inclusive=inclusive,
         order=options.order,
         intersect=options.intersect,
+        cone=options.cone,
     )
     runner = _Runner(client, planned, {t.id: t for t in found}, options, band, time)
     await runner.run()

@@ -45,6 +45,7 @@ from ._services import Resource
 from .regtap import RegistryFeatures
 
 __all__ = [
+    "CONE_MODES",
     "INTERSECT_MODES",
     "KINDS",
     "OBSCORE_MODEL_PATTERN",
@@ -64,6 +65,7 @@ __all__ = [
     "candidates_query",
     "coverage_queries",
     "elide",
+    "max_cell_radius",
     "multipart_body",
     "obscore_target_query",
     "obscore_upload_query",
@@ -369,30 +371,73 @@ class Coverage:
         return [bool(v) for v in self.moc.contains_lonlat(lon, lat)]
 
 
+#: How a target's circle becomes a MOC: ``inclusive``, as HEALPix's inclusive
+#: disc query does it (every cell whose centre lies within the radius plus
+#: the largest cell radius of the order): the MOC that pgsphere, and so DaCHS
+#: and the GAVO registry, make of ``MOC(order, CIRCLE(...))`` in pyvo's
+#: registry constraint; ``exact``: the cells the circle really touches (mocpy).
+CONE_MODES = ("inclusive", "exact")
+
+
+def max_cell_radius(order: int) -> float:
+    """The largest angle (radians) from a HEALPix cell's centre to its corners at
+    ``order`` (HEALPix C++ ``Healpix_Base::max_pixrad``; Gorski et al. 2005,
+    ApJ 622, 759): between the points z=2/3, phi=pi/(4 nside) and
+    z=1-(1-1/nside)^2/3, phi=0."""
+    nside = 2**order
+
+    def unit(z: float, phi: float) -> tuple[float, float, float]:
+        s = math.sqrt(max(0.0, 1.0 - z * z))
+        return (s * math.cos(phi), s * math.sin(phi), z)
+
+    a = unit(2.0 / 3.0, math.pi / (4 * nside))
+    b = unit(1.0 - (1.0 - 1.0 / nside) ** 2 / 3.0, 0.0)
+    cross = (
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    )
+    return math.atan2(
+        math.sqrt(sum(c * c for c in cross)), sum(x * y for x, y in zip(a, b, strict=True))
+    )
+
+
 class _Cones:
     """The targets' circles as MOCs of one order, each made once."""
 
-    def __init__(self, targets: Sequence[Target], order: int) -> None:
+    def __init__(self, targets: Sequence[Target], order: int, cone: str) -> None:
         self.targets = targets
         self.order = order
+        self.cone = cone
         self._mocs: dict[int, Any] = {}
 
     def moc(self, index: int) -> Any:
         found = self._mocs.get(index)
         if found is None:
-            from astropy import units as u
-            from astropy.coordinates import Latitude, Longitude
-            from mocpy import MOC
-
-            t = self.targets[index]
-            found = MOC.from_cone(
-                Longitude(t.ra * u.deg),
-                Latitude(t.dec * u.deg),
-                radius=t.radius * u.deg,
-                max_depth=self.order,
-            )
-            self._mocs[index] = found
+            found = self._mocs[index] = self._make(self.targets[index])
         return found
+
+    def _make(self, target: Target) -> Any:
+        from astropy import units as u
+        from astropy.coordinates import Latitude, Longitude
+        from mocpy import MOC
+
+        lon, lat = Longitude(target.ra * u.deg), Latitude(target.dec * u.deg)
+        if self.cone == "exact":
+            return MOC.from_cone(lon, lat, radius=target.radius * u.deg, max_depth=self.order)
+        import numpy as np
+        from cdshealpix import nested
+
+        reach = math.radians(target.radius) + max_cell_radius(self.order)
+        cells, _, _ = nested.cone_search(lon, lat, reach * u.rad, self.order, flat=True)
+        cell_lon, cell_lat = nested.healpix_to_lonlat(cells, self.order)
+        ra, dec = math.radians(target.ra), math.radians(target.dec)
+        cosine = np.sin(cell_lat.rad) * math.sin(dec) + np.cos(cell_lat.rad) * math.cos(
+            dec
+        ) * np.cos(cell_lon.rad - ra)
+        kept = cells[np.arccos(np.clip(cosine, -1.0, 1.0)) <= reach]
+        depths = np.full(len(kept), self.order, dtype=np.uint8)
+        return MOC.from_healpix_cells(kept.astype(np.uint64), depths, max_depth=self.order)
 
 
 def _inside(coverage: Coverage, cones: _Cones, intersect: str) -> list[bool]:
@@ -481,23 +526,27 @@ def plan(
     inclusive: bool = False,
     order: int = 6,
     intersect: str = "covers",
+    cone: str = "inclusive",
 ) -> Plan:
     """Which candidate to ask about which target.
 
     ``coverages``: ivoid -> ASCII MOC (:func:`parse_coverages`); a candidate
     without one is asked about every target with ``inclusive``, about none
-    without. ``served_by``: :func:`parse_served_by`.
+    without. ``served_by``: :func:`parse_served_by`. ``order``, ``intersect``
+    and ``cone`` (:data:`CONE_MODES`) say how a target meets a coverage.
     """
     if intersect not in INTERSECT_MODES:
         raise ParameterError(f"intersect must be one of {INTERSECT_MODES}, not {intersect!r}")
     if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order <= 29:
         raise ParameterError(f"order must be an integer in 0..29, not {order!r}")
+    if cone not in CONE_MODES:
+        raise ParameterError(f"cone must be one of {CONE_MODES}, not {cone!r}")
     by_key = {c.key: c for c in candidates}
     footprints: dict[str, Coverage] = {}
     for ivoid in sorted({c.ivoid for c in by_key.values()}):
         if ivoid in coverages:
             footprints[ivoid] = Coverage.from_ascii(coverages[ivoid])
-    cones = _Cones(targets, order)
+    cones = _Cones(targets, order, cone)
     inside: dict[str, list[bool]] = {
         ivoid: _inside(footprint, cones, intersect) for ivoid, footprint in footprints.items()
     }

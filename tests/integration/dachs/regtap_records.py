@@ -78,8 +78,10 @@ OFFSET = 0.03
 
 def footprint_moc(collections: Sequence[str]) -> str:
     """An ASCII MOC of order MOC_ORDER of the real footprints of the images of
-    ``collections``: every cell that touches an image (its four corners as a
-    polygon on the sky)."""
+    ``collections`` (each image's four corners as a polygon on the sky), as
+    HEALPix's inclusive query makes it at the coarsest setting (``fact=1``,
+    the one pgsphere uses for ``MOC(order, geometry)``): a search circle
+    inside an image is then inside the coverage by the registry's own test."""
     import healpy
     import numpy
 
@@ -97,7 +99,7 @@ def footprint_moc(collections: Sequence[str]) -> str:
                 (ra - stretch, dec + half),
             ]
             vertices = numpy.array([healpy.ang2vec(a, d, lonlat=True) for a, d in corners])
-            found = healpy.query_polygon(2**MOC_ORDER, vertices, inclusive=True, nest=True)
+            found = healpy.query_polygon(2**MOC_ORDER, vertices, inclusive=True, nest=True, fact=1)
             cells.update(int(cell) for cell in numpy.asarray(found))
     return _ascii_moc(cells)
 
