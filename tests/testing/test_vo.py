@@ -120,6 +120,8 @@ def test_bad_lineups_are_refused() -> None:
         Zone(10.0, 20.0, 5.0, 5.0)
     with pytest.raises(ParameterError):
         Footprint([])
+    with pytest.raises(ParameterError, match="needs 18 hosts"):
+        VOFarm(hosts=5, vo=discovery_vo(0))
 
 
 def test_footprints_and_their_mocs_agree(vo: FarmVO) -> None:

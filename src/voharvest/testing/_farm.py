@@ -176,8 +176,10 @@ class VOFarm:
                 raise ParameterError(f"VOFarm: per_host[{index}] must be a HostConfig")
         if addresses is not None and len(addresses) != hosts:
             raise ParameterError(f"VOFarm: {len(addresses)} addresses for {hosts} hosts")
-        if vo is not None and (not isinstance(vo, FarmVO) or vo.hosts > hosts):
-            raise ParameterError(f"VOFarm: vo must be a FarmVO on at most {hosts} hosts")
+        if vo is not None and not isinstance(vo, FarmVO):
+            raise ParameterError(f"VOFarm: vo must be a FarmVO, got {vo!r}")
+        if vo is not None and vo.hosts > hosts:
+            raise ParameterError(f"VOFarm: this FarmVO needs {vo.hosts} hosts, got {hosts}")
         #: What the hosts serve in a VO for global discovery (docs/testing.md), or None.
         self.vo = vo
         if vo is not None:

@@ -151,7 +151,13 @@ _MOC_ARG = (
 
 
 def _coverage_tests(query: str) -> list[Callable[[Any], bool]]:
-    """A test per coverage constraint of the query: coverage MOC -> does it pass."""
+    """A test per coverage constraint of the query: coverage MOC -> does it pass.
+
+    ``MOC(order, CIRCLE(...))`` is mocpy's cone coverage at that order (the cells
+    the circle touches). pgsphere, behind DaCHS, takes the cells whose centre lies
+    within the radius plus the largest cell radius, a few more: near a footprint's
+    edge a ``CONTAINS`` can pass here and fail there.
+    """
     tests: list[Callable[[Any], bool]] = []
     for function in ("CONTAINS", "INTERSECTS"):
         first = re.compile(function + r"\s*\(\s*" + _MOC_ARG + r"\s*,\s*coverage\s*\)", re.I)
