@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run a farm until stdin closes, a signal, or --duration",
         description="Run a VOFarm; print its URLs as one JSON line, and its counters at the end.",
     )
-    serve.add_argument("--hosts", type=int, default=2, help="number of hosts (default 2)")
+    serve.add_argument(
+        "--hosts", type=int, default=None, help="number of hosts (default 2; with --vo, its own)"
+    )
     serve.add_argument("--seed", type=int, default=0, help="sky and fault seed (default 0)")
     serve.add_argument("--latency", type=float, default=0.0, help="seconds to first byte")
     serve.add_argument("--rate", type=float, default=None, help="requests/s each host accepts")
@@ -89,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         "--vo",
         choices=("discovery",),
         default=None,
-        help="serve a VO for global discovery (sites, footprints, coverage; --hosts at least 18)",
+        help="serve a VO for global discovery (sites, footprints, coverage; 18 hosts)",
     )
     sky = commands.add_parser(
         "sky",
@@ -173,9 +175,8 @@ async def serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     vo = discovery_vo(args.seed) if args.vo == "discovery" else None
-    async with VOFarm(
-        hosts=args.hosts, config=config, seed=args.seed, per_host=per_host, vo=vo
-    ) as farm:
+    hosts = args.hosts if args.hosts is not None else vo.hosts if vo is not None else 2
+    async with VOFarm(hosts=hosts, config=config, seed=args.seed, per_host=per_host, vo=vo) as farm:
         _print({"event": "ready", "pid": os.getpid(), **farm.describe()})
         if not args.ignore_stdin and not _stdin_is_devnull():
             _watch_stdin(loop, stop)
