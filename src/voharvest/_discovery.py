@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from ._discovery_journal import DiscoveryJournal, question_key
 from ._exceptions import (
     HTTPStatusError,
     ParameterError,
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
     from .client import VOClient
     from .protocol.discovery import Dataset
 
-__all__ = ["DiscoveryOptions", "DiscoveryResult", "ServiceReport", "discover"]
+__all__ = ["DiscoveryOptions", "DiscoveryResult", "ServiceReport", "discover", "download"]
 
 logger = logging.getLogger("voharvest.discovery")
 
@@ -49,10 +54,11 @@ class DiscoveryOptions:
     """How a discovery plans and batches.
 
     ``order``/``intersect``/``cone``: the coverage test
-    (:func:`voharvest.protocol.discovery.plan`); ``batch_upload``: targets per ObsCore upload query;
-    ``batch_pos``: circles per SIA 2.0 request; ``concurrency``: requests in
-    flight at once (each host's own limits apply on top); ``chunk``: ivoids
-    per coverage or relationship query.
+    (:func:`voharvest.protocol.discovery.plan`); ``batch_upload``: targets per
+    ObsCore upload query; ``batch_pos``: circles per SIA 2.0 request;
+    ``concurrency``: requests in flight at once per host and per service (each
+    host's own limits apply too); ``chunk``: ivoids per coverage or
+    relationship query.
     """
 
     order: int = 6
@@ -86,8 +92,9 @@ class ServiceReport:
     ``status``: ``queried`` (asked, at least one answer), ``failed`` (asked,
     no answer), ``elided`` (never asked: another service covers it for every
     target that its coverage holds), ``skipped`` (no target in its coverage).
-    Counts are in targets; ``requests`` is what was sent to it, ``records``
-    the rows it answered, ``new`` the datasets first found there.
+    Counts are in targets; ``requests`` is what was sent to it (``replayed``:
+    answers read from the journal instead), ``records`` the rows it answered,
+    ``new`` the datasets first found there.
     ``elided_by`` names the reasons (text), ``errors`` the failures,
     ``mode``: ``upload``, ``multi-pos`` or ``single`` (how it was asked).
     """
@@ -102,6 +109,7 @@ class ServiceReport:
     elided: int = 0
     failed: int = 0
     requests: int = 0
+    replayed: int = 0
     records: int = 0
     new: int = 0
     overflows: int = 0
@@ -123,6 +131,8 @@ class DiscoveryResult:
     services: tuple[ServiceReport, ...]
     plan: Plan
     registry_requests: int
+    #: Answers read from the journal instead of asked for (registry and searches).
+    replayed: int = 0
 
     @property
     def requests(self) -> int:
@@ -141,6 +151,20 @@ class DiscoveryResult:
     def by_status(self, status: str) -> list[tuple[str, str]]:
         return sorted(s.key for s in self.services if s.status == status)
 
+    def report(self) -> dict[str, Any]:
+        """The provenance as plain data (JSON-ready): a record per service, totals."""
+        return {
+            "targets": len(self.targets),
+            "datasets": len(self.datasets),
+            "requests": self.requests,
+            "registry_requests": self.registry_requests,
+            "replayed": self.replayed,
+            "services": [
+                {**dataclasses.asdict(s), "elided_by": list(s.elided_by), "errors": list(s.errors)}
+                for s in self.services
+            ],
+        }
+
 
 @dataclasses.dataclass
 class _Tally:
@@ -148,6 +172,7 @@ class _Tally:
 
     candidate: Candidate
     requests: int = 0
+    replayed: int = 0
     records: int = 0
     new: int = 0
     overflows: int = 0
@@ -161,7 +186,8 @@ class _Tally:
 
 
 async def _targets(client: VOClient, targets: Any, radius: float) -> list[Target]:
-    """Targets from positions (SkyCoord, (ra, dec)), names, or a SkyCoord array."""
+    """Targets from positions (SkyCoord, (ra, dec), (ra, dec, label)), names, or a
+    SkyCoord array."""
     if is_skycoord(targets) and not targets.isscalar:
         items: list[Any] = list(targets)
     elif isinstance(targets, str) or is_skycoord(targets):
@@ -177,8 +203,11 @@ async def _targets(client: VOClient, targets: Any, radius: float) -> list[Target
     if not items:
         raise ParameterError("discover: no target given")
     found = []
-    for index, item in enumerate(items):
+    for index, given in enumerate(items):
+        item: Any = given
         label = item if isinstance(item, str) else ""
+        if isinstance(item, tuple | list) and len(item) == 3 and isinstance(item[2], str):
+            item, label = tuple(item[:2]), str(item[2])  # (ra, dec, label)
         position = await client.position(item)
         ra, dec = position_degrees(position, f"target {index}")
         found.append(Target(index, ra % 360.0, dec, radius, label))
@@ -188,23 +217,37 @@ async def _targets(client: VOClient, targets: Any, radius: float) -> list[Target
 # --- registry ------------------------------------------------------------------------------
 
 
-async def _registry_rows(client: VOClient, queries: Sequence[str]) -> tuple[list[Any], int]:
-    """Run ADQL on the first registry endpoint that answers; decoded answers, requests."""
+async def _registry_rows(
+    client: VOClient, queries: Sequence[str], journal: DiscoveryJournal | None = None
+) -> tuple[list[Any], int]:
+    """Run ADQL on the first registry endpoint that answers: the decoded answers,
+    and how many requests that took (answers kept in the journal are not asked for)."""
     failures: list[VOHarvestError] = []
+    kept: dict[int, Any] = {}
+    if journal is not None:
+        for i, query in enumerate(queries):
+            found = await journal.answer(question_key("registry", query))
+            if found is not None:
+                kept[i] = await asyncio.to_thread(votable.decode, found[1], url=found[0])
+    wanted = [i for i in range(len(queries)) if i not in kept]
+    if not wanted:
+        return [kept[i] for i in range(len(queries))], 0
     for endpoint in client.config.registries:
-        answers = []
+        url = endpoint.url.rstrip("/") + "/sync"
         try:
-            for query in queries:
-                answers.append(
-                    await client.query(
-                        "POST", endpoint.url.rstrip("/") + "/sync", tap.sync_fields(query)
-                    )
-                )
+            answers = await asyncio.gather(
+                *(client.query("POST", url, tap.sync_fields(queries[i])) for i in wanted)
+            )
         except (TransportError, ServiceError) as exc:
             logger.warning("registry %s failed: %s", endpoint.url, exc)
             failures.append(exc)
             continue
-        return answers, len(queries)
+        for i, decoded in zip(wanted, answers, strict=True):
+            kept[i] = decoded
+            if journal is not None and decoded.source is not None:
+                key = question_key("registry", queries[i])
+                await journal.keep(key, decoded.url or url, decoded.source)
+        return [kept[i] for i in range(len(queries))], len(wanted)
     raise failures[-1]
 
 
@@ -229,16 +272,23 @@ class _Runner:
         options: DiscoveryOptions,
         band: Any,
         time: Any,
+        inclusive: bool = False,
+        journal: DiscoveryJournal | None = None,
     ) -> None:
         self.client = client
+        self.inclusive = inclusive
+        self.journal = journal
         self.plan = plan
         self.targets = targets
         self.options = options
         self.band = band
         self.time = time
+        self.metres = plan_.wavelength_metres(band) if band is not None else math.nan
+        self.mjds = plan_.time_interval(time) if time is not None else (math.nan, math.nan)
         self.index = DatasetIndex()
         self.tallies = {key: _Tally(c) for key, c in plan.candidates.items()}
-        self.gate = asyncio.Semaphore(options.concurrency)
+        # Requests in flight, per host (a slow or paused host holds only its own).
+        self.gates: dict[str, asyncio.Semaphore] = {}
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -259,46 +309,91 @@ class _Runner:
         tally.mode = "upload" if candidate.kind == "obscore" else "multi-pos"
         if len(first) == 1 and not rest:
             tally.mode = "single" if candidate.kind == "sia2" else tally.mode
-        refused = await self._batch(tally, first, probing=len(first) > 1)
+        note = question_key("refuses-batches", candidate.ivoid, candidate.kind)
+        refused = None
+        if self.journal is not None and await self.journal.note(note):
+            refused = "noted in the journal"
+        else:
+            # An upload of one target, or several POS: the service may say no.
+            refused = await self._batch(tally, first, probing=tally.mode != "single")
         if refused:
             # The service can't take a batch: one target per request, from now on.
             logger.info("%s refused a batch (%s): one target per request", candidate.label, refused)
+            if self.journal is not None:
+                await self.journal.set_note(note, refused)
             tally.mode = "single"
             await self._each(tally, [[t] for t in targets])
             return
         await self._each(tally, rest)
 
-    async def _each(self, tally: _Tally, batches: Iterable[list[Target]]) -> None:
+    async def _each(self, tally: _Tally, batches: Sequence[list[Target]]) -> None:
+        """Ask the batches, a few at a time: a fixed set of workers per service
+        takes them in turn (no task per target, however many there are)."""
+        pending = iter(batches)
+
+        async def worker() -> None:
+            for batch in pending:
+                await self._batch(tally, batch, probing=False)
+
         async with asyncio.TaskGroup() as group:
-            for batch in batches:
-                group.create_task(self._batch(tally, batch, probing=False))
+            for _ in range(min(self.options.concurrency, len(batches))):
+                group.create_task(worker())
 
     async def _batch(self, tally: _Tally, batch: list[Target], *, probing: bool) -> str | None:
         """Ask one batch; on a refusal while ``probing``, return its reason (nothing counted)."""
         candidate = tally.candidate
-        async with self.gate:
-            tally.requests += 1
-            try:
-                results, owners = await self._ask(candidate, batch, tally.mode)
-            except (QueryError, HTTPStatusError) as exc:
-                if probing and _refusal(exc):
-                    return str(exc)
-                self._failed(tally, batch, exc)
-                return None
-            except VOHarvestError as exc:
-                self._failed(tally, batch, exc)
-                return None
+        key = self._question(candidate, batch, tally.mode)
+        found = None if self.journal is None else await self.journal.answer(key)
+        if found is not None:
+            decoded = await asyncio.to_thread(votable.decode, found[1], url=found[0])
+            tally.replayed += 1
+        else:
+            async with self._gate(candidate):
+                tally.requests += 1
+                try:
+                    decoded = await self._ask(candidate, batch, tally.mode)
+                except (QueryError, HTTPStatusError) as exc:
+                    if probing and _refusal(exc):
+                        return str(exc)
+                    self._failed(tally, batch, exc)
+                    return None
+                except VOHarvestError as exc:
+                    self._failed(tally, batch, exc)
+                    return None
+        try:
+            results, owners = self._read(candidate, batch, decoded, tally.mode)
+        except VOHarvestError as exc:
+            self._failed(tally, batch, exc)
+            return None
+        if found is None and self.journal is not None and decoded.source is not None:
+            await self.journal.keep(key, decoded.url or candidate.access_url, decoded.source)
+        if results.overflow and len(batch) > 1:
+            # Truncated: ask again in halves (the answer's rows stay uncounted).
+            half = len(batch) // 2
+            logger.info("%s truncated a batch of %d: asking in halves", candidate.label, len(batch))
+            await self._each(tally, [batch[:half], batch[half:]])
+            return None
         tally.answered.update(t.id for t in batch)
         tally.records += len(results)
         if results.overflow:
             tally.overflows += 1
             logger.warning("%s truncated its answer (OVERFLOW)", candidate.label)
+        keep = self._sia1_filter if candidate.kind == "sia" and not self.inclusive else None
         for record, target_ids in zip(results, owners, strict=True):
+            if keep is not None and not keep(record):
+                continue
             for target_id in target_ids:
                 origin = Origin(candidate.ivoid, candidate.kind, target_id)
                 if self.index.add(record, origin):
                     tally.new += 1
         return None
+
+    def _gate(self, candidate: Candidate) -> asyncio.Semaphore:
+        host = urlsplit(candidate.access_url).netloc.lower()
+        gate = self.gates.get(host)
+        if gate is None:
+            gate = self.gates[host] = asyncio.Semaphore(self.options.concurrency)
+        return gate
 
     def _failed(self, tally: _Tally, batch: list[Target], exc: VOHarvestError) -> None:
         logger.warning("%s failed: %s", tally.candidate.label, exc)
@@ -306,33 +401,59 @@ class _Runner:
         if len(tally.errors) < 5:
             tally.errors.append(f"{type(exc).__name__}: {exc}")
 
-    async def _ask(
-        self, candidate: Candidate, batch: list[Target], mode: str
-    ) -> tuple[SIAResults, list[list[int]]]:
-        if candidate.kind == "obscore":
-            return await self._obscore(candidate, batch, upload=mode == "upload")
-        if candidate.kind == "sia2":
-            return await self._sia2(candidate, batch)
-        return await self._sia1(candidate, batch[0])
+    def _question(self, candidate: Candidate, batch: list[Target], mode: str) -> str:
+        """The journal's key of a search: service, kind of request, targets, constraints."""
+        circles = ";".join(f"{t.id},{t.ra!r},{t.dec!r},{t.radius!r}" for t in batch)
+        how = "upload" if candidate.kind == "obscore" and mode == "upload" else "get"
+        constraints = (
+            repr(plan_.wavelength_metres(self.band)) if self.band is not None else "",
+            repr(self.mjds) if self.time is not None else "",
+        )
+        return question_key(
+            "search", candidate.ivoid, candidate.kind, candidate.access_url, how, circles,
+            *constraints,
+        )  # fmt: skip
 
-    async def _obscore(
-        self, candidate: Candidate, batch: list[Target], *, upload: bool
+    async def _ask(self, candidate: Candidate, batch: list[Target], mode: str) -> Any:
+        """Send one search; its answer, decoded (with the document kept)."""
+        if candidate.kind == "obscore":
+            url = candidate.access_url.rstrip("/?") + "/sync"
+            if mode == "upload":
+                query = plan_.obscore_upload_query(band=self.band, time=self.time)
+                fields = [*tap.sync_fields(query), ("UPLOAD", "targets,param:targets")]
+                content_type, body = plan_.multipart_body(
+                    fields, {"targets": plan_.targets_votable(batch)}
+                )
+                return await self._post(url, body, content_type)
+            (target,) = batch
+            query = plan_.obscore_target_query(target, band=self.band, time=self.time)
+            return await self.client.query("POST", url, tap.sync_fields(query))
+        if candidate.kind == "sia2":
+            params: dict[str, Any] = {"pos": plan_.sia2_pos(batch)}
+            if self.band is not None:
+                params["band"] = plan_.wavelength_metres(self.band)
+            if self.time is not None:
+                params["time"] = self.mjds
+            return await self.client.query("GET", sia2.build_url(candidate.access_url, **params))
+        target = batch[0]
+        url = sia1.build_url(
+            candidate.access_url,
+            pos=(target.ra, target.dec),
+            size=2 * target.radius,
+            intersect="OVERLAPS",
+        )
+        return await self.client.query("GET", url)
+
+    def _read(
+        self, candidate: Candidate, batch: list[Target], decoded: Any, mode: str
     ) -> tuple[SIAResults, list[list[int]]]:
-        url = candidate.access_url.rstrip("/?") + "/sync"
-        if upload:
-            query = plan_.obscore_upload_query(band=self.band, time=self.time)
-            fields = [*tap.sync_fields(query), ("UPLOAD", "targets,param:targets")]
-            content_type, body = plan_.multipart_body(
-                fields, {"targets": plan_.targets_votable(batch)}
-            )
-            decoded = await self._post(url, body, content_type)
-            results = _sia(decoded)
-            owners = [[int(v)] for v in results.column(plan_.TARGET_COLUMN)]
-            return results, owners
-        (target,) = batch
-        query = plan_.obscore_target_query(target, band=self.band, time=self.time)
-        results = _sia(await self.client.query("POST", url, tap.sync_fields(query)))
-        return results, [[target.id]] * len(results)
+        """An answer's image records, and the targets each belongs to."""
+        results = _sia(decoded)
+        if candidate.kind == "obscore" and mode == "upload":
+            return results, [[int(v)] for v in results.column(plan_.TARGET_COLUMN)]
+        if candidate.kind == "sia2":
+            return results, [plan_.assign_targets(r.ra, r.dec, _fov(r), batch) for r in results]
+        return results, [[batch[0].id]] * len(results)
 
     async def _post(self, url: str, body: bytes, content_type: str) -> Any:
         transport = self.client.transport
@@ -345,30 +466,22 @@ class _Runner:
             raise
         return await self.client.decode(answer)
 
-    async def _sia2(
-        self, candidate: Candidate, batch: list[Target]
-    ) -> tuple[SIAResults, list[list[int]]]:
-        params: dict[str, Any] = {"pos": plan_.sia2_pos(batch)}
+    def _sia1_filter(self, record: Any) -> bool:
+        """SIA 1.0 has no band or time parameter: as pyvo.discover, drop a record
+        whose bandpass misses the band, or whose observation date is more than
+        0.1 day outside the time (records without them are kept); not with
+        ``inclusive``."""
         if self.band is not None:
-            params["band"] = plan_.wavelength_metres(self.band)
+            span = _bandpass_metres(record)
+            if span is not None and not span[0] <= self.metres <= span[1]:
+                return False
         if self.time is not None:
-            params["time"] = plan_.time_interval(self.time)
-        url = sia2.build_url(candidate.access_url, **params)
-        results = _sia(await self.client.query("GET", url))
-        owners = [plan_.assign_targets(r.ra, r.dec, _fov(r), batch) for r in results]
-        return results, owners
-
-    async def _sia1(
-        self, candidate: Candidate, target: Target
-    ) -> tuple[SIAResults, list[list[int]]]:
-        url = sia1.build_url(
-            candidate.access_url,
-            pos=(target.ra, target.dec),
-            size=2 * target.radius,
-            intersect="OVERLAPS",
-        )
-        results = _sia(await self.client.query("GET", url))
-        return results, [[target.id]] * len(results)
+            mjd = record._role("dateobs")
+            if mjd is not None:
+                lo, hi = self.mjds
+                if not lo - 0.1 < float(mjd) < hi + 0.1:
+                    return False
+        return True
 
     def reports(self) -> tuple[ServiceReport, ...]:
         found = []
@@ -395,6 +508,7 @@ class _Runner:
                     elided=len(elided),
                     failed=len(tally.failed - tally.answered),
                     requests=tally.requests,
+                    replayed=tally.replayed,
                     records=tally.records,
                     new=tally.new,
                     overflows=tally.overflows,
@@ -415,6 +529,28 @@ def _sia(decoded: Any) -> SIAResults:
     if version is None:
         raise ServiceError("not an image search answer: no access URL column", url=decoded.url)
     return SIAResults(decoded, version=version, overflow=decoded.status.is_overflow)
+
+
+def _bandpass_metres(record: Any) -> tuple[float, float] | None:
+    """(low, high) wavelength of an SIA 1.0 record in metres (its
+    VOX:BandPass_Unit, metres when not given), or None."""
+    try:
+        lo, hi = record._role("bandpass_lolimit"), record._role("bandpass_hilimit")
+    except (KeyError, AttributeError):
+        return None
+    if lo is None or hi is None:
+        return None
+    unit = str(record._role("bandpass_unit") or "m").strip() or "m"
+    scale = 1.0
+    if unit.lower() not in ("m", "meter", "meters", "metre", "metres"):
+        from astropy import units as u
+
+        try:
+            scale = float(u.Unit(unit).to(u.m, equivalencies=u.spectral()))
+        except (ValueError, u.UnitsError):
+            return None
+    low, high = sorted((float(lo) * scale, float(hi) * scale))
+    return (low, high)
 
 
 def _fov(record: Any) -> float | None:
@@ -439,6 +575,13 @@ def _refusal(exc: VOHarvestError) -> bool:
 # --- the whole ---------------------------------------------------------------------------
 
 
+async def _load_all(modules: Sequence[str]) -> None:
+    from .client import _load
+
+    for module in modules:
+        await _load(module)
+
+
 async def discover(
     client: VOClient,
     targets: Any,
@@ -448,9 +591,29 @@ async def discover(
     time: Any = None,
     inclusive: bool = False,
     options: DiscoveryOptions | None = None,
+    journal: str | os.PathLike[str] | None = None,
 ) -> DiscoveryResult:
     """See :meth:`voharvest.VOClient.discover`."""
     options = options or DiscoveryOptions()
+    if journal is None:
+        return await _discover(client, targets, size, band, time, inclusive, options, None)
+    kept = await DiscoveryJournal(journal).open()
+    try:
+        return await _discover(client, targets, size, band, time, inclusive, options, kept)
+    finally:
+        await asyncio.shield(kept.close())
+
+
+async def _discover(
+    client: VOClient,
+    targets: Any,
+    size: Any,
+    band: Any,
+    time: Any,
+    inclusive: bool,
+    options: DiscoveryOptions,
+    journal: DiscoveryJournal | None,
+) -> DiscoveryResult:
     radius = angle(size, "size")
     if not 0 < radius <= 10 or not math.isfinite(radius):
         raise ParameterError(f"size: a radius in (0, 10] degrees, not {radius}")
@@ -459,29 +622,49 @@ async def discover(
     if time is not None:
         plan_.time_interval(time)
     found = await _targets(client, targets, radius)
+    # The MOC libraries load in a thread (mocpy takes a second or more) while
+    # the registry answers.
+    loading = asyncio.ensure_future(_load_all(("mocpy", "cdshealpix")))
 
-    features = client.config.registries[0].features
-    spectral = _spectral_constraint(band)
-    temporal = None if time is None else plan_.time_interval(time)
-    query = plan_.candidates_query(
-        spectral=spectral, temporal=temporal, inclusive=inclusive, features=features
-    )
-    (answer,), requests = await _registry_rows(client, [query])
-    resources = votable.registry_results(answer)
-    candidates = plan_.candidates_from_resources(resources)
-    ivoids = sorted({c.ivoid for c in candidates})
-    coverages: dict[str, str] = {}
-    served_by: dict[str, frozenset[str]] = {}
-    if ivoids:
-        queries = plan_.coverage_queries(ivoids, chunk=options.chunk)
-        relations = plan_.served_by_queries(ivoids, chunk=options.chunk)
-        answers, more = await _registry_rows(client, [*queries, *relations])
-        requests += more
-        coverage_rows = [row for a in answers[: len(queries)] for row in _rows(a)]
-        relation_rows = [row for a in answers[len(queries) :] for row in _rows(a)]
-        coverages = plan_.parse_coverages(coverage_rows)
-        served_by = plan_.parse_served_by(relation_rows)
-    planned = plan_.plan(
+    try:
+        features = client.config.registries[0].features
+        spectral = _spectral_constraint(band)
+        temporal = None if time is None else plan_.time_interval(time)
+        query = plan_.candidates_query(
+            spectral=spectral, temporal=temporal, inclusive=inclusive, features=features
+        )
+        (answer,), requests = await _registry_rows(client, [query], journal)
+        resources = votable.registry_results(answer)
+        candidates = plan_.candidates_from_resources(resources)
+        ivoids = sorted({c.ivoid for c in candidates})
+        coverages: dict[str, str] = {}
+        served_by: dict[str, frozenset[str]] = {}
+        if ivoids and not features.stc:
+            # No rr.stc_spatial: no service declares a coverage here; with
+            # inclusive every one is asked about every target, without none.
+            logger.warning("the registry has no coverage tables: no service declares one")
+            answers, more = await _registry_rows(
+                client, plan_.served_by_queries(ivoids, chunk=options.chunk), journal
+            )
+            requests += more
+            served_by = plan_.parse_served_by([row for a in answers for row in _rows(a)])
+        elif ivoids:
+            queries = plan_.coverage_queries(ivoids, chunk=options.chunk)
+            relations = plan_.served_by_queries(ivoids, chunk=options.chunk)
+            answers, more = await _registry_rows(client, [*queries, *relations], journal)
+            requests += more
+            coverage_rows = [row for a in answers[: len(queries)] for row in _rows(a)]
+            relation_rows = [row for a in answers[len(queries) :] for row in _rows(a)]
+            coverages = plan_.parse_coverages(coverage_rows)
+            served_by = plan_.parse_served_by(relation_rows)
+    except BaseException:
+        loading.cancel()
+        raise
+    # The plan, CPU work that grows with targets x candidates, is made in a
+    # thread: the event loop runs on meanwhile.
+    await loading
+    planned = await asyncio.to_thread(
+        plan_.plan,
         found,
         candidates,
         coverages,
@@ -491,15 +674,23 @@ async def discover(
         intersect=options.intersect,
         cone=options.cone,
     )
-    runner = _Runner(client, planned, {t.id: t for t in found}, options, band, time)
+    runner = _Runner(
+        client, planned, {t.id: t for t in found}, options, band, time, inclusive, journal
+    )
     await runner.run()
-    return DiscoveryResult(
+    result = DiscoveryResult(
         targets=tuple(found),
-        datasets=tuple(runner.index.datasets),
+        # Ordered by target, then URL: the same every run (answers arrive in any order).
+        datasets=tuple(sorted(runner.index.datasets, key=lambda d: (d.targets, d.access_url))),
         services=runner.reports(),
         plan=planned,
         registry_requests=requests,
+        replayed=0 if journal is None else journal.replayed,
     )
+    if journal is not None:
+        # The provenance of this run, beside its answers.
+        await journal.set_note("report", json.dumps(result.report(), sort_keys=True))
+    return result
 
 
 def _spectral_constraint(band: Any) -> Any:
@@ -510,3 +701,62 @@ def _spectral_constraint(band: Any) -> Any:
     from astropy import units as u
 
     return plan_.wavelength_metres(band) * u.m
+
+
+# --- downloads ---------------------------------------------------------------------------
+
+
+def target_folder(target: Target) -> str:
+    """A safe, stable folder name for a target's files."""
+    from ._files import safe_filename
+
+    if target.label:
+        return safe_filename(target.label, default="target")
+    return f"{target.ra:09.5f}{target.dec:+09.5f}"
+
+
+async def download(
+    client: VOClient,
+    result: DiscoveryResult,
+    directory: str | os.PathLike[str],
+    *,
+    formats: Sequence[str] | None = None,
+    workers: int = 8,
+) -> list[tuple[Dataset, Path | VOHarvestError]]:
+    """Download what a discovery found: each dataset once, into the folder of
+    its first target (``directory/<target>/``), with ``client.download``
+    (DataLink documents resolved to their dataset, ``.part`` kept on failure).
+
+    A file already there is not fetched again, and a ``.part`` is resumed: run
+    again, only what is missing is fetched. ``formats``: only datasets of these
+    MIME types (the parameters after ``;`` ignored; DataLink records are kept,
+    their dataset's type is not known before). Returns (dataset, path or error)
+    pairs, in the result's order.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ParameterError(f"workers: expected a positive integer, not {workers!r}")
+    wanted = {f.split(";")[0].strip().lower() for f in formats} if formats else None
+    targets = {t.id: t for t in result.targets}
+    chosen = [
+        d
+        for d in result.datasets
+        if wanted is None
+        or (d.format or "").split(";")[0].strip().lower() in wanted
+        or "datalink" in (d.format or "").lower()
+    ]
+    outcome: dict[int, Path | VOHarvestError] = {}
+    pending = iter(enumerate(chosen))
+
+    async def worker() -> None:
+        for index, dataset in pending:
+            folder = Path(directory) / target_folder(targets[dataset.targets[0]])
+            try:
+                outcome[index] = await client.download(dataset.record, folder, keep_partial=True)
+            except VOHarvestError as exc:
+                logger.warning("download of %s failed: %s", dataset.access_url, exc)
+                outcome[index] = exc
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(workers, len(chosen))):
+            group.create_task(worker())
+    return [(dataset, outcome[i]) for i, dataset in enumerate(chosen)]

@@ -332,6 +332,7 @@ class VOClient:
         time: Any = None,
         inclusive: bool = False,
         options: DiscoveryOptions | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> DiscoveryResult:
         """Every image of every target that the registry's image services hold.
 
@@ -351,7 +352,14 @@ class VOClient:
         from ._discovery import discover
 
         return await discover(
-            self, targets, size=size, band=band, time=time, inclusive=inclusive, options=options
+            self,
+            targets,
+            size=size,
+            band=band,
+            time=time,
+            inclusive=inclusive,
+            options=options,
+            journal=journal,
         )
 
     # --- services -----------------------------------------------------------------

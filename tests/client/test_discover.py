@@ -3,18 +3,26 @@ per service, coverage and provenance, every request seen by the server."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import io
+import json
+import os
 import re
+import signal
+import sqlite3
+import sys
+import textwrap
 from collections.abc import AsyncIterator
 from html import escape
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from astropy.io.votable import parse_single_table
 
 from tests.servers import LocalServer, votable_response
-from voharvest import ClientConfig, RegistryEndpoint, RetryPolicy, VOClient
+from voharvest import ClientConfig, RegistryEndpoint, RegistryFeatures, RetryPolicy, VOClient
 from voharvest._discovery import DiscoveryOptions
 
 SEP, INTF = "|vh|", "|vh-intf|"
@@ -67,6 +75,8 @@ class LittleVO:
     def __init__(self, server: LocalServer, *, batches: bool) -> None:
         self.server = server
         self.batches = batches
+        #: SIA 1.0 searches at this RA never answer (until it is set to None).
+        self.hang_at: float | None = None
         for method, path, handler in (
             ("POST", "/reg/tap/sync", self.registry),
             ("POST", "/obs/tap/sync", self.obscore),
@@ -134,6 +144,8 @@ class LittleVO:
 
     async def sia1(self, request: web.Request) -> web.Response:
         ra, dec = (float(v) for v in request.query["POS"].split(","))
+        if ra == self.hang_at and "north" not in request.query:
+            await asyncio.sleep(3600)
         fields = [
             '<FIELD name="url" datatype="char" arraysize="*" ucd="VOX:Image_AccessReference"/>',
             '<FIELD name="fmt" datatype="char" arraysize="*" ucd="VOX:Image_Format"/>',
@@ -212,6 +224,16 @@ async def test_a_service_that_refuses_batches_is_asked_per_target_from_then_on(
     assert result.service("ivo://x/sia2").status == "queried"
 
 
+async def test_an_upload_of_one_target_refused_is_asked_again_without(
+    server: LocalServer, client: VOClient
+) -> None:
+    LittleVO(server, batches=False)
+    result = await client.discover([TARGETS[0]], size=0.1)
+    obscore = result.service("ivo://x/obscore")
+    assert (obscore.mode, obscore.requests, obscore.queried, obscore.failed) == ("single", 2, 1, 0)
+    assert result.service("ivo://x/sia2").requests == 1  # one POS: nothing to refuse
+
+
 async def test_nothing_is_asked_outside_the_coverage(server: LocalServer, client: VOClient) -> None:
     LittleVO(server, batches=True)
     result = await client.discover([(200.0, -30.0)], size=0.1)
@@ -227,3 +249,88 @@ async def test_bad_input_is_refused(client: VOClient) -> None:
         await client.discover([], size=0.1)
     with pytest.raises(ValueError, match="batch_pos"):
         DiscoveryOptions(batch_pos=0)
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from voharvest import ClientConfig, RegistryEndpoint, RetryPolicy, VOClient
+
+    async def main(registry, journal):
+        config = ClientConfig(
+            registries=(RegistryEndpoint(registry),), retry=RetryPolicy(attempts=1)
+        )
+        async with VOClient(config) as client:
+            await client.discover(%r, size=0.1, journal=journal)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+) % (TARGETS,)
+
+
+def journaled(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+async def test_a_killed_discovery_run_again_repeats_no_answered_request(
+    server: LocalServer, client: VOClient, tmp_path: Path
+) -> None:
+    vo = LittleVO(server, batches=True)
+    vo.hang_at = TARGETS[2][0]  # the SIA 1.0 service's search at the third target
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    journal = tmp_path / "discovery.sqlite"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), server.url("/reg/tap"), str(journal), env=env
+    )
+    try:
+        # 3 registry answers, 1 upload, 1 multi-POS, 2 + 2 SIA 1.0: all but the hung one.
+        for _ in range(600):
+            if journaled(journal) == 9:
+                break
+            await asyncio.sleep(0.05)
+        assert journaled(journal) == 9
+    finally:
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+    assert child.returncode == -signal.SIGKILL
+    before = len(server.hits)
+    vo.hang_at = None
+
+    result = await client.discover(TARGETS, size=0.1, journal=journal)
+    again = server.hits[before:]
+    assert [(h.path, h.query.get("POS")) for h in again] == [("/sia1", "200.0,-30.0")]
+    assert (result.requests, result.replayed) == (1, 9)
+    assert len(result.datasets) == 6
+    assert result.service("ivo://x/sia1").queried == 3
+    with sqlite3.connect(journal) as db:
+        (kept,) = db.execute("SELECT value FROM notes WHERE key = 'report'").fetchone()
+    report = json.loads(kept)
+    assert (report["datasets"], report["requests"], report["replayed"]) == (6, 1, 9)
+    sia1 = next(s for s in report["services"] if s["ivoid"] == "ivo://x/sia1")
+    assert (sia1["status"], sia1["requests"], sia1["replayed"]) == ("queried", 1, 2)
+
+
+async def test_a_registry_without_coverage_tables(server: LocalServer) -> None:
+    """No rr.stc_spatial: no coverage query; inclusive asks everyone, else no one."""
+    LittleVO(server, batches=True)
+    config = ClientConfig(
+        registries=(RegistryEndpoint(server.url("/reg/tap"), RegistryFeatures.minimal()),),
+        retry=RetryPolicy(attempts=1),
+    )
+    async with VOClient(config) as client:
+        strict = await client.discover(TARGETS, size=0.1)
+        assert strict.registry_requests == 2
+        assert {s.status for s in strict.services} == {"skipped"}
+        assert strict.datasets == ()
+        loose = await client.discover(TARGETS, size=0.1, inclusive=True)
+    assert loose.service("ivo://x/north").queried == 3  # no coverage: asked everywhere
+    queries = [h.body for h in server.hits_for("/reg/tap/sync")]
+    assert not [q for q in queries if b"stc_spatial" in q]

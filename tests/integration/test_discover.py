@@ -19,15 +19,20 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from astropy import units as u
+from astropy.time import Time
 from pyvo import registry as pyvo_registry
 from pyvo.registry import regtap as pyvo_regtap
 from pyvo.utils.prototype import PrototypeWarning
 
 from tests.integration.conftest import Dachs
 from tests.integration.dachs.make_fits import TARGETS
+from voharvest import DiscoveryOptions
+from voharvest._discovery import download
 from voharvest.client import VOClient
 from voharvest.protocol.discovery import Target
 
@@ -119,9 +124,11 @@ def pyvo_discovery(dachs_server: Dachs) -> Iterator[Callable[..., PyvoRun]]:
             patch.setattr(pyvo_image.ImageDiscoverer, name, watched_query)
         pyvo_registry.choose_RegTAP_service(dachs_server.tap)
 
-        def run(space: tuple[float, float, float] | None, *, query: bool = True) -> PyvoRun:
+        def run(
+            space: tuple[float, float, float] | None, *, query: bool = True, **more: Any
+        ) -> PyvoRun:
             watched.append(PyvoRun())
-            discoverer = pyvo_image.ImageDiscoverer(space=space, timeout=10)
+            discoverer = pyvo_image.ImageDiscoverer(space=space, timeout=10, **more)
             discoverer.discover_services()
             watched[-1].after = _keys(discoverer)
             if query:
@@ -136,22 +143,41 @@ def pyvo_discovery(dachs_server: Dachs) -> Iterator[Callable[..., PyvoRun]]:
             pyvo_registry.choose_RegTAP_service(previous)
 
 
-@pytest.fixture(scope="module")
-def every_candidate(pyvo_discovery: Callable[..., PyvoRun]) -> set[Key]:
-    """pyvo's candidates without a position: every image service of the registry."""
-    return pyvo_discovery(None, query=False).before
+#: Constraints besides the position: pyvo's (spectrum, time) and ours (band, time).
+CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "": {},
+    # r band: SDSS-like and the site-wide SIA 2.0 declare it; the TAP service
+    # declares no spectral coverage, so it drops out (inclusive=False).
+    "620nm": {"spectrum": 620 * u.nm},
+    "250nm": {"spectrum": 250 * u.nm},
+    # 2004-03-12 (MJD 53076), within the images' dates (MJD 53074-53079).
+    "mjd53076": {"time": Time(53076.0, format="mjd")},
+}
+#: pyvo's candidates without a position, per constraint (asked once).
+EVERY_CANDIDATE: dict[str, set[Key]] = {}
+CASES = [(name, "") for name in POSITIONS] + [
+    ("M51", "620nm"),
+    ("M101", "250nm"),
+    ("M87", "620nm"),
+    ("M51", "mjd53076"),
+    ("COSMOS", "620nm"),
+]
 
 
-@pytest.mark.parametrize("name", list(POSITIONS))
+@pytest.mark.parametrize(("name", "constraint"), CASES)
 async def test_same_datasets_and_services_as_pyvo(
-    name: str,
-    client: VOClient,
-    pyvo_discovery: Callable[..., PyvoRun],
-    every_candidate: set[Key],
+    name: str, constraint: str, client: VOClient, pyvo_discovery: Callable[..., PyvoRun]
 ) -> None:
     ra, dec = POSITIONS[name]
-    theirs = await asyncio.to_thread(pyvo_discovery, (ra, dec, RADIUS))
-    ours = await client.discover((ra, dec), size=RADIUS)
+    more = CONSTRAINTS[constraint]
+    if constraint not in EVERY_CANDIDATE:
+        everywhere = await asyncio.to_thread(pyvo_discovery, None, query=False, **more)
+        EVERY_CANDIDATE[constraint] = everywhere.before
+    every_candidate = EVERY_CANDIDATE[constraint]
+    theirs = await asyncio.to_thread(pyvo_discovery, (ra, dec, RADIUS), **more)
+    ours = await client.discover(
+        (ra, dec), size=RADIUS, band=more.get("spectrum"), time=more.get("time")
+    )
 
     # The same candidates in all: the registry's SIA 1.0, SIA 2.0 and ObsCore services.
     assert {s.key for s in ours.services} == every_candidate
@@ -219,3 +245,32 @@ async def test_batches_many_targets_in_one_request_per_service(client: VOClient)
 async def test_unit_target_values_are_checked() -> None:
     with pytest.raises(ValueError, match="radius"):
         Target(0, 10.0, 10.0, 0.0)
+
+
+async def test_downloads_what_it_found_once(client: VOClient, tmp_path: Path) -> None:
+    """Every dataset at M51 into M51's folder: the DataLink documents resolved to
+    their FITS files; run again, no file is fetched."""
+    result = await client.discover(
+        [(*TARGETS["M51"], "M51")], size=RADIUS, options=DiscoveryOptions(concurrency=4)
+    )
+    fetched = await download(client, result, tmp_path)
+    paths = [p for _, p in fetched]
+    assert all(isinstance(p, Path) for p in paths), paths
+    names = sorted(p.name for p in paths if isinstance(p, Path))
+    assert names == sorted(
+        [f"sdss_m51_{b}.{x}" for b in "gr" for x in ("fits", "jpg")]
+        + ["uvot_m51_uvw1.fits", "uvot_m51_uvw1.jpg", "dlimg_m51_J.fits", "dlimg_m51_Ks.fits"]
+    )
+    assert {p.parent.name for p in paths if isinstance(p, Path)} == {"M51"}
+    for path in paths:
+        assert isinstance(path, Path)
+        start = path.read_bytes()[:6]
+        assert start == b"SIMPLE" if path.suffix == ".fits" else start[:2] == b"\xff\xd8"
+    before = sum(s.requests for s in client.stats.values())
+    again = await download(client, result, tmp_path)
+    assert [p for _, p in again] == paths
+    # Run again: no file is fetched; only the two DataLink documents are read
+    # again (they name the file).
+    links = [d for d, _ in fetched if "datalink" in (d.format or "")]
+    assert len(links) == 2
+    assert sum(s.requests for s in client.stats.values()) - before == len(links)

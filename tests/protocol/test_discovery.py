@@ -13,6 +13,7 @@ import pytest
 from astropy.io.votable import parse_single_table
 
 from voharvest import ParameterError
+from voharvest.protocol import coverage
 from voharvest.protocol import discovery as d
 from voharvest.protocol.regtap import Interface, Resource
 
@@ -119,9 +120,9 @@ def _cells(moc: Any) -> set[int]:
 
 
 def test_a_circle_becomes_the_moc_pgsphere_makes_of_it() -> None:
-    cones = d._Cones([target(0, *M51)], 6, "inclusive")
+    cones = coverage.Cones([target(0, *M51)], 6, "inclusive")
     assert _cells(cones.moc(0)) == PGSPHERE_M51_CELLS
-    exact = d._Cones([target(0, *M51)], 6, "exact")
+    exact = coverage.Cones([target(0, *M51)], 6, "exact")
     assert _cells(exact.moc(0)) == {11026, 11027}
 
 
