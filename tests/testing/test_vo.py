@@ -332,6 +332,36 @@ def test_moc_constraints_are_evaluated(vo: FarmVO) -> None:
     assert moc_of_circle(10.0, 0.0, 0.05, 6).sky_fraction < stripe.sky_fraction
 
 
+def test_moc_of_a_circle_as_pgsphere_makes_it() -> None:
+    """The farm's MOC(order, CIRCLE) (cells whose centre is within the radius plus the
+    largest cell radius) agrees with the client's own, made apart from it."""
+    import math
+    from types import SimpleNamespace
+
+    from voharvest.protocol.coverage import Cones, max_cell_radius
+    from voharvest.testing._footprints import _max_cell_radius, moc_of_disc
+
+    for order in (5, 6, 7):
+        assert _max_cell_radius(order) == pytest.approx(math.degrees(max_cell_radius(order)))
+    rng = np.random.default_rng(3)
+    targets = [
+        SimpleNamespace(ra=float(ra), dec=float(dec), radius=float(r))
+        for ra, dec, r in zip(
+            rng.uniform(0, 360, 40),
+            np.degrees(np.arcsin(rng.uniform(-1, 1, 40))),
+            rng.uniform(0.001, 0.5, 40),
+            strict=True,
+        )
+    ]
+    cones = Cones(targets, 6, "inclusive")
+    for index, target in enumerate(targets):
+        ours = moc_of_disc(target.ra, target.dec, target.radius, 6)
+        assert ours == cones.moc(index), target
+        assert moc_of_circle(target.ra, target.dec, target.radius, 6).sky_fraction <= (
+            ours.sky_fraction
+        )
+
+
 # --- ObsCore over TAP --------------------------------------------------------------------
 
 

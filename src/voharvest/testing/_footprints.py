@@ -15,6 +15,7 @@ MOC therefore skips no target that a search would have answered with data.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ __all__ = [
     "Footprint",
     "Zone",
     "moc_of_circle",
+    "moc_of_disc",
     "parse_moc",
 ]
 
@@ -166,6 +168,49 @@ def moc_of_circle(ra: float, dec: float, radius: float, order: int) -> MOC:
         radius=max(radius, 1e-6) * u.deg,
         max_depth=order,
     )
+
+
+@functools.cache
+def _max_cell_radius(order: int) -> float:
+    """The largest angle (degrees) from a HEALPix cell's centre to one of its corners at
+    ``order``, measured over every cell of the order."""
+    import astropy.units as u
+    from cdshealpix import nested
+
+    cells = np.arange(12 * 4**order, dtype=np.uint64)
+    lon, lat = nested.healpix_to_lonlat(cells, order)
+    corner_lon, corner_lat = nested.vertices(cells, order)
+    ra = np.asarray(lon.to_value(u.deg))[:, None]
+    dec = np.asarray(lat.to_value(u.deg))[:, None]
+    r, d = np.radians(ra), np.radians(dec)
+    cr, cd = np.radians(corner_lon.to_value(u.deg)), np.radians(corner_lat.to_value(u.deg))
+    term = np.sin((cd - d) / 2) ** 2 + np.cos(d) * np.cos(cd) * np.sin((cr - r) / 2) ** 2
+    return float(np.degrees(2 * np.arcsin(np.sqrt(np.clip(term, 0.0, 1.0)))).max())
+
+
+def moc_of_disc(ra: float, dec: float, radius: float, order: int) -> MOC:
+    """ADQL ``MOC(order, CIRCLE(ra, dec, radius))`` as pgsphere (DaCHS) makes it.
+
+    HEALPix's inclusive disc: the cells of ``order`` whose centre lies within
+    ``radius`` plus the largest cell radius of the order. Orders up to 8; finer
+    ones fall back to :func:`moc_of_circle` (the cells the circle touches).
+    """
+    if order > 8:
+        return moc_of_circle(ra, dec, radius, order)
+    import astropy.units as u
+    from astropy.coordinates import Latitude, Longitude
+    from cdshealpix import nested
+
+    reach = radius + _max_cell_radius(order)
+    lon, lat = Longitude(ra * u.deg), Latitude(dec * u.deg)
+    cells, _, _ = nested.cone_search(lon, lat, reach * u.deg, order, flat=True)
+    centre_lon, centre_lat = nested.healpix_to_lonlat(cells, order)
+    distance = _separation(
+        ra, dec, np.asarray(centre_lon.to_value(u.deg)), np.asarray(centre_lat.to_value(u.deg))
+    )
+    kept = np.asarray(cells[distance <= reach], dtype=np.uint64)
+    depths = np.full(len(kept), order, dtype=np.uint8)
+    return _mocpy().MOC.from_healpix_cells(kept, depths, max_depth=order)
 
 
 def parse_moc(text: str) -> MOC:

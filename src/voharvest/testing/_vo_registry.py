@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
-from ._footprints import moc_of_circle
+from ._footprints import moc_of_disc
 from ._vo import OBSCORE_UTYPE, STANDARD_IDS, FarmService
 from ._votables import REGISTRY_FIELDS, Field, error_votable, table_votable
 
@@ -153,10 +153,9 @@ _MOC_ARG = (
 def _coverage_tests(query: str) -> list[Callable[[Any], bool]]:
     """A test per coverage constraint of the query: coverage MOC -> does it pass.
 
-    ``MOC(order, CIRCLE(...))`` is mocpy's cone coverage at that order (the cells
-    the circle touches). pgsphere, behind DaCHS, takes the cells whose centre lies
-    within the radius plus the largest cell radius, a few more: near a footprint's
-    edge a ``CONTAINS`` can pass here and fail there.
+    ``MOC(order, CIRCLE(...))`` is made as pgsphere (behind DaCHS) makes it: the
+    cells whose centre lies within the radius plus the largest cell radius of the
+    order (:func:`~._footprints.moc_of_disc`), a few more than the circle touches.
     """
     tests: list[Callable[[Any], bool]] = []
     for function in ("CONTAINS", "INTERSECTS"):
@@ -165,7 +164,7 @@ def _coverage_tests(query: str) -> list[Callable[[Any], bool]]:
         for pattern, moc_first in ((first, True), (second, False)):
             for match in pattern.finditer(query):
                 order, _, ra, dec, radius = match.groups()
-                region = moc_of_circle(float(ra), float(dec), float(radius or 0.0), int(order))
+                region = moc_of_disc(float(ra), float(dec), float(radius or 0.0), int(order))
                 tests.append(_coverage_test(function.upper(), region, moc_first))
     return tests
 
