@@ -29,6 +29,7 @@ from ._auth import capabilities
 from ._config import FAULT_KINDS, IMAGE_FORMATS, SEARCH_FAULTS
 from ._searches import Answer, registry_answer, sia1_answer, sia2_answer
 from ._sky import FitsImage, tile_by_id
+from ._vo_answers import vo_sia1_answer, vo_sia2_answer, vo_tap_answer, vo_tap_resources
 from ._votables import error_votable
 
 if TYPE_CHECKING:
@@ -108,6 +109,8 @@ class HostServer:
         app.router.add_route("POST", "/tap/sync", self._tap_sync)
         app.router.add_get("/images/{name}", self._image)
         app.router.add_get("/capabilities", self._capabilities)
+        if self.farm.vo is not None:  # a FarmVO's TAP endpoints, as pyvo reads them
+            app.router.add_get("/tap/{vosi:capabilities|tables}", self._tap_vosi)
         self.runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
@@ -317,7 +320,12 @@ class HostServer:
     # --- endpoints ------------------------------------------------------------------
 
     async def _search(
-        self, request: web.Request, endpoint: str, answer: Callable[[], Answer]
+        self,
+        request: web.Request,
+        endpoint: str,
+        answer: Callable[[], Answer],
+        *,
+        threaded: bool = False,
     ) -> web.StreamResponse:
         self.counters.searches += 1
         await self.farm.pause(self.config.latency)
@@ -326,7 +334,9 @@ class HostServer:
             return await self._send(
                 request, int(fault), f"{fault}: injected\n".encode(), "text/plain", retry_after=True
             )
-        status, body = answer()
+        # An answer that may take a while (a FarmVO's uploads) is made in a thread, so the
+        # loop keeps serving the other hosts on time.
+        status, body = await asyncio.to_thread(answer) if threaded else answer()
         if fault == "malformed":
             body = body[: len(body) // 2]
         elif fault == "query_error":
@@ -334,17 +344,20 @@ class HostServer:
         return await self._send(request, status, body, "application/x-votable+xml", fault=fault)
 
     async def _sia1(self, request: web.Request) -> web.StreamResponse:
+        answer = sia1_answer if self.farm.vo is None else vo_sia1_answer
         return await self._search(
-            request, "sia", lambda: sia1_answer(self.farm, self.host, request.query.items())
+            request, "sia", lambda: answer(self.farm, self.host, request.query.items())
         )
 
     async def _sia2(self, request: web.Request) -> web.StreamResponse:
+        answer = sia2_answer if self.farm.vo is None else vo_sia2_answer
         return await self._search(
-            request, "sia2", lambda: sia2_answer(self.farm, self.host, request.query.items())
+            request, "sia2", lambda: answer(self.farm, self.host, request.query.items())
         )
 
     async def _tap_sync(self, request: web.Request) -> web.StreamResponse:
         params: dict[str, str] = {}
+        files: dict[str, bytes] = {}  # uploaded parts (multipart/form-data files)
         for key, value in request.query.items():
             params.setdefault(key.upper(), value)
         if request.method == "POST":
@@ -352,7 +365,21 @@ class HostServer:
             for key, item in form.items():
                 if isinstance(item, str):
                     params.setdefault(key.upper(), item)
+                elif isinstance(item, web.FileField):
+                    files.setdefault(key, item.file.read())
+        if self.farm.vo is not None:
+            return await self._search(
+                request,
+                "tap",
+                lambda: vo_tap_answer(self.farm, self.host, params, files),
+                threaded=bool(files),
+            )
         return await self._search(request, "tap", lambda: registry_answer(self.farm, params))
+
+    async def _tap_vosi(self, request: web.Request) -> web.StreamResponse:
+        """A FarmVO's TAP capabilities and tables (what pyvo reads before a query)."""
+        body = vo_tap_resources(self.host, request.match_info["vosi"])
+        return web.Response(body=body, content_type="text/xml")
 
     async def _capabilities(self, request: web.Request) -> web.StreamResponse:
         """VOSI capabilities: each interface's security method (anonymous if open)."""
