@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ._checks import angle, is_skycoord, position_degrees
 from ._datalinks import raise_dali_error
 from ._discovery_journal import DiscoveryJournal, question_key
 from ._exceptions import (
@@ -35,9 +36,9 @@ from ._exceptions import (
     TransportError,
     VOHarvestError,
 )
+from ._names import import_in_thread
 from .protocol import discovery as plan_
 from .protocol import sia1, sia2, tap, votable
-from .protocol._encoding import angle, is_skycoord, position_degrees
 from .protocol.discovery import Candidate, DatasetIndex, Origin, Plan, Target
 from .protocol.records import SIAResults
 
@@ -579,10 +580,8 @@ def _refusal(exc: VOHarvestError) -> bool:
 
 
 async def _load_all(modules: Sequence[str]) -> None:
-    from ._names import _load
-
     for module in modules:
-        await _load(module)
+        await import_in_thread(module)
 
 
 async def discover(

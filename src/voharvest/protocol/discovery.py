@@ -43,7 +43,12 @@ from .._exceptions import ParameterError
 from ._encoding import adql_string, format_number
 from ._services import Resource
 from .coverage import CONE_MODES, INTERSECT_MODES, Cones, Coverage, inside, max_cell_radius
-from .regtap import RegistryFeatures
+from .regtap import (
+    RegistryFeatures,
+    interfaces_aggregate,
+    spectral_condition,
+    temporal_condition,
+)
 
 __all__ = [
     "CONE_MODES",
@@ -192,9 +197,7 @@ class Plan:
 
 
 def _interfaces_column() -> str:
-    from .regtap import _aggregate
-
-    return _aggregate()
+    return interfaces_aggregate()
 
 
 def candidates_query(
@@ -209,8 +212,6 @@ def candidates_query(
     ``spectral`` and ``temporal`` are as :func:`.regtap.build_query` takes
     them; with ``inclusive``, resources that declare no such coverage pass too.
     """
-    from .regtap import _spectral, _temporal
-
     sia1 = adql_string(SIA1_ID)
     taps = ", ".join(adql_string(i) for i in TAP_IDS)
     obscore_table = (
@@ -228,8 +229,8 @@ def candidates_query(
         f" OR (standard_id IN ({taps}) AND ({obscore_table} OR {obscore_model})))"
     ]
     for value, build, table in (
-        (spectral, _spectral, "rr.stc_spectral"),
-        (temporal, _temporal, "rr.stc_temporal"),
+        (spectral, spectral_condition, "rr.stc_spectral"),
+        (temporal, temporal_condition, "rr.stc_temporal"),
     ):
         if value is None:
             continue
