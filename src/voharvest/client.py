@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import aiohttp
     from astropy.coordinates import SkyCoord
 
-    from ._discovery import DiscoveryOptions, DiscoveryResult
+    from ._discovery_options import DiscoveryOptions, DiscoveryResult
     from .protocol.datalink import DataLinks
     from .protocol.records import TableResults
 

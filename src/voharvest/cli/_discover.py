@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._config import ClientConfig
-from .._discovery import download
+from .._discovery_downloads import download
 from .._exceptions import ParameterError
 from ..client import VOClient
 from ..harvesting import parse_target
