@@ -21,7 +21,8 @@ formats match no record, so nothing is downloaded; the journals are written).
   the per-host limit is the bound (``searches / hosts / rate`` seconds) and
   more workers cannot help.
 
-Workers are started and their imports warmed before the clock starts; the
+The runs on one number of workers share a LocalCluster, each with a farm of its
+own. Workers are started and their imports warmed before the clock starts; the
 makespan runs from the call to the last partition's end (plan, target split,
 tasks, combined manifest). CPU: the machine's busy CPU seconds over the run
 (``/proc/stat``), the farm's share (``/proc/<pid>/stat``).
@@ -32,10 +33,12 @@ Writes ``dask_fanout.json``, ``.md`` and ``.png`` into ``--out``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import itertools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,21 +70,11 @@ def _warm(client: Any) -> None:
     client.run(load)
 
 
-def _dask_run(
-    farm: Farm,
-    workers: int,
-    per_host: int,
-    *,
-    rate: float,
-    gate: bool,
-    out: Path,
-) -> dict[str, Any]:
+@contextlib.contextmanager
+def _cluster(workers: int) -> Iterator[Any]:
+    """A LocalCluster of ``workers`` processes (one thread each), its imports warmed; a client."""
     from distributed import Client, LocalCluster
 
-    from voharvest import ClientConfig, HostPolicy
-    from voharvest.dask import harvest_on_dask
-
-    config = ClientConfig(host=HostPolicy(rate=rate, concurrency=8))
     with (
         LocalCluster(
             n_workers=workers,
@@ -93,25 +86,45 @@ def _dask_run(
         Client(cluster) as client,
     ):
         _warm(client)
-        with CpuSpan(farm) as span:
-            run = harvest_on_dask(
-                client,
-                farm.sia1_urls,
-                _harness.positions(per_host),
-                download_to=out,
-                size=SIZE_DEG,
-                keep_formats=NOTHING,
-                config=config,
-                partitions=workers,
-                sky_cell=None,
-                gate=gate,
-                keep_items=False,
-            )
-            list(run)
+        yield client
+
+
+def _dask_run(
+    client: Any,
+    farm: Farm,
+    *,
+    workers: int,
+    per_host: int,
+    rate: float,
+    gate: bool,
+    out: Path,
+) -> dict[str, Any]:
+    from voharvest import ClientConfig, HostPolicy
+    from voharvest._config import origin_of
+    from voharvest.dask import harvest_on_dask
+
+    config = ClientConfig(host=HostPolicy(rate=rate, concurrency=8))
+    with CpuSpan(farm) as span:
+        run = harvest_on_dask(
+            client,
+            farm.sia1_urls,
+            _harness.positions(per_host),
+            download_to=out,
+            size=SIZE_DEG,
+            keep_formats=NOTHING,
+            config=config,
+            partitions=workers,
+            sky_cell=None,
+            gate=gate,
+            keep_items=False,
+        )
+        list(run)
     searches = sum(
         t.searches + t.searches_failed for p in run.partitions for t in p.totals.values()
     )
     failed = sum(t.searches_failed for p in run.partitions for t in p.totals.values())
+    # The cluster's ledger also holds the hosts of earlier runs on it (other farms).
+    origins = {origin_of(url) for url in farm.sia1_urls}
     return {
         "workers": workers,
         "gate": gate,
@@ -122,7 +135,9 @@ def _dask_run(
         "partition_seconds": sorted(round(p.seconds, 2) for p in run.partitions),
         "partition_workers": len({p.worker for p in run.partitions}),
         "reslots": sum(p.gate.reslots for p in run.partitions if p.gate is not None),
-        "ledger_max_in_use": max((h["max_in_use"] for h in run.ledger.values()), default=None),
+        "ledger_max_in_use": max(
+            (h["max_in_use"] for o, h in run.ledger.items() if o in origins), default=None
+        ),
         **span.figures(),
     }
 
@@ -172,48 +187,38 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     counts = [int(x) for x in str(args.workers).split(",") if x.strip()]
     free = ["--hosts", str(args.hosts), "--latency", str(args.latency)]
     limited = [*free, "--rate", str(args.limited_rate)]
-    rows: list[dict[str, Any]] = []
+    # The runs on one worker count share a cluster (starting workers is most of a
+    # small run's time); one cluster at a time. Each run has a farm of its own.
+    runs: dict[tuple[str, int, bool], dict[str, Any]] = {}
+    wanted = [*counts, *([] if 2 in counts else [2])]  # "gate cost" runs 2 workers
     with _harness.scratch("voharvest-dask-bench-") as root:
-
-        def place(name: str) -> Path:
-            return root / name
-
-        for workers in counts:
-            result = _contender(
-                free,
-                lambda farm, w=workers: _dask_run(
-                    farm, w, per_host, rate=math.inf, gate=True, out=place(f"scale-{w}")
-                ),
-            )
-            rows.append({"series": "scaling", **result})
-        rows.append(
-            {
-                "series": "gate cost",
-                **_contender(
-                    free,
-                    lambda farm: _dask_run(
-                        farm, 2, per_host, rate=math.inf, gate=False, out=place("nogate")
-                    ),
-                ),
-            }
+        for workers in wanted:
+            plan = [("gate cost", math.inf, False)] if workers == 2 else []
+            if workers in counts:
+                plan.insert(0, ("scaling", math.inf, True))
+                if workers <= 3:
+                    plan.append(("limited", args.limited_rate, True))
+            with _cluster(workers) as client:
+                for series, rate, gate in plan:
+                    farm_options = limited if series == "limited" else free
+                    out = root / f"{series}-{workers}-{gate}".replace(" ", "-")
+                    runs[series, workers, gate] = _contender(
+                        farm_options,
+                        functools.partial(
+                            _dask_run, client, workers=workers, per_host=per_host,
+                            rate=rate, gate=gate, out=out,
+                        ),
+                    )  # fmt: skip
+        runs["gate cost", 0, False] = _contender(
+            free, lambda farm: _single_machine(farm, per_host, rate=math.inf, out=root / "one")
         )
-        rows.append(
-            {
-                "series": "gate cost",
-                **_contender(
-                    free,
-                    lambda farm: _single_machine(farm, per_host, rate=math.inf, out=place("one")),
-                ),
-            }
-        )
-        for workers in [w for w in counts if w <= 3]:
-            result = _contender(
-                limited,
-                lambda farm, w=workers: _dask_run(
-                    farm, w, per_host, rate=args.limited_rate, gate=True, out=place(f"lim-{w}")
-                ),
-            )
-            rows.append({"series": "limited", **result})
+    order = [
+        *(("scaling", w, True) for w in counts),
+        ("gate cost", 2, False),
+        ("gate cost", 0, False),
+        *(("limited", w, True) for w in counts if w <= 3),
+    ]
+    rows = [{"series": key[0], **runs[key]} for key in order]
 
     figures: dict[str, Any] = {
         "workload": {

@@ -1,7 +1,7 @@
 """Politeness: spacing at the wire, fair scheduling across hosts, limits nobody told us.
 
 ``python -m benchmarks.politeness [--only noburst,fair,unknown] [--seconds 120]
-[--no-stilts] [--smoke] [--out DIR]``
+[--contenders told,untold,pyvo,pyvo8,stilts] [--no-stilts] [--smoke] [--out DIR]``
 
 Every farm runs in a process of its own (``python -m voharvest.testing serve``)
 and is started afresh for each run, so its counters belong to that run alone.
@@ -405,21 +405,32 @@ def unknown(args: argparse.Namespace) -> list[dict[str, Any]]:
     counts = _workload(args.seconds)
     limits = _limits()
     limit = args.limit if args.limit else 2.5 * args.seconds + 30
-    contenders: list[tuple[str, Any]] = [
-        ("voharvest, told each limit", lambda u: _contender_voharvest(True, u, counts, limit)),
+    contenders: list[tuple[str, str, Any]] = [
         (
+            "told",
+            "voharvest, told each limit",
+            lambda u: _contender_voharvest(True, u, counts, limit),
+        ),
+        (
+            "untold",
             "voharvest, not told (defaults; 20/s host: max_rate=50)",
             lambda u: _contender_voharvest(False, u, counts, limit),
         ),
-        ("pyvo, one search after another", lambda u: _contender_pyvo(1, u, counts, limit)),
-        ("pyvo, 8 threads", lambda u: _contender_pyvo(8, u, counts, limit)),
+        ("pyvo", "pyvo, one search after another", lambda u: _contender_pyvo(1, u, counts, limit)),
+        ("pyvo8", "pyvo, 8 threads", lambda u: _contender_pyvo(8, u, counts, limit)),
     ]
     if not args.no_stilts and shutil.which("stilts"):
         contenders.append(
-            ("STILTS coneskymatch erract=retry", lambda u: _contender_stilts(u, counts, limit))
+            (
+                "stilts",
+                "STILTS coneskymatch erract=retry",
+                lambda u: _contender_stilts(u, counts, limit),
+            )
         )
+    wanted = {name.strip() for name in args.contenders.split(",") if name.strip()}
+    contenders = [c for c in contenders if c[0] in wanted]
     rows = []
-    for name, run in contenders:
+    for _, name, run in contenders:
         with Farm(len(limits), _unknown_hosts(), "--latency", "0.02") as farm:
             started = time.monotonic()
             client = run(farm.urls)
@@ -529,6 +540,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fair-searches", type=int, default=100, help="per host (100)")
     parser.add_argument("--no-stilts", action="store_true")
+    parser.add_argument(
+        "--contenders",
+        default="told,untold,pyvo,pyvo8,stilts",
+        help="unknown limits: which of told,untold,pyvo,pyvo8,stilts run (all)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
     parser.add_argument("--out", type=Path, default=_harness.RESULTS, metavar="DIR")
     parser.add_argument("--child-burst", help=argparse.SUPPRESS)
@@ -546,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(json.dumps(result))
         return result
     if args.smoke:
-        args.seconds, args.noburst_hosts, args.noburst_searches = 2.0, 3, 8
+        args.seconds, args.noburst_hosts, args.noburst_searches = 1.0, 3, 8
         args.burst_searches, args.fair_searches, args.limit = 3, 6, 40.0
     runs = {name.strip() for name in args.only.split(",") if name.strip()}
     figures: dict[str, Any] = {"smoke": args.smoke}

@@ -1,4 +1,4 @@
-"""A fake :class:`~voharvest._limiter.Clock` for politeness tests: exact and instant.
+"""A fake :class:`~voharvest._clock.Clock` for politeness tests: exact and instant.
 
 Sleeps wait on timers; whenever every task has run as far as it can, time
 jumps to the earliest timer and wakes its sleeper (one at a time, so the

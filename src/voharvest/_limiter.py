@@ -33,12 +33,20 @@ from ._adaptive import AdaptiveRate
 from ._clock import Clock
 from ._config import HostPolicy
 
-# Clock is named here too until every importer takes it from ._clock.
-__all__ = ["Clock", "HostGate", "HostLimiter", "HostPaused", "HostStats", "Ticket"]
+__all__ = ["HostGate", "HostLimiter", "HostPaused", "HostStats", "Ticket"]
 
 #: The longest a request waits at the wire for its turn; a longer wait (the host
 #: was paused meanwhile) sends it back to wait for its slot without a connection.
 WIRE_WAIT_MAX = 5.0
+#: How early (seconds, at most a fifth of the interval) a request spaced at the wire
+#: leaves its start slot: its connection and headers are made meanwhile, and the
+#: wire, where it waits the rest, is the only place left where it can wake up late.
+WIRE_LEAD = 0.02
+#: How early (seconds) a request may go after a previous one whose write a stall
+#: delayed: the write is confirmed on the next loop turn, and the wire time moves to
+#: that confirmation less this much (the write happened at most that much earlier,
+#: unless a loop turn as long ran after it: then the next waits too long, not short).
+WIRE_CONFIRM = 0.005
 
 
 class HostGate(Protocol):
@@ -238,15 +246,16 @@ class HostLimiter:
             now = self._clock.now()
             start = max(now, self._next, self._paused_until, self._wire + self.interval)
             self._next = start + self.interval
-            if start > now:
-                await self._clock.sleep(start - now)
+            lead = min(WIRE_LEAD, 0.2 * self.interval) if wire else 0.0
+            if start - lead > now:
+                await self._clock.sleep(start - lead - now)
             if not wire:
                 # No word from the wire: the slot is the start. A late wake-up (a
                 # busy event loop) must not send missed slots out together.
                 while (early := self._wire + self.interval - self._clock.now()) > 0:
                     await self._clock.sleep(early)
             now = self._clock.now()
-            if now >= self._paused_until:
+            if now + lead >= self._paused_until:
                 if not wire:
                     self._mark_wire(now)
                 return
@@ -272,8 +281,17 @@ class HostLimiter:
         notes its write time: a late request only pushes the next one later,
         never lets it go early. The rate read is the current one, so requests
         released after a pause go out spaced at the rate the pause left.
+
+        The write itself follows this method's return with no await, but a
+        stall of the whole process (a garbage collection, the scheduler) can
+        still fall in between. So the lock is released only on the next loop
+        turn, by :meth:`_written`, which runs after the write whatever
+        happened: the write time becomes that confirmation less
+        :data:`WIRE_CONFIRM`, if that is later than the noted time, before the
+        next request looks at it.
         """
-        async with self._wire_lock:
+        await self._wire_lock.acquire()
+        try:
             while True:
                 now = self._clock.now()
                 start = max(self._wire + self.interval, self._paused_until)
@@ -283,9 +301,21 @@ class HostLimiter:
                     raise HostPaused(self)
                 await self._clock.sleep(start - now)
             self._mark_wire(now)
+        except BaseException:
+            self._wire_lock.release()
+            raise
+        asyncio.get_running_loop().call_soon(self._written, now)
         if ticket is not None:
             self._left(ticket)
         return now
+
+    def _written(self, marked: float) -> None:
+        """The request marked at ``marked`` has been written: confirm its time, free the wire."""
+        confirmed = self._clock.now() - WIRE_CONFIRM
+        if confirmed > marked and self._wire == marked:
+            self._wire = confirmed
+            self._recent[-1] = confirmed
+        self._wire_lock.release()
 
     @asynccontextmanager
     async def _local_slot(self, wire: bool) -> AsyncIterator[None]:

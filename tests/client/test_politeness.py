@@ -15,7 +15,7 @@ from tests.fakeclock import FakeClock
 from tests.servers import LocalServer
 from voharvest import ClientConfig, HostPolicy, RequestTimeoutError, RetryPolicy, VOClient
 from voharvest._adaptive import AdaptiveRate
-from voharvest._limiter import HostLimiter, HostPaused
+from voharvest._limiter import WIRE_CONFIRM, HostLimiter, HostPaused
 
 
 async def send(limiter: HostLimiter, clock: FakeClock, delay: float, wire: list[float]) -> None:
@@ -83,6 +83,42 @@ async def test_a_pause_holds_requests_at_the_wire_and_a_long_one_sends_them_back
         await clock.run(limiter.at_wire())
     await clock.run(limiter.wait_ready())
     assert clock.now() == pytest.approx(31.0)
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.05])
+async def test_a_stall_between_the_wire_time_and_the_write_pushes_the_next_request(stall):
+    # The process stalls (a garbage collection, the scheduler) after the wire time
+    # was noted and before the headers were written: the next request is spaced
+    # from when the write is known to have happened.
+    clock = FakeClock()
+    limiter = HostLimiter(HostPolicy(rate=10, adaptive=False), clock)
+
+    async def first() -> float:
+        sent = await limiter.at_wire()
+        clock.t += stall  # the write happens only now
+        return sent
+
+    assert await clock.run(first()) == [0.0]
+    (second,) = await clock.run(limiter.at_wire())
+    # At most WIRE_CONFIRM (5 ms) early for a write delayed by a stall; never for one on time.
+    assert second == pytest.approx(max(0.0, stall - WIRE_CONFIRM) + 0.1)
+
+
+async def test_a_request_leaves_its_slot_early_and_waits_the_rest_at_the_wire():
+    clock = FakeClock()
+    limiter = HostLimiter(HostPolicy(rate=10, concurrency=2, adaptive=False), clock)
+    left: list[float] = []
+    wire: list[float] = []
+
+    async def one() -> None:
+        async with limiter.slot(wire=True) as ticket:
+            left.append(clock.now())
+            ticket.sent_at = await limiter.at_wire(ticket)
+            wire.append(ticket.sent_at)
+
+    await clock.run(one(), one(), one())
+    assert wire == pytest.approx([0.0, 0.1, 0.2])
+    assert left == pytest.approx([0.0, 0.08, 0.18])  # WIRE_LEAD (at most interval / 5) early
 
 
 # --- the adaptive rate -------------------------------------------------------------------

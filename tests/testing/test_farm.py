@@ -8,6 +8,7 @@ import ctypes.util
 import dataclasses
 import email.utils
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 import aiohttp
 import numpy as np
 import pytest
+from aiohttp import web
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
@@ -33,10 +35,11 @@ from voharvest.testing import (
     LAST_MODIFIED,
     HostConfig,
     VOFarm,
+    _host,
     search_tiles,
     tile_of,
 )
-from voharvest.testing._sky import encode_jpeg
+from voharvest.testing._sky import Sky, encode_jpeg
 
 M51 = (202.4696, 47.1952)
 
@@ -642,14 +645,21 @@ async def test_a_stall_shorter_than_the_read_timeout_still_delivers_the_file(ses
         assert counters.bytes_sent == len(data)
 
 
-async def test_violations_after_the_farm_stalled_are_told_apart():
+@pytest.mark.parametrize("kernel_stamps", [True, False], ids=["kernel-stamps", "handler-stamps"])
+async def test_violations_after_the_farm_stalled_are_told_apart(monkeypatch, kernel_stamps):
     """A paced client; the farm's own loop blocked for 0.8 s: the requests that
-    queued meanwhile arrive together, and those violations are marked as the
-    farm's doing. A burst the client really sent is not."""
+    queued meanwhile reach the handlers together. Stamped by the kernel (Linux
+    TCP_INFO), they arrived paced and none is a violation; stamped by the
+    handler (elsewhere), they are violations marked as the farm's doing. A
+    burst the client really sent is a violation either way."""
     import threading
     import urllib.error
     import urllib.request
 
+    if kernel_stamps and _host._TCP_INFO is None:
+        pytest.skip("no TCP_INFO arrival times on this system")
+    if not kernel_stamps:
+        monkeypatch.setattr(_host, "_TCP_INFO", None)
     async with VOFarm(hosts=1, config=HostConfig(rate_limit=5, enforce=False)) as farm:
         url = sia1_url(farm.hosts[0])
         await asyncio.sleep(0.5)  # a full bucket
@@ -676,10 +686,78 @@ async def test_violations_after_the_farm_stalled_are_told_apart():
         counters = farm.counters[0]
         assert counters.requests == 8
         assert farm.watch.max_lag >= 0.7 and farm.watch.stalls >= 1
-        assert counters.rate_violations >= 1
-        assert counters.rate_violations_after_stall == counters.rate_violations
+        if kernel_stamps:
+            assert counters.rate_violations == 0
+            gaps = [b - a for a, b in itertools.pairwise(counters.search_times)]
+            assert min(gaps) < 0.05  # the handlers did see them together
+        else:
+            assert counters.rate_violations >= 1
+            assert counters.rate_violations_after_stall == counters.rate_violations
         await asyncio.sleep(1.5)  # the stall is more than a second ago
         farm.reset_counters()
         async with aiohttp.ClientSession() as session:
             await asyncio.gather(*(get(session, url) for _ in range(6)))
         assert counters.rate_violations >= 3 and counters.rate_violations_after_stall == 0
+
+
+@pytest.mark.parametrize(("image_bytes", "bitpix"), [(1, 16), (64 * 1024, 16), (5_000_000, -32)])
+def test_fits_sizes_are_known_without_building_the_file(image_bytes, bitpix):
+    # A search answer states the size from Sky.fits_facts; the served file must match.
+    sky = Sky(3)
+    for tile in search_tiles(*M51, 1.0, 5):
+        image = sky.fits(tile, image_bytes, bitpix)
+        assert Sky.fits_facts(image_bytes, bitpix) == (image.size, image.naxis)
+        assert len(image.read()) == image.size
+
+
+def test_jpeg_previews_all_have_the_stated_length():
+    # A search answer states Sky.JPEG_BYTES without rendering (the farm's loop stays free).
+    sky = Sky(7)
+    for tile in search_tiles(10.0, -30.0, 2.0, 12):
+        data = sky.jpeg(tile)
+        assert len(data) == Sky.JPEG_BYTES
+        assert data[:4] == b"\xff\xd8\xff\xe0" and data.endswith(b"\xff\xd9")
+        assert b"\xff\xfe" in data[:40]  # the padding is a comment segment after APP0
+
+
+def test_a_no_burst_host_judges_each_arrival_against_both_neighbours():
+    # Handlers may see arrivals out of order (several in one loop turn): a request
+    # that reached the host between two others is checked against both.
+    farm = VOFarm(hosts=1, config=HostConfig(rate_limit=10, no_burst=True, tolerance=0.015))
+    server = farm._servers[0]
+    assert [server._take_token(t) for t in (1.0, 1.3, 1.1)] == [True, True, True]
+    assert server._take_token(1.2) is True  # 100 ms from 1.1 and from 1.3
+    assert server._take_token(1.05) is False  # 50 ms after 1.0, seen late
+    assert server._take_token(1.5) is True
+    assert server._take_token(1.42) is False  # 80 ms before 1.5, seen after it
+
+
+async def test_arrival_is_when_the_bytes_reached_the_socket():
+    if _host._TCP_INFO is None:
+        pytest.skip("no TCP_INFO arrival times on this system")
+    seen: list[tuple[float, float]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append((_host.arrival(request), time.monotonic()))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sent = time.monotonic()
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        time.sleep(0.3)  # the server's loop is busy (it is ours)  # noqa: ASYNC251
+        await reader.readuntil(b"ok")
+        writer.close()
+    finally:
+        await runner.cleanup()
+    ((arrived, handled),) = seen
+    assert handled - sent >= 0.3
+    assert abs(arrived - sent) < 0.03  # the kernel's tick (1-10 ms) and scheduling

@@ -4,21 +4,23 @@ Every request goes through :meth:`_HostServer._middleware` (counting, the
 token bucket), then an endpoint: the searches (answers built by
 :mod:`._searches`) and the images (:mod:`._sky`), all written by
 :meth:`_HostServer._stream`, which paces the bytes, strikes faults half-way
-through a body and counts what was handed to the connection.
+through a body and counts what was handed to the connection (the bodies,
+byte ranges and broken connections themselves: :mod:`._wire`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import bisect
 import email.utils
 import hashlib
 import math
 import random
 import socket
 import struct
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -26,8 +28,10 @@ from aiohttp import web
 from ._auth import capabilities
 from ._config import FAULT_KINDS, IMAGE_FORMATS, SEARCH_FAULTS
 from ._searches import Answer, registry_answer, sia1_answer, sia2_answer
-from ._sky import FitsImage, tile_by_id
+from ._sky import tile_by_id
+from ._vo_answers import vo_sia1_answer, vo_sia2_answer, vo_tap_answer, vo_tap_resources
 from ._votables import error_votable
+from ._wire import Blob, Body, abort, parse_range
 
 if TYPE_CHECKING:
     from ._farm import FarmHost, VOFarm
@@ -42,46 +46,6 @@ _CHUNK = 256 * 1024
 _SEARCH_PATHS = frozenset({"/sia", "/sia2/query", "/tap/sync"})
 
 
-class _Blob:
-    """Bytes in memory, served like a :class:`FitsImage`."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.size = len(data)
-
-    def chunks(self, start: int, end: int, chunk: int) -> Iterator[bytes]:
-        for position in range(start, end, chunk):
-            yield self.data[position : min(end, position + chunk)]
-
-
-Body = FitsImage | _Blob
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
-    """(start, end) of a single byte range, None to ignore the header, "416" if unsatisfiable."""
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None  # other units and multipart ranges: answer the whole file
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if not first.strip():
-            length = int(last)
-            if length <= 0:
-                return "416"
-            return max(0, size - length), size
-        start = int(first)
-        end = int(last) + 1 if last.strip() else size
-    except ValueError:
-        return None
-    if start >= size:
-        return "416"
-    if end <= start:
-        return None
-    return start, min(end, size)
-
-
 class HostServer:
     """The aiohttp application of one host."""
 
@@ -93,7 +57,7 @@ class HostServer:
         self._rng = random.Random(f"vofarm-{farm.seed}-{host.index}")
         self._tokens = self.config.burst
         self._refilled = time.monotonic()
-        self._last_arrival = -math.inf
+        self._arrivals: list[float] = []  # the latest arrivals, in time order (no-burst)
         self.runner: web.AppRunner | None = None
 
     # --- plumbing ---------------------------------------------------------------------
@@ -106,6 +70,8 @@ class HostServer:
         app.router.add_route("POST", "/tap/sync", self._tap_sync)
         app.router.add_get("/images/{name}", self._image)
         app.router.add_get("/capabilities", self._capabilities)
+        if self.farm.vo is not None:  # a FarmVO's TAP endpoints, as pyvo reads them
+            app.router.add_get("/tap/{vosi:capabilities|tables}", self._tap_vosi)
         self.runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
@@ -133,12 +99,12 @@ class HostServer:
         counters.requests += 1
         counters.in_flight += 1
         counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
-        arrived = time.monotonic()
+        arrived = arrival(request)
         if counters.first_request_at is None:
             counters.first_request_at = arrived
         since_first = arrived - counters.first_request_at
         try:
-            if not self._take_token():
+            if not self._take_token(arrived):
                 counters.rate_violations += 1
                 counters.refusal_times.append(since_first)
                 interval = 1.0 / self.config.rate_limit if self.config.rate_limit else 0.0
@@ -171,15 +137,26 @@ class HostServer:
         finally:
             counters.in_flight -= 1
 
-    def _take_token(self) -> bool:
+    def _take_token(self, arrived: float) -> bool:
+        """Whether a request that reached the host at ``arrived`` is within its rate."""
         rate = self.config.rate_limit
         if rate is None:
             return True
-        now = time.monotonic()
         if self.config.no_burst:
-            # Closer than 1/rate (less a little jitter) to the previous request: refused.
-            previous, self._last_arrival = self._last_arrival, now
-            return now - previous >= 1.0 / rate - self.config.tolerance
+            # Closer than 1/rate (less a little jitter) to its neighbour in time:
+            # refused. Requests can reach the handlers out of arrival order (a
+            # loop turn takes several), so the neighbours on both sides count.
+            arrivals = self._arrivals
+            at = bisect.bisect(arrivals, arrived)
+            arrivals.insert(at, arrived)
+            if len(arrivals) > _ARRIVALS_KEPT:
+                del arrivals[0]
+                at -= 1
+            gap = 1.0 / rate - self.config.tolerance
+            before = arrivals[at - 1] if at > 0 else -math.inf
+            after = arrivals[at + 1] if at + 1 < len(arrivals) else math.inf
+            return arrived - before >= gap and after - arrived >= gap
+        now = max(arrived, self._refilled)
         self._tokens = min(self.config.burst, self._tokens + (now - self._refilled) * rate)
         self._refilled = now
         if self._tokens >= 1.0:
@@ -224,7 +201,7 @@ class HostServer:
                 if form == "seconds"
                 else email.utils.formatdate(math.ceil(time.time() + seconds), usegmt=True)
             )
-        await self._stream(request, response, _Blob(body), 0, len(body), fault)
+        await self._stream(request, response, Blob(body), 0, len(body), fault)
         return response
 
     async def _stream(
@@ -277,7 +254,7 @@ class HostServer:
                 position = cut
                 fault = None
             if self.farm.closing:
-                _abort(request, reset=False)
+                abort(request, reset=False)
                 return False
             await response.write(piece)
             self.counters.bytes_sent += len(piece)
@@ -298,13 +275,18 @@ class HostServer:
             await self.farm.pause(self.config.stall_seconds)
             return False
         await asyncio.sleep(0.02)  # let what was written reach the client first
-        _abort(request, reset=fault == "reset")
+        abort(request, reset=fault == "reset")
         return True
 
     # --- endpoints ------------------------------------------------------------------
 
     async def _search(
-        self, request: web.Request, endpoint: str, answer: Callable[[], Answer]
+        self,
+        request: web.Request,
+        endpoint: str,
+        answer: Callable[[], Answer],
+        *,
+        threaded: bool = False,
     ) -> web.StreamResponse:
         self.counters.searches += 1
         await self.farm.pause(self.config.latency)
@@ -313,7 +295,9 @@ class HostServer:
             return await self._send(
                 request, int(fault), f"{fault}: injected\n".encode(), "text/plain", retry_after=True
             )
-        status, body = answer()
+        # An answer that may take a while (a FarmVO's uploads) is made in a thread, so the
+        # loop keeps serving the other hosts on time.
+        status, body = await asyncio.to_thread(answer) if threaded else answer()
         if fault == "malformed":
             body = body[: len(body) // 2]
         elif fault == "query_error":
@@ -321,17 +305,20 @@ class HostServer:
         return await self._send(request, status, body, "application/x-votable+xml", fault=fault)
 
     async def _sia1(self, request: web.Request) -> web.StreamResponse:
+        answer = sia1_answer if self.farm.vo is None else vo_sia1_answer
         return await self._search(
-            request, "sia", lambda: sia1_answer(self.farm, self.host, request.query.items())
+            request, "sia", lambda: answer(self.farm, self.host, request.query.items())
         )
 
     async def _sia2(self, request: web.Request) -> web.StreamResponse:
+        answer = sia2_answer if self.farm.vo is None else vo_sia2_answer
         return await self._search(
-            request, "sia2", lambda: sia2_answer(self.farm, self.host, request.query.items())
+            request, "sia2", lambda: answer(self.farm, self.host, request.query.items())
         )
 
     async def _tap_sync(self, request: web.Request) -> web.StreamResponse:
         params: dict[str, str] = {}
+        files: dict[str, bytes] = {}  # uploaded parts (multipart/form-data files)
         for key, value in request.query.items():
             params.setdefault(key.upper(), value)
         if request.method == "POST":
@@ -339,7 +326,21 @@ class HostServer:
             for key, item in form.items():
                 if isinstance(item, str):
                     params.setdefault(key.upper(), item)
+                elif isinstance(item, web.FileField):
+                    files.setdefault(key, item.file.read())
+        if self.farm.vo is not None:
+            return await self._search(
+                request,
+                "tap",
+                lambda: vo_tap_answer(self.farm, self.host, params, files),
+                threaded=bool(files),
+            )
         return await self._search(request, "tap", lambda: registry_answer(self.farm, params))
+
+    async def _tap_vosi(self, request: web.Request) -> web.StreamResponse:
+        """A FarmVO's TAP capabilities and tables (what pyvo reads before a query)."""
+        body = vo_tap_resources(self.host, request.match_info["vosi"])
+        return web.Response(body=body, content_type="text/xml")
 
     async def _capabilities(self, request: web.Request) -> web.StreamResponse:
         """VOSI capabilities: each interface's security method (anonymous if open)."""
@@ -366,9 +367,13 @@ class HostServer:
             )
         body: Body
         if extension == "fits":
-            body = self.farm.sky.fits(tile, self.config.image_bytes, self.config.bitpix)
+            # Built in a thread (a header takes astropy a few ms; a JPEG, its encode):
+            # the loop goes on stamping other requests' arrivals meanwhile.
+            body = await asyncio.to_thread(
+                self.farm.sky.fits, tile, self.config.image_bytes, self.config.bitpix
+            )
         else:
-            body = _Blob(self.farm.sky.jpeg(tile))
+            body = Blob(await asyncio.to_thread(self.farm.sky.jpeg, tile))
         size = body.size
         etag = (
             '"'
@@ -389,11 +394,11 @@ class HostServer:
             and self.config.range_support
             and (if_range is None or if_range.strip() in (etag, LAST_MODIFIED))
         ):
-            span = _parse_range(wanted, size)
+            span = parse_range(wanted, size)
             if span == "416":
                 response = web.StreamResponse(status=416)
                 response.headers["Content-Range"] = f"bytes */{size}"
-                await self._stream(request, response, _Blob(b""), 0, 0, None)
+                await self._stream(request, response, Blob(b""), 0, 0, None)
                 return response
             if isinstance(span, tuple):
                 start, end = span
@@ -408,16 +413,35 @@ class HostServer:
         return response
 
 
-def _abort(request: web.Request, *, reset: bool) -> None:
-    """Close the connection under the response: with a TCP reset, or a plain close."""
+def arrival(request: web.Request) -> float:
+    """When the request reached the host (``time.monotonic()`` seconds), as the kernel saw it.
+
+    A farm sharing its CPUs with the clients it measures runs its handlers
+    late now and then (a busy machine, a long loop turn): requests sent 100 ms
+    apart can reach the handlers 40 ms apart. Rate checks use the time the
+    request's last bytes reached the socket instead: Linux's ``TCP_INFO`` says
+    how long ago that was (``tcpi_last_data_recv``, counted in scheduler ticks
+    of 1-10 ms). Where it can't be read, the handler's own time is used.
+    """
+    now = time.monotonic()
     transport = request.transport
-    if transport is None:
-        return
-    if reset:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-    else:
-        transport.close()
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or _TCP_INFO is None:
+        return now
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_BYTES)
+    except OSError:
+        return now
+    if len(info) < _TCP_INFO_BYTES:
+        return now
+    age_ms: int = struct.unpack_from("I", info, _LAST_DATA_RECV)[0]
+    return now - min(age_ms, 60_000) / 1000.0
+
+
+#: struct tcp_info (linux/tcp.h): 8 one-byte fields, then 32-bit ones, the
+#: twelfth of which is tcpi_last_data_recv (milliseconds since data last arrived).
+_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None) if sys.platform == "linux" else None
+_LAST_DATA_RECV = 8 + 11 * 4
+_TCP_INFO_BYTES = _LAST_DATA_RECV + 4
+#: How many arrivals a no-burst host remembers to judge a request against its neighbours.
+_ARRIVALS_KEPT = 64

@@ -75,9 +75,8 @@ def _position(ra: float, dec: float, name: str) -> tuple[float, float]:
 def _image_facts(sky: Sky, host: FarmHost, tile: Tile, mime: str) -> tuple[int, tuple[int, int]]:
     """(file size, (NAXIS1, NAXIS2)) of a tile's image in one format."""
     if mime == "image/fits":
-        image = sky.fits(tile, host.config.image_bytes, host.config.bitpix)
-        return image.size, image.naxis
-    return len(sky.jpeg(tile)), (Sky.JPEG_SIZE, Sky.JPEG_SIZE)
+        return sky.fits_facts(host.config.image_bytes, host.config.bitpix)
+    return Sky.JPEG_BYTES, (Sky.JPEG_SIZE, Sky.JPEG_SIZE)  # known without rendering
 
 
 # --- SIA 1.0 --------------------------------------------------------------------------
@@ -143,7 +142,14 @@ def _sia1_row(farm: VOFarm, host: FarmHost, tile: Tile, mime: str) -> tuple[obje
     )
 
 
-def sia1_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) -> Answer:
+def sia1_answer(
+    farm: VOFarm,
+    host: FarmHost,
+    query: Iterable[tuple[str, str]],
+    *,
+    tiles: Callable[[float, float, float, int], list[Tile]] = search_tiles,
+) -> Answer:
+    """SIA 1.0; ``tiles(ra, dec, radius, limit)`` chooses the tiles (a footprint's, for a VO)."""
     params = _multi(query)
     try:
         formats = params.get("FORMAT", [])
@@ -163,10 +169,10 @@ def sia1_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) 
             raise _BadRequest(f"SIZE: {params['SIZE'][0]!r} is not one or two angles in [0, 360]")
     except _BadRequest as exc:
         return 200, error_votable(str(exc))
-    tiles = search_tiles(ra, dec, max(sizes) / 2, host.config.images_per_search)
+    found = tiles(ra, dec, max(sizes) / 2, host.config.images_per_search)
     rows = [
         _row(host, "sia1", tile, mime, lambda t, m: _sia1_row(farm, host, t, m))
-        for tile in tiles
+        for tile in found
         for mime in _sia1_formats(formats, host.config.formats)
     ]
     return 200, table_votable(SIA1_FIELDS, rows, description=host.title)

@@ -253,6 +253,17 @@ class Sky:
             self._buffers[bitpix] = buffer
         return buffer
 
+    @staticmethod
+    def fits_facts(image_bytes: int, bitpix: int) -> tuple[int, tuple[int, int]]:
+        """(file size, (NAXIS1, NAXIS2)) of every FITS image of that size, without building one.
+
+        The header's 24 cards and END fit one 2880-byte block, whatever the tile.
+        """
+        per_pixel = abs(bitpix) // 8
+        naxis = _shape(image_bytes, per_pixel)
+        data_bytes = naxis[0] * naxis[1] * per_pixel
+        return _FITS_BLOCK + -(-data_bytes // _FITS_BLOCK) * _FITS_BLOCK, naxis
+
     def fits(self, tile: Tile, image_bytes: int, bitpix: int) -> FitsImage:
         """The FITS file of a tile, about ``image_bytes`` long."""
         per_pixel = abs(bitpix) // 8
@@ -265,6 +276,11 @@ class Sky:
 
     #: Width and height of the JPEG previews.
     JPEG_SIZE = 64
+    #: Length of every JPEG preview in bytes (a comment segment pads it): a
+    #: search answer states an image's size without rendering it, so answering
+    #: a search never blocks the farm's event loop on a JPEG encode (about 2 ms
+    #: each) and the farm stamps every request's arrival on time.
+    JPEG_BYTES = 1024
 
     def jpeg(self, tile: Tile) -> bytes:
         """A 64 x 64 grey preview of the tile (a fuzzy galaxy and some stars)."""
@@ -284,7 +300,17 @@ def _preview(seed: int, tile_id: str) -> bytes:
         rng.uniform(0, size, 6), rng.uniform(0, size, 6), rng.uniform(60, 200, 6), strict=True
     ):
         image += flux * np.exp(-((x - sx) ** 2 + (y - sy) ** 2) / 2.0)
-    return encode_jpeg(np.clip(image, 0, 255).astype(np.uint8))
+    return _padded(encode_jpeg(np.clip(image, 0, 255).astype(np.uint8)), Sky.JPEG_BYTES)
+
+
+def _padded(jpeg: bytes, length: int) -> bytes:
+    """``jpeg`` made exactly ``length`` bytes long by a comment (COM) segment after APP0."""
+    after_app0 = 4 + int.from_bytes(jpeg[4:6], "big")
+    padding = length - len(jpeg) - 4
+    if not 0 <= padding <= 0xFFFD:
+        raise ValueError(f"a {len(jpeg)}-byte JPEG can't be padded to {length} bytes")
+    comment = (b"VOFarm preview " + b" " * padding)[:padding]
+    return jpeg[:after_app0] + _segment(0xFE, comment) + jpeg[after_app0:]
 
 
 # --- a minimal baseline JPEG encoder (grey, 8-bit, standard tables) -----------------
