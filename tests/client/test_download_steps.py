@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.servers import LocalServer
-from voharvest import ClientConfig, HostPolicy, ParameterError, VOClient, _downloader
+from voharvest import ClientConfig, HostPolicy, ParameterError, VOClient, _downloader, _partfile
 from voharvest._config import origin_of
 from voharvest._files import inside
 
@@ -33,7 +33,7 @@ async def test_writeback_starts_with_each_write_only_when_files_are_fsynced(
     started: list[int] = []
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(_downloader, "_start_writeback", started.append)
+    monkeypatch.setattr(_partfile, "_start_writeback", started.append)
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
     config = ClientConfig(host=HostPolicy(rate=math.inf), chunk_bytes=64 * 1024, fsync=fsync)
     async with VOClient(config) as client:
