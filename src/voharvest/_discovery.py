@@ -237,7 +237,9 @@ async def _discover(
     )
     if journal is not None:
         # The provenance of this run, beside its answers.
-        await journal.set_note("report", json.dumps(result.report(), sort_keys=True))
+        report = result.report()
+        await journal.set_note("report", json.dumps(report, sort_keys=True))
+        await journal.set_services(report["services"])
     return result
 
 

@@ -1,22 +1,66 @@
-"""Downloads of what a global discovery found: each dataset once, in its target's folder."""
+"""Downloads of what a global discovery found: each dataset once, in its target's folder,
+each outcome kept in the discovery journal; and the manifest of it all.
+
+:func:`download` fetches; given the discovery's journal
+(:class:`~voharvest._discovery_journal.DiscoveryJournal`) it records each
+file done (path, size) or failed as it ends, and, run again, takes a file the
+journal has done and the disk still holds (same size) without asking anyone
+(not even a DataLink document). :func:`write_manifest` writes what was found
+and fetched: ``manifest.xml`` (a VOTable, a row per dataset with its origins)
+and ``provenance.json`` (a record per service), each under a temporary name
+first and renamed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ParameterError, VOHarvestError
 
 if TYPE_CHECKING:
+    from ._discovery_journal import DiscoveryJournal
     from ._discovery_options import DiscoveryResult
     from .client import VOClient
     from .protocol.discovery import Dataset, Target
 
-__all__ = ["download", "target_folder"]
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "MANIFEST_NAME",
+    "PROVENANCE_NAME",
+    "download",
+    "manifest_rows",
+    "target_folder",
+    "write_manifest",
+]
+
+#: The discovery manifest's columns (a row per dataset): ``targets`` and
+#: ``target_ids`` are ``; ``-separated, ``services`` ``ivoid#kind`` separated by
+#: spaces; ``state``: ``done``, ``failed`` or ``not fetched`` (left out by ``formats``).
+MANIFEST_COLUMNS = (
+    "access_url",
+    "title",
+    "format",
+    "publisher_did",
+    "ra",
+    "dec",
+    "target_ids",
+    "targets",
+    "services",
+    "state",
+    "path",
+    "bytes",
+    "error",
+)
+MANIFEST_NAME = "manifest.xml"
+PROVENANCE_NAME = "provenance.json"
+
+Outcome = Path | VOHarvestError
 
 logger = logging.getLogger("voharvest.discovery")
 
@@ -37,7 +81,8 @@ async def download(
     *,
     formats: Sequence[str] | None = None,
     workers: int = 8,
-) -> list[tuple[Dataset, Path | VOHarvestError]]:
+    journal: DiscoveryJournal | None = None,
+) -> list[tuple[Dataset, Outcome]]:
     """Download what a discovery found: each dataset once, into the folder of
     its first target (``directory/<target>/``), with ``client.download``
     (DataLink documents resolved to their dataset, ``.part`` kept on failure).
@@ -47,6 +92,11 @@ async def download(
     MIME types (the parameters after ``;`` ignored; DataLink records are kept,
     their dataset's type is not known before). Returns (dataset, path or error)
     pairs, in the result's order.
+
+    ``journal``: an open discovery journal. Each outcome is kept there as it
+    ends (``done`` with path and size, or ``failed``); a dataset it has done
+    whose file is still there, of that size, is taken as it is, asking
+    nothing (``journal.files_kept`` counts them).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError(f"workers: expected a positive integer, not {workers!r}")
@@ -59,19 +109,133 @@ async def download(
         or (d.format or "").split(";")[0].strip().lower() in wanted
         or "datalink" in (d.format or "").lower()
     ]
-    outcome: dict[int, Path | VOHarvestError] = {}
+    outcome: dict[int, Outcome] = {}
     pending = iter(enumerate(chosen))
 
     async def worker() -> None:
         for index, dataset in pending:
+            if journal is not None:
+                kept = await _kept(journal, dataset.access_url)
+                if kept is not None:
+                    journal.files_kept += 1
+                    outcome[index] = kept
+                    continue
             folder = Path(directory) / target_folder(targets[dataset.targets[0]])
             try:
-                outcome[index] = await client.download(dataset.record, folder, keep_partial=True)
+                path = await client.download(dataset.record, folder, keep_partial=True)
             except VOHarvestError as exc:
                 logger.warning("download of %s failed: %s", dataset.access_url, exc)
                 outcome[index] = exc
+                if journal is not None:
+                    await journal.set_file(dataset.access_url, "failed", error=str(exc))
+                continue
+            outcome[index] = path
+            if journal is not None:
+                size = await asyncio.to_thread(_size, path)
+                await journal.set_file(dataset.access_url, "done", path=str(path), size=size)
 
     async with asyncio.TaskGroup() as group:
         for _ in range(min(workers, len(chosen))):
             group.create_task(worker())
     return [(dataset, outcome[i]) for i, dataset in enumerate(chosen)]
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+async def _kept(journal: DiscoveryJournal, url: str) -> Path | None:
+    """The file the journal has done for ``url``, if the disk still holds it whole."""
+    state = await journal.file(url)
+    if state is None or state[0] != "done" or state[1] is None:
+        return None
+    path = Path(state[1])
+    size = await asyncio.to_thread(_size, path)
+    return path if size is not None and size == state[2] else None
+
+
+# --- the manifest --------------------------------------------------------------------------
+
+
+def manifest_rows(
+    result: DiscoveryResult, fetched: Sequence[tuple[Dataset, Outcome]] = ()
+) -> list[tuple[object, ...]]:
+    """A row per dataset of ``result`` (:data:`MANIFEST_COLUMNS`), with what
+    :func:`download` made of it (``fetched``)."""
+    labels = {t.id: t.label or f"{t.ra:g} {t.dec:+g}" for t in result.targets}
+    outcomes = {id(d): o for d, o in fetched}
+    rows: list[tuple[object, ...]] = []
+    for dataset in result.datasets:
+        record = dataset.record
+        found = outcomes.get(id(dataset))
+        if found is None:
+            state, path, size, error = "not fetched", None, None, None
+        elif isinstance(found, Path):
+            state, path, size, error = "done", str(found), _size(found), None
+        else:
+            state, path, size, error = "failed", None, None, f"{type(found).__name__}: {found}"
+        rows.append(
+            (
+                dataset.access_url,
+                dataset.title,
+                dataset.format,
+                dataset.publisher_did,
+                getattr(record, "ra", None),
+                getattr(record, "dec", None),
+                "; ".join(str(i) for i in dataset.targets),
+                "; ".join(labels[i] for i in dataset.targets),
+                " ".join(f"{ivoid}#{kind}" for ivoid, kind in dataset.services),
+                state,
+                path,
+                size,
+                error,
+            )
+        )
+    return rows
+
+
+def write_manifest(
+    result: DiscoveryResult,
+    directory: str | os.PathLike[str],
+    fetched: Sequence[tuple[Dataset, Outcome]] = (),
+    *,
+    kept: int = 0,
+) -> list[Path]:
+    """Write ``manifest.xml`` and ``provenance.json`` into ``directory``.
+
+    The VOTable has a row per dataset (:data:`MANIFEST_COLUMNS`); the JSON is
+    ``result.report()`` (a record per service, totals) with the downloads'
+    counts (``kept``: files taken from the journal, not fetched again). Each
+    is written as ``<name>.part`` and renamed: never half-written under its
+    name. Blocking (astropy writes the VOTable's frame): call it in a thread.
+    """
+    from .harvesting.manifest import VOTableRows
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = manifest_rows(result, fetched)
+    manifest = folder / MANIFEST_NAME
+    partial = manifest.with_name(manifest.name + ".part")
+    with (
+        partial.open("w", encoding="utf-8") as handle,
+        VOTableRows(handle, MANIFEST_COLUMNS) as votable,
+    ):
+        for row in rows:
+            votable.write(row)
+    partial.replace(manifest)
+    report: dict[str, Any] = result.report()
+    states = [row[MANIFEST_COLUMNS.index("state")] for row in rows]
+    report["downloads"] = {
+        "done": states.count("done"),
+        "failed": states.count("failed"),
+        "not_fetched": states.count("not fetched"),
+        "kept": kept,
+    }
+    provenance = folder / PROVENANCE_NAME
+    partial = provenance.with_name(provenance.name + ".part")
+    partial.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    partial.replace(provenance)
+    return [manifest, provenance]

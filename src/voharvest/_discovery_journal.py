@@ -10,6 +10,11 @@ journal instead of asking; only what had not been answered (or had failed) is
 sent. A service found to refuse batches is noted too, so that it is not asked
 again to take one.
 
+It also keeps the provenance of the last run, a row per service
+(``services``: queried / skipped / elided / failed, records, requests), and
+the downloads of what was found (``files``: done or failed, path, size), so
+that a download run again fetches only what is not done.
+
 SQLite in WAL mode, one transaction per answer, so a kill loses at most the
 answer being written. Its calls run in a thread of their own (the event loop
 never waits on the disk).
@@ -20,15 +25,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import json
 import os
 import sqlite3
 import zlib
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import StorageError
+from ._exceptions import ParameterError, StorageError
 
-__all__ = ["DiscoveryJournal", "question_key"]
+__all__ = ["DiscoveryJournal", "FileState", "question_key"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -40,7 +46,24 @@ CREATE TABLE IF NOT EXISTS notes (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS services (
+    ivoid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    report TEXT NOT NULL,
+    PRIMARY KEY (ivoid, kind)
+);
+CREATE TABLE IF NOT EXISTS files (
+    url TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    path TEXT,
+    bytes INTEGER,
+    error TEXT
+);
 """
+
+#: A download as the journal keeps it: (state ``done`` or ``failed``, path, size, error).
+FileState = tuple[str, str | None, int | None, str | None]
 
 
 def question_key(*parts: Any) -> str:
@@ -60,6 +83,8 @@ class DiscoveryJournal:
         self._db: sqlite3.Connection | None = None
         #: How many answers were read from the journal instead of asked for.
         self.replayed = 0
+        #: How many downloads were found done in the journal (and not fetched again).
+        self.files_kept = 0
 
     async def _run(self, work: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -127,3 +152,62 @@ class DiscoveryJournal:
     def _set_note(self, key: str, value: str) -> None:
         assert self._db is not None
         self._db.execute("INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)", (key, value))
+
+    # --- provenance and downloads ------------------------------------------------------
+
+    async def set_services(self, reports: list[dict[str, Any]]) -> None:
+        """The provenance of this run, a row per service (replacing the last run's),
+        in one transaction. Each report is plain data (``ServiceReport`` as a dict)."""
+        rows = [
+            (r["ivoid"], r["kind"], r["status"], json.dumps(r, sort_keys=True)) for r in reports
+        ]
+        await self._run(self._set_services, rows)
+
+    def _set_services(self, rows: list[tuple[str, str, str, str]]) -> None:
+        assert self._db is not None
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute("DELETE FROM services")
+            self._db.executemany("INSERT INTO services VALUES (?, ?, ?, ?)", rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    async def services(self) -> list[dict[str, Any]]:
+        """The provenance kept by :meth:`set_services`, ordered by service."""
+        return await self._run(self._services)  # type: ignore[no-any-return]
+
+    def _services(self) -> list[dict[str, Any]]:
+        assert self._db is not None
+        rows = self._db.execute("SELECT report FROM services ORDER BY ivoid, kind")
+        return [json.loads(row[0]) for row in rows]
+
+    async def file(self, url: str) -> FileState | None:
+        """The download of ``url`` as kept, or None if it was never tried."""
+        return await self._run(self._file, url)  # type: ignore[no-any-return]
+
+    def _file(self, url: str) -> FileState | None:
+        assert self._db is not None
+        row = self._db.execute(
+            "SELECT state, path, bytes, error FROM files WHERE url = ?", (url,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), row[1], row[2], row[3])
+
+    async def set_file(
+        self,
+        url: str,
+        state: str,
+        *,
+        path: str | None = None,
+        size: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Keep a download's outcome: ``done`` (with its path and size) or ``failed``."""
+        if state not in ("done", "failed"):
+            raise ParameterError(f"a download is done or failed, not {state!r}")
+        await self._run(self._set_file, (url, state, path, size, error))
+
+    def _set_file(self, row: tuple[str, str, str | None, int | None, str | None]) -> None:
+        assert self._db is not None
+        self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", row)

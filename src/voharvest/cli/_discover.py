@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
 
 from .._config import ClientConfig
-from .._discovery_downloads import download
+from .._discovery_downloads import download, write_manifest
+from .._discovery_journal import DiscoveryJournal
 from .._exceptions import ParameterError
 from ..client import VOClient
 from ..harvesting import parse_target
@@ -16,6 +18,8 @@ from ..harvesting import parse_target
 __all__ = ["add_parser", "discover"]
 
 EXIT_OK, EXIT_FAILED = 0, 1
+#: The journal of ``--out DIR`` when no ``--journal`` is given.
+JOURNAL_NAME = "voharvest-discovery.sqlite"
 
 
 def add_parser(commands: Any, size_help: str) -> argparse.ArgumentParser:
@@ -43,7 +47,9 @@ def add_parser(commands: Any, size_help: str) -> argparse.ArgumentParser:
     what.add_argument(
         "--out",
         type=Path,
-        help="download every image found into OUT/<target>/ (files already there are kept)",
+        help="download every image found into OUT/<target>/, journaled (a file done is not "
+        f"fetched again; the journal is OUT/{JOURNAL_NAME} unless --journal), and write "
+        "OUT/manifest.xml and OUT/provenance.json",
     )
     what.add_argument(
         "--keep", action="append", help="with --out: only these MIME types (repeatable)"
@@ -116,7 +122,11 @@ async def discover(
     band, time = _band(args.band), _time(args.time)
     if args.keep and args.out is None:
         raise ParameterError("--keep needs --out")
+    journal = args.journal
+    if journal is None and args.out is not None:
+        journal = Path(args.out) / JOURNAL_NAME
     fetched: list[tuple[Any, Any]] = []
+    kept, written = 0, []
     async with VOClient(config) as client:
         result = await client.discover(
             positions,
@@ -124,10 +134,16 @@ async def discover(
             band=band,
             time=time,
             inclusive=args.inclusive,
-            journal=args.journal,
+            journal=journal,
         )
         if args.out is not None:
-            fetched = await download(client, result, args.out, formats=args.keep)
+            files = await DiscoveryJournal(journal).open()
+            try:
+                fetched = await download(client, result, args.out, formats=args.keep, journal=files)
+                kept = files.files_kept
+            finally:
+                await asyncio.shield(files.close())
+            written = await asyncio.to_thread(write_manifest, result, args.out, fetched, kept=kept)
     for dataset in result.datasets:
         names = ",".join(str(targets[i]) for i in dataset.targets)
         services = ",".join(f"{ivoid}#{kind}" for ivoid, kind in dataset.services)
@@ -151,9 +167,14 @@ async def discover(
     )
     if args.out is not None:
         errors = [(d, e) for d, e in fetched if not isinstance(e, Path)]
-        print(f"{len(fetched) - len(errors)} files in {args.out}, {len(errors)} failed", file=err)
+        again = f" ({kept} done before, not fetched again)" if kept else ""
+        print(
+            f"{len(fetched) - len(errors)} files in {args.out}{again}, {len(errors)} failed",
+            file=err,
+        )
         for dataset, error in errors[:5]:
             print(f"  {dataset.access_url}: {error}", file=err)
+        print("manifest: " + ", ".join(str(p) for p in written), file=err)
     failed = any(s.failed for s in result.services) or any(
         not isinstance(e, Path) for _, e in fetched
     )
