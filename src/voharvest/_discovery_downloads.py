@@ -109,6 +109,7 @@ async def download(
         or (d.format or "").split(";")[0].strip().lower() in wanted
         or "datalink" in (d.format or "").lower()
     ]
+    names = _distinct_names(chosen, {i: target_folder(t) for i, t in targets.items()})
     outcome: dict[int, Outcome] = {}
     pending = iter(enumerate(chosen))
 
@@ -122,7 +123,9 @@ async def download(
                     continue
             folder = Path(directory) / target_folder(targets[dataset.targets[0]])
             try:
-                path = await client.download(dataset.record, folder, keep_partial=True)
+                path = await client.download(
+                    dataset.record, folder, filename=names.get(index), keep_partial=True
+                )
             except VOHarvestError as exc:
                 logger.warning("download of %s failed: %s", dataset.access_url, exc)
                 outcome[index] = exc
@@ -138,6 +141,25 @@ async def download(
         for _ in range(min(workers, len(chosen))):
             group.create_task(worker())
     return [(dataset, outcome[i]) for i, dataset in enumerate(chosen)]
+
+
+def _distinct_names(chosen: Sequence[Dataset], folders: dict[int, str]) -> dict[int, str]:
+    """File names for the datasets whose URL's own name another dataset of the same
+    folder takes first (``a/x.fits`` and ``b/x.fits`` of one target): the name
+    with the URL's hash (:func:`voharvest.naming.record_filename`). The others
+    keep ``VOClient.download``'s name; DataLink datasets are named when resolved."""
+    from .naming import record_filename, url_filename
+
+    taken: set[tuple[str, str]] = set()
+    names: dict[int, str] = {}
+    for index, dataset in enumerate(chosen):
+        if "datalink" in (dataset.format or "").lower():
+            continue
+        where = (folders[dataset.targets[0]], url_filename(dataset.access_url))
+        if where in taken:
+            names[index] = record_filename(dataset.access_url, None, dataset.format)
+        taken.add(where)
+    return names
 
 
 def _size(path: Path) -> int | None:
@@ -218,14 +240,12 @@ def write_manifest(
     folder.mkdir(parents=True, exist_ok=True)
     rows = manifest_rows(result, fetched)
     manifest = folder / MANIFEST_NAME
-    partial = manifest.with_name(manifest.name + ".part")
-    with (
-        partial.open("w", encoding="utf-8") as handle,
-        VOTableRows(handle, MANIFEST_COLUMNS) as votable,
-    ):
-        for row in rows:
-            votable.write(row)
-    partial.replace(manifest)
+
+    def votable(handle: Any) -> None:
+        with VOTableRows(handle, MANIFEST_COLUMNS) as table:
+            for row in rows:
+                table.write(row)
+
     report: dict[str, Any] = result.report()
     states = [row[MANIFEST_COLUMNS.index("state")] for row in rows]
     report["downloads"] = {
@@ -234,8 +254,21 @@ def write_manifest(
         "not_fetched": states.count("not fetched"),
         "kept": kept,
     }
+    text = json.dumps(report, indent=1, sort_keys=True) + "\n"
     provenance = folder / PROVENANCE_NAME
-    partial = provenance.with_name(provenance.name + ".part")
-    partial.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    partial.replace(provenance)
+    _atomically(manifest, votable)
+    _atomically(provenance, lambda handle: handle.write(text))
     return [manifest, provenance]
+
+
+def _atomically(path: Path, write: Any) -> None:
+    """``write(handle)`` into ``<path>.part``, then rename it to ``path``; on a
+    failure the ``.part`` is removed and ``path`` is left as it was."""
+    partial = path.with_name(path.name + ".part")
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            write(handle)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)

@@ -64,8 +64,8 @@ IMAGE_FIELDS = [
 ]
 
 
-def image(ra: float, dec: float) -> list[object]:
-    return [f"http://data.test/{ra:g}_{dec:g}.fits", "image/fits", f"ivo://x/{ra:g}_{dec:g}", ra,
+def image(ra: float, dec: float, base: str = "http://data.test") -> list[object]:
+    return [f"{base}/{ra:g}_{dec:g}.fits", "image/fits", f"ivo://x/{ra:g}_{dec:g}", ra,
             dec, 0.2, "image"]  # fmt: skip
 
 
@@ -77,11 +77,16 @@ class LittleVO:
         self.batches = batches
         #: SIA 1.0 searches at this RA never answer (until it is set to None).
         self.hang_at: float | None = None
+        #: Where the images' access URLs point: nowhere, or with ``serve_data`` here.
+        self.base = "http://data.test"
+        #: A file under /data/ that never comes (until it is set to None).
+        self.hang_file: str | None = None
         for method, path, handler in (
             ("POST", "/reg/tap/sync", self.registry),
             ("POST", "/obs/tap/sync", self.obscore),
             ("GET", "/sia2", self.sia2),
             ("GET", "/sia1", self.sia1),
+            ("GET", "/data/*", self.data),
         ):
             server.route(method, path, handler)
 
@@ -124,13 +129,15 @@ class LittleVO:
             targets = parse_single_table(io.BytesIO(upload)).to_table()
             assert "TAP_UPLOAD.targets" in str(form["QUERY"].get_payload())
             assert form["UPLOAD"].get_payload() == "targets,param:targets"
-            rows = [[int(t["id"]), *image(float(t["ra"]), float(t["dec"]))] for t in targets]
+            rows = [
+                [int(t["id"]), *image(float(t["ra"]), float(t["dec"]), self.base)] for t in targets
+            ]
             return votable_response(table([("vh_target", "long"), *IMAGE_FIELDS], rows))
         query = str((await request.post())["QUERY"])
         found = re.search(r"CIRCLE\('ICRS', ([-\d.]+), ([-\d.]+), ", query)
         assert found is not None
         ra, dec = float(found.group(1)), float(found.group(2))
-        return votable_response(table(IMAGE_FIELDS, [image(ra, dec)]))
+        return votable_response(table(IMAGE_FIELDS, [image(ra, dec, self.base)]))
 
     async def sia2(self, request: web.Request) -> web.Response:
         circles = request.query.getall("POS")
@@ -139,8 +146,18 @@ class LittleVO:
         rows = []
         for circle in circles:
             _, ra, dec, _ = circle.split()
-            rows.append(image(float(ra), float(dec)))
+            rows.append(image(float(ra), float(dec), self.base))
         return votable_response(table(IMAGE_FIELDS, rows))
+
+    def serve_data(self) -> None:
+        """Point the access URLs at this server's /data/, which serves each as a FITS file."""
+        self.base = self.server.url("/data")
+
+    async def data(self, request: web.Request) -> web.Response:
+        if request.path.removeprefix("/data/") == self.hang_file:
+            await asyncio.sleep(3600)
+        head = f"SIMPLE  = T / {request.path}".ljust(80).encode()
+        return web.Response(body=head.ljust(2880, b" "), content_type="image/fits")
 
     async def sia1(self, request: web.Request) -> web.Response:
         ra, dec = (float(v) for v in request.query["POS"].split(","))
@@ -150,7 +167,7 @@ class LittleVO:
             '<FIELD name="url" datatype="char" arraysize="*" ucd="VOX:Image_AccessReference"/>',
             '<FIELD name="fmt" datatype="char" arraysize="*" ucd="VOX:Image_Format"/>',
         ]
-        url = f"http://data.test/sia1/{ra:g}_{dec:g}.fits"
+        url = f"{self.base}/sia1/{ra:g}_{dec:g}.fits"
         text = (
             '<?xml version="1.0"?><VOTABLE version="1.1"><RESOURCE type="results">'
             '<INFO name="QUERY_STATUS" value="OK"/><TABLE>' + "".join(fields) + "<DATA><TABLEDATA>"
