@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,40 @@ def test_discover_refuses_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not a wavelength" in capsys.readouterr().err
     assert main(["discover", "--target", "1 2", "--size", "1", "--keep", "image/fits"]) == 2
     assert "--keep needs --out" in capsys.readouterr().err
+
+
+async def test_discover_out_downloads_journaled_and_writes_the_manifest(
+    server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vo = LittleVO(server, batches=True)
+    vo.serve_data()
+    out = tmp_path / "out"
+    argv = [
+        "discover",
+        "--registry", server.url("/reg/tap"),
+        "--target", "10 10 first",
+        "--target", "200 -30",
+        "--size", "6arcmin",
+        "--attempts", "1",
+        "--out", str(out),
+    ]  # fmt: skip
+    assert await asyncio.to_thread(main, argv) == 0
+    _, err = capsys.readouterr()
+    assert f"4 files in {out}, 0 failed" in err
+    assert err.splitlines()[-1] == f"manifest: {out / 'manifest.xml'}, {out / 'provenance.json'}"
+    assert (out / "voharvest-discovery.sqlite").exists()  # the journal of --out
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["200.00000_-30.00000", "first"]
+    report = json.loads((out / "provenance.json").read_text())
+    assert report["downloads"] == {"done": 4, "failed": 0, "not_fetched": 0, "kept": 0}
+    first = (out / "manifest.xml").read_bytes()
+    hits = len(server.hits)
+
+    # Run again: nothing asked, nothing fetched, the same manifest.
+    assert await asyncio.to_thread(main, argv) == 0
+    _, err = capsys.readouterr()
+    assert len(server.hits) == hits
+    assert f"4 files in {out} (4 done before, not fetched again), 0 failed" in err
+    assert (out / "manifest.xml").read_bytes() == first
+    report = json.loads((out / "provenance.json").read_text())
+    assert (report["downloads"]["kept"], report["requests"]) == (4, 0)
+    assert not list(out.glob("*.part"))
