@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from astropy import units as u
+from astropy.io.votable import parse_single_table
 from astropy.time import Time
 from pyvo import registry as pyvo_registry
 from pyvo.registry import regtap as pyvo_regtap
@@ -33,6 +34,8 @@ from tests.integration.conftest import Dachs
 from tests.integration.dachs.make_fits import TARGETS
 from voharvest import DiscoveryOptions
 from voharvest._discovery import download
+from voharvest._discovery_downloads import write_manifest
+from voharvest._discovery_journal import DiscoveryJournal
 from voharvest.client import VOClient
 from voharvest.protocol.discovery import Target
 
@@ -274,3 +277,29 @@ async def test_downloads_what_it_found_once(client: VOClient, tmp_path: Path) ->
     links = [d for d, _ in fetched if "datalink" in (d.format or "")]
     assert len(links) == 2
     assert sum(s.requests for s in client.stats.values()) - before == len(links)
+
+
+async def test_journaled_downloads_run_again_ask_nothing(client: VOClient, tmp_path: Path) -> None:
+    """With the discovery's journal, a second download of M51's datasets sends no
+    request at all: not even the DataLink documents are read again; the
+    manifest lists each dataset with its origins."""
+    journal = tmp_path / "discovery.sqlite"
+    result = await client.discover([(*TARGETS["M51"], "M51")], size=RADIUS, journal=journal)
+    files = await DiscoveryJournal(journal).open()
+    try:
+        fetched = await download(client, result, tmp_path, journal=files)
+        assert all(isinstance(p, Path) for _, p in fetched), fetched
+        before = sum(s.requests for s in client.stats.values())
+        again = await download(client, result, tmp_path, journal=files)
+        assert files.files_kept == len(fetched) == 8
+    finally:
+        await files.close()
+    assert [p for _, p in again] == [p for _, p in fetched]
+    assert sum(s.requests for s in client.stats.values()) == before
+    manifest, _ = await asyncio.to_thread(write_manifest, result, tmp_path, again, kept=8)
+    table = parse_single_table(str(manifest)).to_table()
+    assert sorted(table["state"]) == ["done"] * 8
+    fits = next(r for r in table if str(r["access_url"]).endswith("sdss_m51_g.fits"))
+    assert fits["targets"] == "M51"
+    origins = sorted([(MIRROR, "sia"), (SIAP2, "sia2"), (TAP, "obscore")])
+    assert fits["services"] == " ".join(f"{ivoid}#{kind}" for ivoid, kind in origins)
