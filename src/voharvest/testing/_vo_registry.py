@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
+from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR, RESOURCE_COLUMNS
 from ._footprints import moc_of_disc
 from ._vo import OBSCORE_UTYPE, STANDARD_IDS, FarmService
 from ._votables import REGISTRY_FIELDS, Field, error_votable, table_votable
@@ -252,24 +252,8 @@ def _resource_values(farm: VOFarm, service: FarmService) -> dict[str, object]:
     }
 
 
-_PYVO_COLUMNS = (
-    "ivoid",
-    "res_type",
-    "short_name",
-    "res_title",
-    "content_level",
-    "res_description",
-    "reference_url",
-    "creator_seq",
-    "created",
-    "updated",
-    "rights",
-    "content_type",
-    "source_format",
-    "source_value",
-    "region_of_regard",
-    "waveband",
-)
+# The columns a registry answers with are the ones the client asks for.
+_PYVO_COLUMNS = RESOURCE_COLUMNS
 _PYVO_FIELDS = (
     *(Field(name, "double" if name == "region_of_regard" else "char") for name in _PYVO_COLUMNS),
     *(
