@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 
 from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
 from ._catalogue import resolve_name
-from ._votables import REGISTRY_FIELDS, error_votable, table_votable
+from ._votables import REGISTRY_FIELDS, Field, error_votable, table_votable
 
 __all__ = [
     "RegistryEntry",
@@ -88,7 +88,11 @@ def sync_request_refused(params: Mapping[str, str]) -> tuple[int, bytes] | None:
 
 
 def registry_table(
-    rows: list[tuple[str, ...]], query: str, params: Mapping[str, str]
+    rows: Sequence[Sequence[object]],
+    query: str,
+    params: Mapping[str, str],
+    *,
+    fields: Sequence[Field] = REGISTRY_FIELDS,
 ) -> tuple[int, bytes]:
     """The RegTAP answer of ``rows``: cut to the query's TOP, then to MAXREC (an
     OVERFLOW when MAXREC cut it), as a registry of ours answers."""
@@ -99,7 +103,7 @@ def registry_table(
     maxrec = params.get("MAXREC", "").strip()
     if maxrec.isdigit() and len(rows) > int(maxrec):
         rows, overflow = rows[: int(maxrec)], True
-    return 200, table_votable(REGISTRY_FIELDS, rows, overflow=overflow)
+    return 200, table_votable(fields, rows, overflow=overflow)
 
 
 def _literals(pattern: re.Pattern[str], text: str) -> list[str]:

@@ -36,8 +36,9 @@ import numpy as np
 
 from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR, RESOURCE_COLUMNS
 from ._footprints import moc_of_disc
+from ._registry import registry_table
 from ._vo import OBSCORE_UTYPE, STANDARD_IDS, FarmService
-from ._votables import REGISTRY_FIELDS, Field, error_votable, table_votable
+from ._votables import REGISTRY_FIELDS, Field, error_votable
 
 if TYPE_CHECKING:
     from ._farm import FarmHost, VOFarm
@@ -456,11 +457,4 @@ def vo_registry_answer(
         fields, rows = _relationships(farm, query, uploads)
     else:
         fields, rows = _resources(farm, query, uploads)
-    top = re.match(r"\s*SELECT\s+TOP\s+(\d+)", query, re.IGNORECASE)
-    if top is not None:
-        rows = rows[: int(top.group(1))]
-    overflow = False
-    maxrec = params.get("MAXREC", "").strip()
-    if maxrec.isdigit() and len(rows) > int(maxrec):
-        rows, overflow = rows[: int(maxrec)], True
-    return 200, table_votable(fields, rows, overflow=overflow)
+    return registry_table(rows, query, params, fields=fields)
