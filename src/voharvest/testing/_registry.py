@@ -22,6 +22,7 @@ __all__ = [
     "registry_answer",
     "registry_table",
     "sesame_answer",
+    "sync_query",
     "sync_request_refused",
 ]
 
@@ -85,6 +86,16 @@ def sync_request_refused(params: Mapping[str, str]) -> tuple[int, bytes] | None:
     if not lang.upper().startswith("ADQL"):
         return 400, error_votable(f"LANG={lang} is not supported; use ADQL")
     return None
+
+
+def sync_query(params: Mapping[str, str]) -> tuple[str, tuple[int, bytes] | None]:
+    """The QUERY of a TAP sync request, and the 400 answer refusing the request
+    (see :func:`sync_request_refused`; an empty QUERY too) or None."""
+    refused = sync_request_refused(params)
+    query = params.get("QUERY", "")
+    if refused is None and not query.strip():
+        refused = 400, error_votable("QUERY is missing")
+    return query, refused
 
 
 def registry_table(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
 from ._config import IMAGE_FORMATS
-from ._registry import registry_table, sync_request_refused
+from ._registry import registry_table, sync_query
 from ._sky import TILE_DEG, Sky, Tile, search_tiles
 from ._votables import (
     SIA1_FIELDS,
@@ -398,12 +398,9 @@ def registry_answer(farm: VOFarm, params: Mapping[str, str]) -> Answer:
     Not an ADQL engine: it recognises the constraints voharvest and pyvo write
     (standard ids, waveband, keywords, ivoid, TOP) and ignores the rest.
     """
-    refused = sync_request_refused(params)
+    query, refused = sync_query(params)
     if refused is not None:
         return refused
-    query = params.get("QUERY", "")
-    if not query.strip():
-        return 400, error_votable("QUERY is missing")
     rows = []
     for host in farm.hosts:
         row = _resource_row(host, query) if _matches(host, query) else None

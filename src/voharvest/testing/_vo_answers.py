@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from ._registry import sync_query
 from ._searches import (
     Answer,
     _BadRequest,
@@ -134,15 +135,9 @@ def vo_tap_answer(
     """A TAP sync request: RegTAP (a query on ``rr.*``, any host) or ObsCore (its site's)."""
     from ._vo_registry import vo_registry_answer
 
-    request = params.get("REQUEST", "doQuery")
-    if request.lower() != "doquery":
-        return 400, error_votable(f"REQUEST={request} is not supported; use doQuery")
-    lang = params.get("LANG", "ADQL")
-    if not lang.upper().startswith("ADQL"):
-        return 400, error_votable(f"LANG={lang} is not supported; use ADQL")
-    query = params.get("QUERY", "")
-    if not query.strip():
-        return 400, error_votable("QUERY is missing")
+    query, refused = sync_query(params)
+    if refused is not None:
+        return refused
     if re.search(r"\bFROM\s+rr\.", query, re.IGNORECASE):
         try:
             tables = parse_uploads(params.get("UPLOAD"), files)

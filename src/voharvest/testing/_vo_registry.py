@@ -373,14 +373,18 @@ def _resources(
     return fields, rows
 
 
+def _columns(query: str, everything: list[str]) -> list[str]:
+    """The column names a query selects; ``everything`` for ``SELECT *`` (or none named)."""
+    names = [name for _, name in _select_items(query)]
+    return everything if names == ["*"] or not names else names
+
+
 def _coverage(
     farm: VOFarm, query: str, uploads: Mapping[str, Mapping[str, list[str]]]
 ) -> tuple[Sequence[Field], list[Any]]:
     vo = farm.vo
     assert vo is not None
-    names = [name for _, name in _select_items(query)] or ["ivoid", "coverage"]
-    if names == ["*"]:
-        names = ["ivoid", "coverage"]
+    names = _columns(query, ["ivoid", "coverage"])
     fields = [
         MocField(n, xtype="moc", ucd="pos.outline;obs") if n == "coverage" else Field(n)
         for n in names
@@ -410,9 +414,7 @@ def _relationships(
 ) -> tuple[Sequence[Field], list[Any]]:
     vo = farm.vo
     assert vo is not None
-    names = [name for _, name in _select_items(query)]
-    if names == ["*"] or not names:
-        names = ["ivoid", "relationship_type", "related_id", "related_name"]
+    names = _columns(query, ["ivoid", "relationship_type", "related_id", "related_name"])
     types = _listed("relationship_type", query)
     ivoids = _listed("ivoid", query)
     related = _listed("related_id", query)
