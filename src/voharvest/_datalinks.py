@@ -112,15 +112,10 @@ class DataLinkPlanner:
         return answer.body
 
     async def datasets(
-        self,
-        source: Any,
-        *,
-        format: str | None = None,
-        cutout: Any = None,
-        position: Any = None,
-        fallback: str = "full",
+        self, source: Any, format: str | None, cutout: Any, position: Any, fallback: str
     ) -> list[datalink.Dataset]:
-        """The files a record's DataLink document leads to (``VOClient.datasets``)."""
+        """The files a record's DataLink document leads to (``VOClient.datasets``, its
+        arguments in its order)."""
         shape = Cutout.parse(cutout) if cutout is not None else None
         centre = await self._cutout_centre(source, position) if shape is not None else None
         links = await self.datalinks(source)

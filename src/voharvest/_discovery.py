@@ -13,11 +13,12 @@ are in :mod:`voharvest._discovery_options`, the downloads of what it found in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._checks import angle, is_skycoord, position_degrees
@@ -130,117 +131,111 @@ async def _load_all(modules: Sequence[str]) -> None:
         await import_in_thread(module)
 
 
-async def discover(
-    client: VOClient,
-    targets: Any,
-    *,
-    size: Any,
-    band: Any = None,
-    time: Any = None,
-    inclusive: bool = False,
-    options: DiscoveryOptions | None = None,
-    journal: str | os.PathLike[str] | None = None,
-) -> DiscoveryResult:
-    """See :meth:`voharvest.VOClient.discover`."""
-    options = options or DiscoveryOptions()
+@contextlib.asynccontextmanager
+async def _opened(journal: str | os.PathLike[str] | None) -> AsyncIterator[DiscoveryJournal | None]:
+    """The discovery journal at ``journal`` while a discovery runs (None: no journal)."""
     if journal is None:
-        return await _discover(client, targets, size, band, time, inclusive, options, None)
+        yield None
+        return
     kept = await DiscoveryJournal(journal).open()
     try:
-        return await _discover(client, targets, size, band, time, inclusive, options, kept)
+        yield kept
     finally:
         await asyncio.shield(kept.close())
 
 
-async def _discover(
+async def discover(
     client: VOClient,
     targets: Any,
     size: Any,
     band: Any,
     time: Any,
     inclusive: bool,
-    options: DiscoveryOptions,
-    journal: DiscoveryJournal | None,
+    options: DiscoveryOptions | None,
+    journal: str | os.PathLike[str] | None,
 ) -> DiscoveryResult:
-    radius = angle(size, "size")
-    if not 0 < radius <= 10 or not math.isfinite(radius):
-        raise ParameterError(f"size: a radius in (0, 10] degrees, not {radius}")
-    if band is not None:
-        plan_.wavelength_metres(band)
-    if time is not None:
-        plan_.time_interval(time)
-    found = await _targets(client, targets, radius)
-    # The MOC libraries load in a thread (mocpy takes a second or more) while
-    # the registry answers.
-    loading = asyncio.ensure_future(_load_all(("mocpy", "cdshealpix")))
+    """See :meth:`voharvest.VOClient.discover` (its arguments, in its order)."""
+    options = options or DiscoveryOptions()
+    async with _opened(journal) as kept:
+        radius = angle(size, "size")
+        if not 0 < radius <= 10 or not math.isfinite(radius):
+            raise ParameterError(f"size: a radius in (0, 10] degrees, not {radius}")
+        if band is not None:
+            plan_.wavelength_metres(band)
+        if time is not None:
+            plan_.time_interval(time)
+        found = await _targets(client, targets, radius)
+        # The MOC libraries load in a thread (mocpy takes a second or more) while
+        # the registry answers.
+        loading = asyncio.ensure_future(_load_all(("mocpy", "cdshealpix")))
 
-    try:
-        features = client.config.registries[0].features
-        spectral = _spectral_constraint(band)
-        temporal = None if time is None else plan_.time_interval(time)
-        query = plan_.candidates_query(
-            spectral=spectral, temporal=temporal, inclusive=inclusive, features=features
-        )
-        (answer,), requests = await _registry_rows(client, [query], journal)
-        resources = votable.registry_results(answer)
-        candidates = plan_.candidates_from_resources(resources)
-        ivoids = sorted({c.ivoid for c in candidates})
-        coverages: dict[str, str] = {}
-        served_by: dict[str, frozenset[str]] = {}
-        if ivoids and not features.stc:
-            # No rr.stc_spatial: no service declares a coverage here; with
-            # inclusive every one is asked about every target, without none.
-            logger.warning("the registry has no coverage tables: no service declares one")
-            answers, more = await _registry_rows(
-                client, plan_.served_by_queries(ivoids, chunk=options.chunk), journal
+        try:
+            features = client.config.registries[0].features
+            spectral = _spectral_constraint(band)
+            temporal = None if time is None else plan_.time_interval(time)
+            query = plan_.candidates_query(
+                spectral=spectral, temporal=temporal, inclusive=inclusive, features=features
             )
-            requests += more
-            served_by = plan_.parse_served_by([row for a in answers for row in _rows(a)])
-        elif ivoids:
-            queries = plan_.coverage_queries(ivoids, chunk=options.chunk)
-            relations = plan_.served_by_queries(ivoids, chunk=options.chunk)
-            answers, more = await _registry_rows(client, [*queries, *relations], journal)
-            requests += more
-            coverage_rows = [row for a in answers[: len(queries)] for row in _rows(a)]
-            relation_rows = [row for a in answers[len(queries) :] for row in _rows(a)]
-            coverages = plan_.parse_coverages(coverage_rows)
-            served_by = plan_.parse_served_by(relation_rows)
-    except BaseException:
-        loading.cancel()
-        raise
-    # The plan, CPU work that grows with targets x candidates, is made in a
-    # thread: the event loop runs on meanwhile.
-    await loading
-    planned = await asyncio.to_thread(
-        plan_.plan,
-        found,
-        candidates,
-        coverages,
-        served_by,
-        inclusive=inclusive,
-        order=options.order,
-        intersect=options.intersect,
-        cone=options.cone,
-    )
-    runner = SearchRunner(
-        client, planned, {t.id: t for t in found}, options, band, time, inclusive, journal
-    )
-    await runner.run()
-    result = DiscoveryResult(
-        targets=tuple(found),
-        # Ordered by target, then URL: the same every run (answers arrive in any order).
-        datasets=tuple(sorted(runner.index.datasets, key=lambda d: (d.targets, d.access_url))),
-        services=runner.reports(),
-        plan=planned,
-        registry_requests=requests,
-        replayed=0 if journal is None else journal.replayed,
-    )
-    if journal is not None:
-        # The provenance of this run, beside its answers.
-        report = result.report()
-        await journal.set_note("report", json.dumps(report, sort_keys=True))
-        await journal.set_services(report["services"])
-    return result
+            (answer,), requests = await _registry_rows(client, [query], kept)
+            resources = votable.registry_results(answer)
+            candidates = plan_.candidates_from_resources(resources)
+            ivoids = sorted({c.ivoid for c in candidates})
+            coverages: dict[str, str] = {}
+            served_by: dict[str, frozenset[str]] = {}
+            if ivoids and not features.stc:
+                # No rr.stc_spatial: no service declares a coverage here; with
+                # inclusive every one is asked about every target, without none.
+                logger.warning("the registry has no coverage tables: no service declares one")
+                answers, more = await _registry_rows(
+                    client, plan_.served_by_queries(ivoids, chunk=options.chunk), kept
+                )
+                requests += more
+                served_by = plan_.parse_served_by([row for a in answers for row in _rows(a)])
+            elif ivoids:
+                queries = plan_.coverage_queries(ivoids, chunk=options.chunk)
+                relations = plan_.served_by_queries(ivoids, chunk=options.chunk)
+                answers, more = await _registry_rows(client, [*queries, *relations], kept)
+                requests += more
+                coverage_rows = [row for a in answers[: len(queries)] for row in _rows(a)]
+                relation_rows = [row for a in answers[len(queries) :] for row in _rows(a)]
+                coverages = plan_.parse_coverages(coverage_rows)
+                served_by = plan_.parse_served_by(relation_rows)
+        except BaseException:
+            loading.cancel()
+            raise
+        # The plan, CPU work that grows with targets x candidates, is made in a
+        # thread: the event loop runs on meanwhile.
+        await loading
+        planned = await asyncio.to_thread(
+            plan_.plan,
+            found,
+            candidates,
+            coverages,
+            served_by,
+            inclusive=inclusive,
+            order=options.order,
+            intersect=options.intersect,
+            cone=options.cone,
+        )
+        runner = SearchRunner(
+            client, planned, {t.id: t for t in found}, options, band, time, inclusive, kept
+        )
+        await runner.run()
+        result = DiscoveryResult(
+            targets=tuple(found),
+            # Ordered by target, then URL: the same every run (answers arrive in any order).
+            datasets=tuple(sorted(runner.index.datasets, key=lambda d: (d.targets, d.access_url))),
+            services=runner.reports(),
+            plan=planned,
+            registry_requests=requests,
+            replayed=0 if kept is None else kept.replayed,
+        )
+        if kept is not None:
+            # The provenance of this run, beside its answers.
+            report = result.report()
+            await kept.set_note("report", json.dumps(report, sort_keys=True))
+            await kept.set_services(report["services"])
+        return result
 
 
 def _spectral_constraint(band: Any) -> Any:

@@ -258,16 +258,7 @@ class VOClient:
         self._check_open()
         from ._discovery import discover
 
-        return await discover(
-            self,
-            targets,
-            size=size,
-            band=band,
-            time=time,
-            inclusive=inclusive,
-            options=options,
-            journal=journal,
-        )
+        return await discover(self, targets, size, band, time, inclusive, options, journal)
 
     # --- services -----------------------------------------------------------------
 
@@ -395,9 +386,7 @@ class VOClient:
         Quantity) asks the document's SODA service for a cutout around
         ``position`` (default: the record's position).
         """
-        return await self._links.datasets(
-            source, format=format, cutout=cutout, position=position, fallback=fallback
-        )
+        return await self._links.datasets(source, format, cutout, position, fallback)
 
     # --- downloads --------------------------------------------------------------------
 

@@ -29,13 +29,13 @@ import asyncio
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
+from ._lifetime import StartStop
 from ._lineup import BAND_RANGES, SERVICES, SURVEYS, SkyService
 from ._registry import SIA1_ID, SIA2_ID, TAP_ID, RegistryEntry, registry_answer, sesame_answer
 from ._render import SurveyTile, cutout_fits, tile_fits, tile_jpeg
@@ -77,7 +77,7 @@ class _Site:
             self.runner = None
 
 
-class EmbeddedSky:
+class EmbeddedSky(StartStop):
     """A simulated VO on loopback (see the module documentation); an async context manager.
 
     ``address``: where every site listens (default 127.0.0.1, ephemeral ports).
@@ -120,7 +120,7 @@ class EmbeddedSky:
 
     # --- life cycle -------------------------------------------------------------------
 
-    async def start(self) -> EmbeddedSky:
+    async def start(self) -> Self:
         if self._started:
             raise RuntimeError("this EmbeddedSky was already started")
         self._started = True
@@ -133,17 +133,6 @@ class EmbeddedSky:
 
     async def stop(self) -> None:
         await asyncio.gather(*(site.stop() for site in self._sites.values()))
-
-    async def __aenter__(self) -> EmbeddedSky:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --- where things are -------------------------------------------------------------
 

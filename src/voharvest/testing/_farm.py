@@ -18,12 +18,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from types import TracebackType
+from typing import Self
 
 from .._checks import is_int
 from .._exceptions import ParameterError
 from ._config import IMAGE_FORMATS, FarmCounters, HostConfig
 from ._host import HostServer
+from ._lifetime import StartStop
 from ._sky import Sky, Tile
 from ._vo import FarmVO
 
@@ -141,7 +142,7 @@ def _address(index: int) -> str:
     return f"127.0.{number // 256}.{number % 256}"
 
 
-class VOFarm:
+class VOFarm(StartStop):
     """Simulated VO hosts on loopback; an async context manager.
 
     ``hosts`` hosts, all behaving as ``config`` except those given in
@@ -203,7 +204,7 @@ class VOFarm:
 
     # --- life cycle -------------------------------------------------------------------
 
-    async def start(self) -> VOFarm:
+    async def start(self) -> Self:
         if self._started:
             raise RuntimeError("this VOFarm was already started")
         self._started = True
@@ -233,17 +234,6 @@ class VOFarm:
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 logger.warning("VOFarm: a host failed to stop: %r", task.exception())
-
-    async def __aenter__(self) -> VOFarm:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def closing(self) -> bool:

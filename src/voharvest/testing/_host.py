@@ -222,52 +222,40 @@ class HostServer:
             if request.method == "HEAD":
                 await response.write_eof()
                 return False
-            return await self._write(request, response, body, start, end, fault, bandwidth)
+            cut = start + (end - start) // 2 if fault in ("reset", "truncate", "stall") else end
+            chunk = _CHUNK if bandwidth is None else int(max(4096, min(_CHUNK, bandwidth / 20)))
+            began = time.monotonic()
+            sent = 0
+            position = start
+            for piece in body.chunks(start, end, chunk):
+                if position <= cut < position + len(piece) and fault is not None:
+                    head = piece[: cut - position]
+                    if head:
+                        await response.write(head)
+                        self.counters.bytes_sent += len(head)
+                        sent += len(head)
+                    if await self._strike(request, fault):
+                        return False
+                    piece = piece[cut - position :]
+                    position = cut
+                    fault = None
+                if self.farm.closing:
+                    abort(request, reset=False)
+                    return False
+                await response.write(piece)
+                self.counters.bytes_sent += len(piece)
+                sent += len(piece)
+                position += len(piece)
+                if bandwidth is not None:
+                    ahead = sent / bandwidth - (time.monotonic() - began)
+                    if ahead > 0:
+                        await self.farm.pause(ahead)
+            if fault is not None and await self._strike(request, fault):
+                return False
+            await response.write_eof()
+            return True
         except ConnectionError:  # the client went away
             return False
-
-    async def _write(
-        self,
-        request: web.Request,
-        response: web.StreamResponse,
-        body: Body,
-        start: int,
-        end: int,
-        fault: str | None,
-        bandwidth: float | None,
-    ) -> bool:
-        cut = start + (end - start) // 2 if fault in ("reset", "truncate", "stall") else end
-        chunk = _CHUNK if bandwidth is None else int(max(4096, min(_CHUNK, bandwidth / 20)))
-        began = time.monotonic()
-        sent = 0
-        position = start
-        for piece in body.chunks(start, end, chunk):
-            if position <= cut < position + len(piece) and fault is not None:
-                head = piece[: cut - position]
-                if head:
-                    await response.write(head)
-                    self.counters.bytes_sent += len(head)
-                    sent += len(head)
-                if await self._strike(request, fault):
-                    return False
-                piece = piece[cut - position :]
-                position = cut
-                fault = None
-            if self.farm.closing:
-                abort(request, reset=False)
-                return False
-            await response.write(piece)
-            self.counters.bytes_sent += len(piece)
-            sent += len(piece)
-            position += len(piece)
-            if bandwidth is not None:
-                ahead = sent / bandwidth - (time.monotonic() - began)
-                if ahead > 0:
-                    await self.farm.pause(ahead)
-        if fault is not None and await self._strike(request, fault):
-            return False
-        await response.write_eof()
-        return True
 
     async def _strike(self, request: web.Request, fault: str) -> bool:
         """Break the answer mid-body; True if the connection is gone."""

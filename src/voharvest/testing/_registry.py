@@ -15,13 +15,14 @@ from xml.sax.saxutils import escape
 
 from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
 from ._catalogue import resolve_name
-from ._votables import REGISTRY_FIELDS, error_votable, table_votable
+from ._votables import REGISTRY_FIELDS, Field, error_votable, table_votable
 
 __all__ = [
     "RegistryEntry",
     "registry_answer",
     "registry_table",
     "sesame_answer",
+    "sync_query",
     "sync_request_refused",
 ]
 
@@ -87,8 +88,22 @@ def sync_request_refused(params: Mapping[str, str]) -> tuple[int, bytes] | None:
     return None
 
 
+def sync_query(params: Mapping[str, str]) -> tuple[str, tuple[int, bytes] | None]:
+    """The QUERY of a TAP sync request, and the 400 answer refusing the request
+    (see :func:`sync_request_refused`; an empty QUERY too) or None."""
+    refused = sync_request_refused(params)
+    query = params.get("QUERY", "")
+    if refused is None and not query.strip():
+        refused = 400, error_votable("QUERY is missing")
+    return query, refused
+
+
 def registry_table(
-    rows: list[tuple[str, ...]], query: str, params: Mapping[str, str]
+    rows: Sequence[Sequence[object]],
+    query: str,
+    params: Mapping[str, str],
+    *,
+    fields: Sequence[Field] = REGISTRY_FIELDS,
 ) -> tuple[int, bytes]:
     """The RegTAP answer of ``rows``: cut to the query's TOP, then to MAXREC (an
     OVERFLOW when MAXREC cut it), as a registry of ours answers."""
@@ -99,7 +114,7 @@ def registry_table(
     maxrec = params.get("MAXREC", "").strip()
     if maxrec.isdigit() and len(rows) > int(maxrec):
         rows, overflow = rows[: int(maxrec)], True
-    return 200, table_votable(REGISTRY_FIELDS, rows, overflow=overflow)
+    return 200, table_votable(fields, rows, overflow=overflow)
 
 
 def _literals(pattern: re.Pattern[str], text: str) -> list[str]:

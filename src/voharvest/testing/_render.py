@@ -18,13 +18,14 @@ import io
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
 from ._catalogue import Galaxy, galaxies_near, stars_near
-from ._sky import encode_jpeg
+from ._sky import Tile, encode_jpeg
 
 __all__ = ["Survey", "SurveyTile", "render", "tile_fits", "tile_jpeg"]
 
@@ -75,7 +76,7 @@ class Survey:
             return None
         count = self._count(band)
         ra = ((index + 0.5 + self.phase) * 360.0 / count) % 360.0
-        return SurveyTile(self, band, index, ra, self._band_centre(band))
+        return SurveyTile(band, index, ra, self._band_centre(band), survey=self)
 
     def tile_by_id(self, text: str) -> SurveyTile | None:
         band, sep, index = text.partition("-")
@@ -108,24 +109,16 @@ class Survey:
         return unique[:limit]
 
 
-@dataclass(frozen=True)
-class SurveyTile:
-    """One frame of a survey: its grid place and centre (ICRS degrees)."""
+@dataclass(frozen=True, kw_only=True)
+class SurveyTile(Tile):
+    """One frame of a survey: a tile of the survey's own grid (ids and dates of its own)."""
 
     survey: Survey
-    band: int
-    index: int
-    ra: float
-    dec: float
 
-    @property
-    def id(self) -> str:
-        return f"{self.band:04d}-{self.index:05d}"
-
-    @property
-    def mjd(self) -> float:
-        """A made-up but fixed observation date."""
-        return 54000.0 + (self.band * 7919 + self.index * 104729) % 2500 + 0.3
+    _ID_DIGITS: ClassVar[tuple[int, int]] = (4, 5)
+    _MJD_FIRST: ClassVar[float] = 54000.0
+    _MJD_DAYS: ClassVar[int] = 2500
+    _MJD_TIME: ClassVar[float] = 0.3
 
     def wcs(self) -> WCS:
         n = self.survey.naxis

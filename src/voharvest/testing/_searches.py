@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
 from ._config import IMAGE_FORMATS
-from ._registry import registry_table, sync_request_refused
+from ._registry import registry_table, sync_query
 from ._sky import TILE_DEG, Sky, Tile, search_tiles
 from ._votables import (
     SIA1_FIELDS,
@@ -262,36 +262,54 @@ def _sia2_row(farm: VOFarm, host: FarmHost, tile: Tile, mime: str) -> tuple[obje
     )
 
 
-def sia2_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) -> Answer:
-    params = _multi(query)
-    limit = host.config.images_per_search
-    try:
-        shapes = [_sia2_shape(text) for text in params.get("POS", [])]
-        if not shapes:
-            raise _BadRequest("VOFarm needs a POS (CIRCLE, RANGE or POLYGON)")
-        maxrec: int | None = None
-        if "MAXREC" in params:
-            text = params["MAXREC"][0].strip()
-            if not text.isdigit():
-                raise _BadRequest(f"MAXREC: {text!r} is not a non-negative integer")
-            maxrec = int(text)
-    except _BadRequest as exc:
-        return 200, error_votable(str(exc))
-    tiles: dict[str, Tile] = {}
-    for ra, dec, radius in shapes:
-        for tile in search_tiles(ra, dec, radius, limit):
-            tiles.setdefault(tile.id, tile)
+def _sia2_request(
+    positions: list[str], params: Mapping[str, list[str]]
+) -> tuple[list[tuple[float, float, float]], int | None]:
+    """The POS shapes and the MAXREC of an SIA 2.0 query; `_BadRequest` when one is wrong."""
+    shapes = [_sia2_shape(text) for text in positions]
+    if not shapes:
+        raise _BadRequest("VOFarm needs a POS (CIRCLE, RANGE or POLYGON)")
+    if "MAXREC" not in params:
+        return shapes, None
+    text = params["MAXREC"][0].strip()
+    if not text.isdigit():
+        raise _BadRequest(f"MAXREC: {text!r} is not a non-negative integer")
+    return shapes, int(text)
+
+
+def _sia2_table(
+    farm: VOFarm,
+    host: FarmHost,
+    tiles: Iterable[Tile],
+    params: Mapping[str, list[str]],
+    maxrec: int | None,
+) -> Answer:
+    """The SIA 2.0 answer: a row per tile and kept FORMAT, cut at MAXREC (with overflow)."""
     wanted = {value.strip().lower() for value in params.get("FORMAT", [])}
     formats = [f for f in host.config.formats if not wanted or f in wanted]
     rows = [
         _row(host, "sia2", tile, mime, lambda t, m: _sia2_row(farm, host, t, m))
-        for tile in list(tiles.values())[:limit]
+        for tile in tiles
         for mime in formats
     ]
     overflow = maxrec is not None and len(rows) > maxrec
     if maxrec is not None:
         rows = rows[:maxrec]
     return 200, table_votable(SIA2_FIELDS, rows, overflow=overflow, description=host.title)
+
+
+def sia2_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) -> Answer:
+    params = _multi(query)
+    limit = host.config.images_per_search
+    try:
+        shapes, maxrec = _sia2_request(params.get("POS", []), params)
+    except _BadRequest as exc:
+        return 200, error_votable(str(exc))
+    tiles: dict[str, Tile] = {}
+    for ra, dec, radius in shapes:
+        for tile in search_tiles(ra, dec, radius, limit):
+            tiles.setdefault(tile.id, tile)
+    return _sia2_table(farm, host, list(tiles.values())[:limit], params, maxrec)
 
 
 # --- registry (RegTAP rows) -----------------------------------------------------------
@@ -380,12 +398,9 @@ def registry_answer(farm: VOFarm, params: Mapping[str, str]) -> Answer:
     Not an ADQL engine: it recognises the constraints voharvest and pyvo write
     (standard ids, waveband, keywords, ivoid, TOP) and ignores the rest.
     """
-    refused = sync_request_refused(params)
+    query, refused = sync_query(params)
     if refused is not None:
         return refused
-    query = params.get("QUERY", "")
-    if not query.strip():
-        return 400, error_votable("QUERY is missing")
     rows = []
     for host in farm.hosts:
         row = _resource_row(host, query) if _matches(host, query) else None

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
+from typing import ClassVar
 
 import numpy as np
 from astropy.io import fits
@@ -49,14 +50,22 @@ class Tile:
     ra: float
     dec: float
 
+    # How a kind of tile spells its id and spreads its dates (a subclass sets its own).
+    _ID_DIGITS: ClassVar[tuple[int, int]] = (3, 4)
+    _MJD_FIRST: ClassVar[float] = 57023.0
+    _MJD_DAYS: ClassVar[int] = 3650
+    _MJD_TIME: ClassVar[float] = 0.25
+
     @property
     def id(self) -> str:
-        return f"{self.band:03d}-{self.index:04d}"
+        band_digits, index_digits = self._ID_DIGITS
+        return f"{self.band:0{band_digits}d}-{self.index:0{index_digits}d}"
 
     @property
     def mjd(self) -> float:
         """A made-up but fixed observation date (MJD) for the tile."""
-        return 57023.0 + (self.band * 7919 + self.index * 104729) % 3650 + 0.25
+        spread = (self.band * 7919 + self.index * 104729) % self._MJD_DAYS
+        return self._MJD_FIRST + spread + self._MJD_TIME
 
 
 @cache

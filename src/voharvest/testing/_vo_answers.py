@@ -33,13 +33,15 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from ._registry import sync_query
 from ._searches import (
     Answer,
     _BadRequest,
     _multi,
     _row,
+    _sia2_request,
     _sia2_row,
-    _sia2_shape,
+    _sia2_table,
     sia1_answer,
 )
 from ._sky import Tile
@@ -133,15 +135,9 @@ def vo_tap_answer(
     """A TAP sync request: RegTAP (a query on ``rr.*``, any host) or ObsCore (its site's)."""
     from ._vo_registry import vo_registry_answer
 
-    request = params.get("REQUEST", "doQuery")
-    if request.lower() != "doquery":
-        return 400, error_votable(f"REQUEST={request} is not supported; use doQuery")
-    lang = params.get("LANG", "ADQL")
-    if not lang.upper().startswith("ADQL"):
-        return 400, error_votable(f"LANG={lang} is not supported; use ADQL")
-    query = params.get("QUERY", "")
-    if not query.strip():
-        return 400, error_votable("QUERY is missing")
+    query, refused = sync_query(params)
+    if refused is not None:
+        return refused
     if re.search(r"\bFROM\s+rr\.", query, re.IGNORECASE):
         try:
             tables = parse_uploads(params.get("UPLOAD"), files)
@@ -275,32 +271,14 @@ def vo_sia2_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]
     if len(positions) > 1 and not site.multi_pos:
         return 400, error_votable("this service accepts one POS per request")
     try:
-        shapes = [_sia2_shape(text) for text in positions]
-        if not shapes:
-            raise _BadRequest("VOFarm needs a POS (CIRCLE, RANGE or POLYGON)")
-        maxrec: int | None = None
-        if "MAXREC" in params:
-            text = params["MAXREC"][0].strip()
-            if not text.isdigit():
-                raise _BadRequest(f"MAXREC: {text!r} is not a non-negative integer")
-            maxrec = int(text)
+        shapes, maxrec = _sia2_request(positions, params)
     except _BadRequest as exc:
         return 200, error_votable(str(exc))
     tiles: dict[str, Tile] = {}
     for ra, dec, radius in shapes:
         for tile in site.footprint.tiles(ra, dec, radius, host.config.images_per_search):
             tiles.setdefault(tile.id, tile)
-    chosen = {value.strip().lower() for value in params.get("FORMAT", [])}
-    formats = [f for f in host.config.formats if not chosen or f in chosen]
-    rows = [
-        _row(host, "sia2", tile, mime, lambda t, m: _sia2_row(farm, host, t, m))
-        for tile in tiles.values()
-        for mime in formats
-    ]
-    overflow = maxrec is not None and len(rows) > maxrec
-    if maxrec is not None:
-        rows = rows[:maxrec]
-    return 200, table_votable(SIA2_FIELDS, rows, overflow=overflow, description=host.title)
+    return _sia2_table(farm, host, tiles.values(), params, maxrec)
 
 
 def vo_sia1_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) -> Answer:

@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
+from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR, RESOURCE_COLUMNS
 from ._footprints import moc_of_disc
+from ._registry import registry_table
 from ._vo import OBSCORE_UTYPE, STANDARD_IDS, FarmService
-from ._votables import REGISTRY_FIELDS, Field, error_votable, table_votable
+from ._votables import REGISTRY_FIELDS, Field, error_votable
 
 if TYPE_CHECKING:
     from ._farm import FarmHost, VOFarm
@@ -252,24 +253,8 @@ def _resource_values(farm: VOFarm, service: FarmService) -> dict[str, object]:
     }
 
 
-_PYVO_COLUMNS = (
-    "ivoid",
-    "res_type",
-    "short_name",
-    "res_title",
-    "content_level",
-    "res_description",
-    "reference_url",
-    "creator_seq",
-    "created",
-    "updated",
-    "rights",
-    "content_type",
-    "source_format",
-    "source_value",
-    "region_of_regard",
-    "waveband",
-)
+# The columns a registry answers with are the ones the client asks for.
+_PYVO_COLUMNS = RESOURCE_COLUMNS
 _PYVO_FIELDS = (
     *(Field(name, "double" if name == "region_of_regard" else "char") for name in _PYVO_COLUMNS),
     *(
@@ -388,14 +373,18 @@ def _resources(
     return fields, rows
 
 
+def _columns(query: str, everything: list[str]) -> list[str]:
+    """The column names a query selects; ``everything`` for ``SELECT *`` (or none named)."""
+    names = [name for _, name in _select_items(query)]
+    return everything if names == ["*"] or not names else names
+
+
 def _coverage(
     farm: VOFarm, query: str, uploads: Mapping[str, Mapping[str, list[str]]]
 ) -> tuple[Sequence[Field], list[Any]]:
     vo = farm.vo
     assert vo is not None
-    names = [name for _, name in _select_items(query)] or ["ivoid", "coverage"]
-    if names == ["*"]:
-        names = ["ivoid", "coverage"]
+    names = _columns(query, ["ivoid", "coverage"])
     fields = [
         MocField(n, xtype="moc", ucd="pos.outline;obs") if n == "coverage" else Field(n)
         for n in names
@@ -425,9 +414,7 @@ def _relationships(
 ) -> tuple[Sequence[Field], list[Any]]:
     vo = farm.vo
     assert vo is not None
-    names = [name for _, name in _select_items(query)]
-    if names == ["*"] or not names:
-        names = ["ivoid", "relationship_type", "related_id", "related_name"]
+    names = _columns(query, ["ivoid", "relationship_type", "related_id", "related_name"])
     types = _listed("relationship_type", query)
     ivoids = _listed("ivoid", query)
     related = _listed("related_id", query)
@@ -472,11 +459,4 @@ def vo_registry_answer(
         fields, rows = _relationships(farm, query, uploads)
     else:
         fields, rows = _resources(farm, query, uploads)
-    top = re.match(r"\s*SELECT\s+TOP\s+(\d+)", query, re.IGNORECASE)
-    if top is not None:
-        rows = rows[: int(top.group(1))]
-    overflow = False
-    maxrec = params.get("MAXREC", "").strip()
-    if maxrec.isdigit() and len(rows) > int(maxrec):
-        rows, overflow = rows[: int(maxrec)], True
-    return 200, table_votable(fields, rows, overflow=overflow)
+    return registry_table(rows, query, params, fields=fields)
