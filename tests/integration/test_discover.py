@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,17 +94,66 @@ def _keys(discoverer: Any) -> set[Key]:
     )
 
 
+#: Where a watched discoverer records what it does: each run its own record
+#: (the runs go on side by side, each with its own ImageDiscoverer).
+_WATCHED = "_voharvest_watched"
+
+
+def _watched(discoverer: Any) -> PyvoRun:
+    run: PyvoRun = getattr(discoverer, _WATCHED)
+    return run
+
+
+#: Constraints besides the position: pyvo's (spectrum, time) and ours (band, time).
+CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "": {},
+    # r band: SDSS-like and the site-wide SIA 2.0 declare it; the TAP service
+    # declares no spectral coverage, so it drops out (inclusive=False).
+    "620nm": {"spectrum": 620 * u.nm},
+    "250nm": {"spectrum": 250 * u.nm},
+    # 2004-03-12 (MJD 53076), within the images' dates (MJD 53074-53079).
+    "mjd53076": {"time": Time(53076.0, format="mjd")},
+}
+CASES = [(name, "") for name in POSITIONS] + [
+    ("M51", "620nm"),
+    ("M101", "250nm"),
+    ("M87", "620nm"),
+    ("M51", "mjd53076"),
+    ("COSMOS", "620nm"),
+]
+
+
+class PyvoRuns:
+    """pyvo's discoveries for every case, started together once: each case's
+    run, and per constraint the candidates without a position (asked once)."""
+
+    def __init__(
+        self, cases: dict[tuple[str, str], Future[PyvoRun]], every: dict[str, Future[PyvoRun]]
+    ) -> None:
+        self.cases = cases
+        self.every = every
+
+    async def case(self, name: str, constraint: str) -> tuple[PyvoRun, set[Key]]:
+        """The case's run and pyvo's candidates under its constraint."""
+        theirs, everywhere = await asyncio.gather(
+            asyncio.wrap_future(self.cases[(name, constraint)]),
+            asyncio.wrap_future(self.every[constraint]),
+        )
+        return theirs, everywhere.before
+
+
 @pytest.fixture(scope="module")
-def pyvo_discovery(dachs_server: Dachs) -> Iterator[Callable[..., PyvoRun]]:
-    """pyvo.discover pointed at DaCHS's registry, patched as the module text says."""
+def pyvo_runs(dachs_server: Dachs) -> Iterator[PyvoRuns]:
+    """pyvo.discover pointed at DaCHS's registry, patched as the module text
+    says, run for every case in a small thread pool (DaCHS answers requests
+    side by side); the tests take their runs as they come."""
     previous = pyvo_regtap.REGISTRY_BASEURL
-    watched: list[PyvoRun] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pyvo_image.ImageDiscoverer, "_discover_obscore_services", _obscore_services)
         purge = pyvo_image.ImageDiscoverer._purge_redundant_services
 
         def watched_purge(self: Any) -> None:
-            watched[-1].before = _keys(self)
+            _watched(self).before = _keys(self)
             purge(self)
 
         patch.setattr(pyvo_image.ImageDiscoverer, "_purge_redundant_services", watched_purge)
@@ -120,66 +170,59 @@ def pyvo_discovery(dachs_server: Dachs) -> Iterator[Callable[..., PyvoRun]]:
                 try:
                     _original(self, rec, *args)
                 except Exception:
-                    watched[-1].asked[(rec.ivoid, _kind)] = "failed"
+                    _watched(self).asked[(rec.ivoid, _kind)] = "failed"
                     raise
-                watched[-1].asked[(rec.ivoid, _kind)] = "queried"
+                _watched(self).asked[(rec.ivoid, _kind)] = "queried"
 
             patch.setattr(pyvo_image.ImageDiscoverer, name, watched_query)
         pyvo_registry.choose_RegTAP_service(dachs_server.tap)
+        # The registry's TAP service is one, shared by every run: read its
+        # capabilities and tables once, before the runs go on side by side.
+        registry = pyvo_regtap.get_RegTAP_service()
+        registry.get_tap_capability()
+        registry.tables  # noqa: B018
 
         def run(
-            space: tuple[float, float, float] | None, *, query: bool = True, **more: Any
+            space: tuple[float, float, float] | None, query: bool, more: dict[str, Any]
         ) -> PyvoRun:
-            watched.append(PyvoRun())
             discoverer = pyvo_image.ImageDiscoverer(space=space, timeout=10, **more)
+            watched = PyvoRun()
+            setattr(discoverer, _WATCHED, watched)
             discoverer.discover_services()
-            watched[-1].after = _keys(discoverer)
+            watched.after = _keys(discoverer)
             if query:
                 discoverer.query_services()
-                watched[-1].images = list(discoverer.results)
-                watched[-1].log = list(discoverer.log_messages)
-            return watched[-1]
+                watched.images = list(discoverer.results)
+                watched.log = list(discoverer.log_messages)
+            return watched
 
+        # Two at a time: DaCHS parses each ADQL query in one Python process,
+        # so more runs side by side only wait for each other.
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pyvo-discover")
+        every: dict[str, Future[PyvoRun]] = {}
+        cases: dict[tuple[str, str], Future[PyvoRun]] = {}
+        for name, constraint in CASES:  # in the tests' order: the first ones come first
+            more = CONSTRAINTS[constraint]
+            if constraint not in every:
+                every[constraint] = pool.submit(run, None, False, more)
+            ra, dec = POSITIONS[name]
+            cases[(name, constraint)] = pool.submit(run, (ra, dec, RADIUS), True, more)
         try:
-            yield run
+            yield PyvoRuns(cases, every)
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             pyvo_registry.choose_RegTAP_service(previous)
-
-
-#: Constraints besides the position: pyvo's (spectrum, time) and ours (band, time).
-CONSTRAINTS: dict[str, dict[str, Any]] = {
-    "": {},
-    # r band: SDSS-like and the site-wide SIA 2.0 declare it; the TAP service
-    # declares no spectral coverage, so it drops out (inclusive=False).
-    "620nm": {"spectrum": 620 * u.nm},
-    "250nm": {"spectrum": 250 * u.nm},
-    # 2004-03-12 (MJD 53076), within the images' dates (MJD 53074-53079).
-    "mjd53076": {"time": Time(53076.0, format="mjd")},
-}
-#: pyvo's candidates without a position, per constraint (asked once).
-EVERY_CANDIDATE: dict[str, set[Key]] = {}
-CASES = [(name, "") for name in POSITIONS] + [
-    ("M51", "620nm"),
-    ("M101", "250nm"),
-    ("M87", "620nm"),
-    ("M51", "mjd53076"),
-    ("COSMOS", "620nm"),
-]
 
 
 @pytest.mark.parametrize(("name", "constraint"), CASES)
 async def test_same_datasets_and_services_as_pyvo(
-    name: str, constraint: str, client: VOClient, pyvo_discovery: Callable[..., PyvoRun]
+    name: str, constraint: str, client: VOClient, pyvo_runs: PyvoRuns
 ) -> None:
     ra, dec = POSITIONS[name]
     more = CONSTRAINTS[constraint]
-    if constraint not in EVERY_CANDIDATE:
-        everywhere = await asyncio.to_thread(pyvo_discovery, None, query=False, **more)
-        EVERY_CANDIDATE[constraint] = everywhere.before
-    every_candidate = EVERY_CANDIDATE[constraint]
-    theirs = await asyncio.to_thread(pyvo_discovery, (ra, dec, RADIUS), **more)
-    ours = await client.discover(
-        (ra, dec), size=RADIUS, band=more.get("spectrum"), time=more.get("time")
+    ours, (theirs, every_candidate) = await asyncio.gather(
+        client.discover((ra, dec), size=RADIUS, band=more.get("spectrum"), time=more.get("time")),
+        pyvo_runs.case(name, constraint),
     )
 
     # The same candidates in all: the registry's SIA 1.0, SIA 2.0 and ObsCore services.
@@ -231,7 +274,11 @@ async def test_batches_many_targets_in_one_request_per_service(client: VOClient)
     """Five targets: the ObsCore table gets them in one upload, SIA 2.0 in one
     request with five POS; each image goes to the target it shows."""
     names = ["M51", "M101", "M87", "M31", "NGC1068"]
-    result = await client.discover([TARGETS[n] for n in names], size=RADIUS)
+    # The five together and each alone, side by side.
+    result, *singles = await asyncio.gather(
+        client.discover([TARGETS[n] for n in names], size=RADIUS),
+        *(client.discover(TARGETS[n], size=RADIUS) for n in names),
+    )
     tap = result.service(TAP, "obscore")
     site = result.service(SIAP2, "sia2")
     assert (tap.mode, tap.requests, tap.queried) == ("upload", 1, 5)
@@ -239,7 +286,6 @@ async def test_batches_many_targets_in_one_request_per_service(client: VOClient)
     for dataset in result.datasets:
         (target,) = dataset.targets
         assert names[target].lower() in dataset.access_url.lower()
-    singles = [await client.discover(TARGETS[n], size=RADIUS) for n in names]
     assert {u for r in singles for d in r.datasets for u in d.access_urls} == {
         u for d in result.datasets for u in d.access_urls
     }
