@@ -33,7 +33,7 @@ from pyvo.utils.prototype import PrototypeWarning
 
 from tests.integration.conftest import Dachs
 from tests.integration.dachs.make_fits import TARGETS
-from voharvest import DiscoveryOptions
+from voharvest import DiscoveryOptions, DiscoveryResult
 from voharvest._discovery import download
 from voharvest._discovery_downloads import write_manifest
 from voharvest._discovery_journal import DiscoveryJournal
@@ -214,15 +214,28 @@ def pyvo_runs(dachs_server: Dachs) -> Iterator[PyvoRuns]:
             pyvo_registry.choose_RegTAP_service(previous)
 
 
+#: Our discoveries of one position (no options), each asked once in this
+#: module: the oracle cases, the pinned M51 and the batch's singles ask the
+#: same ones. The results are frozen; each is what ``discover`` returned.
+_ALONE: dict[tuple[str, str], DiscoveryResult] = {}
+
+
+async def _alone(client: VOClient, name: str, constraint: str = "") -> DiscoveryResult:
+    """Our discovery of one named position under one constraint."""
+    if (name, constraint) not in _ALONE:
+        more = CONSTRAINTS[constraint]
+        _ALONE[(name, constraint)] = await client.discover(
+            POSITIONS[name], size=RADIUS, band=more.get("spectrum"), time=more.get("time")
+        )
+    return _ALONE[(name, constraint)]
+
+
 @pytest.mark.parametrize(("name", "constraint"), CASES)
 async def test_same_datasets_and_services_as_pyvo(
     name: str, constraint: str, client: VOClient, pyvo_runs: PyvoRuns
 ) -> None:
-    ra, dec = POSITIONS[name]
-    more = CONSTRAINTS[constraint]
     ours, (theirs, every_candidate) = await asyncio.gather(
-        client.discover((ra, dec), size=RADIUS, band=more.get("spectrum"), time=more.get("time")),
-        pyvo_runs.case(name, constraint),
+        _alone(client, name, constraint), pyvo_runs.case(name, constraint)
     )
 
     # The same candidates in all: the registry's SIA 1.0, SIA 2.0 and ObsCore services.
@@ -251,7 +264,7 @@ async def test_what_the_local_registry_makes_of_m51(client: VOClient) -> None:
     """Pinned: at M51 the TAP service's ObsCore table serves the SDSS-like SIA
     1.0 service (IsServedBy); the decoys at a closed port fail; the X-ray
     decoy's coverage is M31 only."""
-    result = await client.discover(TARGETS["M51"], size=RADIUS)
+    result = await _alone(client, "M51")
     assert result.by_status("queried") == sorted(
         [(MIRROR, "sia"), (SIAP2, "sia2"), (TAP, "obscore"), (UVOT, "sia")]
     )
@@ -277,7 +290,7 @@ async def test_batches_many_targets_in_one_request_per_service(client: VOClient)
     # The five together and each alone, side by side.
     result, *singles = await asyncio.gather(
         client.discover([TARGETS[n] for n in names], size=RADIUS),
-        *(client.discover(TARGETS[n], size=RADIUS) for n in names),
+        *(_alone(client, n) for n in names),
     )
     tap = result.service(TAP, "obscore")
     site = result.service(SIAP2, "sia2")
