@@ -271,11 +271,14 @@ async def test_bad_input_is_refused(client: VOClient) -> None:
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from voharvest import ClientConfig, RegistryEndpoint, RetryPolicy, VOClient
+    from voharvest import ClientConfig, HostPolicy, RegistryEndpoint, RetryPolicy, VOClient
 
     async def main(registry, journal):
         config = ClientConfig(
-            registries=(RegistryEndpoint(registry),), retry=RetryPolicy(attempts=1)
+            registries=(RegistryEndpoint(registry),),
+            retry=RetryPolicy(attempts=1),
+            # Unhurried by politeness: the child only has to get to the hang.
+            host=HostPolicy(rate=float("inf")),
         )
         async with VOClient(config) as client:
             await client.discover(%r, size=0.1, journal=journal)

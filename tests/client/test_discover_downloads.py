@@ -26,13 +26,16 @@ from voharvest._exceptions import ParameterError
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from voharvest import ClientConfig, RegistryEndpoint, RetryPolicy, VOClient
+    from voharvest import ClientConfig, HostPolicy, RegistryEndpoint, RetryPolicy, VOClient
     from voharvest._discovery import download
     from voharvest._discovery_journal import DiscoveryJournal
 
     async def main(registry, journal, out):
         config = ClientConfig(
-            registries=(RegistryEndpoint(registry),), retry=RetryPolicy(attempts=1)
+            registries=(RegistryEndpoint(registry),),
+            retry=RetryPolicy(attempts=1),
+            # Unhurried by politeness: the child only has to get to the hang.
+            host=HostPolicy(rate=float("inf")),
         )
         async with VOClient(config) as client:
             result = await client.discover(%r, size=0.1, journal=journal)
