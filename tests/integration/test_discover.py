@@ -17,8 +17,9 @@ whose TAP access URLs none of those has.
 from __future__ import annotations
 
 import asyncio
+import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from pyvo.utils.prototype import PrototypeWarning
 
 from tests.integration.conftest import Dachs
 from tests.integration.dachs.make_fits import TARGETS
-from voharvest import DiscoveryOptions, DiscoveryResult
+from voharvest import DiscoveryOptions, DiscoveryResult, HostPolicy
 from voharvest._discovery import download
 from voharvest._discovery_downloads import write_manifest
 from voharvest._discovery_journal import DiscoveryJournal
@@ -309,13 +310,21 @@ async def test_unit_target_values_are_checked() -> None:
         Target(0, 10.0, 10.0, 0.0)
 
 
-async def test_downloads_what_it_found_once(client: VOClient, tmp_path: Path) -> None:
+@pytest.fixture
+async def unhurried(dachs: Dachs) -> AsyncIterator[VOClient]:
+    """A client for DaCHS without a rate limit: downloads of local files need no
+    politeness (what they fetch and ask is what is checked)."""
+    async with VOClient(dachs.config(host=HostPolicy(rate=math.inf))) as opened:
+        yield opened
+
+
+async def test_downloads_what_it_found_once(unhurried: VOClient, tmp_path: Path) -> None:
     """Every dataset at M51 into M51's folder: the DataLink documents resolved to
     their FITS files; run again, no file is fetched."""
-    result = await client.discover(
+    result = await unhurried.discover(
         [(*TARGETS["M51"], "M51")], size=RADIUS, options=DiscoveryOptions(concurrency=4)
     )
-    fetched = await download(client, result, tmp_path)
+    fetched = await download(unhurried, result, tmp_path)
     paths = [p for _, p in fetched]
     assert all(isinstance(p, Path) for p in paths), paths
     names = sorted(p.name for p in paths if isinstance(p, Path))
@@ -328,33 +337,35 @@ async def test_downloads_what_it_found_once(client: VOClient, tmp_path: Path) ->
         assert isinstance(path, Path)
         start = path.read_bytes()[:6]
         assert start == b"SIMPLE" if path.suffix == ".fits" else start[:2] == b"\xff\xd8"
-    before = sum(s.requests for s in client.stats.values())
-    again = await download(client, result, tmp_path)
+    before = sum(s.requests for s in unhurried.stats.values())
+    again = await download(unhurried, result, tmp_path)
     assert [p for _, p in again] == paths
     # Run again: no file is fetched; only the two DataLink documents are read
     # again (they name the file).
     links = [d for d, _ in fetched if "datalink" in (d.format or "")]
     assert len(links) == 2
-    assert sum(s.requests for s in client.stats.values()) - before == len(links)
+    assert sum(s.requests for s in unhurried.stats.values()) - before == len(links)
 
 
-async def test_journaled_downloads_run_again_ask_nothing(client: VOClient, tmp_path: Path) -> None:
+async def test_journaled_downloads_run_again_ask_nothing(
+    unhurried: VOClient, tmp_path: Path
+) -> None:
     """With the discovery's journal, a second download of M51's datasets sends no
     request at all: not even the DataLink documents are read again; the
     manifest lists each dataset with its origins."""
     journal = tmp_path / "discovery.sqlite"
-    result = await client.discover([(*TARGETS["M51"], "M51")], size=RADIUS, journal=journal)
+    result = await unhurried.discover([(*TARGETS["M51"], "M51")], size=RADIUS, journal=journal)
     files = await DiscoveryJournal(journal).open()
     try:
-        fetched = await download(client, result, tmp_path, journal=files)
+        fetched = await download(unhurried, result, tmp_path, journal=files)
         assert all(isinstance(p, Path) for _, p in fetched), fetched
-        before = sum(s.requests for s in client.stats.values())
-        again = await download(client, result, tmp_path, journal=files)
+        before = sum(s.requests for s in unhurried.stats.values())
+        again = await download(unhurried, result, tmp_path, journal=files)
         assert files.files_kept == len(fetched) == 8
     finally:
         await files.close()
     assert [p for _, p in again] == [p for _, p in fetched]
-    assert sum(s.requests for s in client.stats.values()) == before
+    assert sum(s.requests for s in unhurried.stats.values()) == before
     manifest, _ = await asyncio.to_thread(write_manifest, result, tmp_path, again, kept=8)
     table = parse_single_table(str(manifest)).to_table()
     assert sorted(table["state"]) == ["done"] * 8
