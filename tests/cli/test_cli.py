@@ -1,8 +1,9 @@
 """The command line, run as users run it: a subprocess against a local SIA service.
 
 Where a test is about what a command does rather than how its process exits,
-``main()`` runs in this process (tests/cli/inprocess.py); every exit code (0, 1,
-2) is still seen from a real subprocess here.
+``main()`` runs in this process (tests/cli/inprocess.py). Each exit code is still
+seen from a real subprocess: here (0 of a harvest, 1 of a status, 2 of a usage
+error) and in tests/testing/test_embedded.py (1 of a harvest with a failure).
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ async def test_failures_exit_1_and_a_rerun_finishes(
         out,
         *FAST,
     ]
-    code, _, err = await voharvest(*args)
+    # In this process: a harvest subprocess exits 1 in tests/testing/test_embedded.py.
+    code, _, err = await voharvest_here(capsys, *args)
     assert code == 1
     assert "failed download" in err
     code, text, _ = await voharvest_here(capsys, "status", out)
