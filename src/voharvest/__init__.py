@@ -37,6 +37,7 @@ from .protocol.regtap import RegistryFeatures
 from .protocol.soda import Cutout
 
 if TYPE_CHECKING:
+    from ._discovery_options import DiscoveryOptions, DiscoveryResult, ServiceReport
     from ._limiter import HostStats
     from .client import VOClient
     from .harvesting import Harvest, HarvestItem, HarvestOptions, Target, harvest
@@ -53,6 +54,9 @@ logging.getLogger("voharvest").addHandler(logging.NullHandler())
 # The I/O layers are imported on first use, so that ``import voharvest.protocol``
 # (in a parse worker, say) loads neither aiohttp nor asyncio.
 _LAZY = {
+    "DiscoveryOptions": "._discovery_options",
+    "DiscoveryResult": "._discovery_options",
+    "ServiceReport": "._discovery_options",
     "HostStats": "._limiter",
     "VOClient": ".client",
     "Harvest": ".harvesting",
@@ -88,6 +92,8 @@ __all__ = [
     "Credentials",
     "Cutout",
     "DataLinkError",
+    "DiscoveryOptions",
+    "DiscoveryResult",
     "FormatError",
     "HTTPStatusError",
     "Harvest",
@@ -112,6 +118,7 @@ __all__ = [
     "SIA2Service",
     "SIAService",
     "ServiceError",
+    "ServiceReport",
     "StorageError",
     "TAPService",
     "Target",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -181,8 +182,29 @@ def default_sesame() -> tuple[str, ...]:
     return tuple(_urls_from_env(SESAME_ENV)) or DEFAULT_SESAME
 
 
-#: ``scheme://host:port`` of a URL (default ports made explicit), lower-cased.
-origin_of = http_origin
+#: Origins of the ``scheme://authority`` prefixes met (a harvest asks for the same
+#: few hosts' origins tens of times per target); emptied when it reaches its bound.
+_ORIGINS: dict[str, str] = {}
+_ORIGINS_KEPT = 1024
+_SCHEME_AUTHORITY = re.compile(r"[^/?#]*://[^/?#]*")
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of a URL (default ports made explicit), lower-cased
+    (:func:`~voharvest._checks.http_origin`), remembered by the URL's scheme and
+    authority, the only parts it depends on."""
+    head = _SCHEME_AUTHORITY.match(url) if isinstance(url, str) else None
+    if head is None:
+        return http_origin(url)
+    prefix = head.group()
+    known = _ORIGINS.get(prefix)
+    if known is not None:
+        return known
+    origin = http_origin(url)  # (an error names the whole URL)
+    if len(_ORIGINS) >= _ORIGINS_KEPT:
+        _ORIGINS.clear()
+    _ORIGINS[prefix] = origin
+    return origin
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,21 +22,31 @@ A :class:`Downloader` passes a file through small steps, each a method::
   resume asks only for the rest.
 - **verify** and **rename**: the length against the announced one, the head
   against the expected format, fsync, then the atomic rename.
+- **writeback starts early**: with fsync on, each write also asks the kernel
+  to start writing the file's dirty pages out (Linux ``sync_file_range``
+  with ``SYNC_FILE_RANGE_WRITE``, which does not wait), so the disk works
+  while the body streams in and the fsync before the rename finds little
+  left to do. Without that call (another system) the fsync does it all.
 
 The blocking steps run in the client's file threads, several file-system
-calls per hop, so that the event loop does a few callbacks per file.
+calls per hop, so that the event loop does a few callbacks per file: the
+place and the resume point in one hop, the note and the opening of the
+``.part`` in one, each write in one, and the last write, fsync, close,
+content check and rename in one. A file that comes in one write thus takes
+three hops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,6 +60,7 @@ from ._downloads import (
 )
 from ._exceptions import FormatError, PayloadError, StorageError, TooLargeError
 from ._files import inside, safe_filename
+from ._partfile import ABSENT, PartFile, write_all
 from .naming import url_filename
 from .protocol.datalink import is_datalink_format
 
@@ -58,118 +69,30 @@ if TYPE_CHECKING:
     from ._retries import Budget
     from .transport import Stream, Transport
 
-__all__ = ["Downloader", "PartFile", "write_all"]
+__all__ = ["Downloader", "Fetched", "PartFile", "fetched", "write_all"]
 
 logger = logging.getLogger("voharvest.client")
 
 T = TypeVar("T")
 
-#: Buffers per ``writev`` call (Linux allows 1024).
-_IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 16
 
+@dataclass
+class Fetched:
+    """What the latest :meth:`Downloader.fetch` in a context did: its file, its size, and
+    whether it was there already (nothing fetched).
 
-def write_all(fd: int, pieces: Sequence[bytes | memoryview]) -> None:
-    """Write ``pieces`` in order to ``fd``, however short each ``writev`` falls."""
-    queue: list[bytes | memoryview] = [piece for piece in pieces if len(piece)]
-    start = 0
-    while start < len(queue):
-        written = os.writev(fd, queue[start : start + _IOV_MAX])
-        if written <= 0:
-            raise OSError(errno.EIO, "the disk took none of the bytes written")
-        while written:
-            head = queue[start]
-            if written >= len(head):
-                written -= len(head)
-                start += 1
-            else:
-                queue[start] = memoryview(head)[written:]
-                written = 0
-
-
-def _write_after(
-    pending: concurrent.futures.Future[None] | None, fd: int, pieces: list[bytes]
-) -> None:
-    """Write ``pieces`` once the write before them ended (written, or failed: then not)."""
-    if pending is not None:
-        pending.result()
-    write_all(fd, pieces)
-
-
-def _close_after(pending: concurrent.futures.Future[None] | None, fd: int) -> None:
-    """Close ``fd`` once the write in flight on it ended (in a file thread, never on the loop)."""
-    try:
-        if pending is not None:
-            concurrent.futures.wait([pending])
-    finally:
-        os.close(fd)
-
-
-def _seal(pending: concurrent.futures.Future[None] | None, fd: int, sync: bool) -> None:
-    """The last write's outcome, then fsync (if asked) and close."""
-    try:
-        if pending is not None:
-            pending.result()
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class PartFile:
-    """A ``.part`` open for appending, with at most one write in flight in ``executor``.
-
-    :meth:`write` waits for the previous write, then hands this one to a thread
-    and returns: the caller reads on while the disk works. :meth:`seal`
-    finishes (last write, fsync, close); :meth:`abandon` closes once the write
-    in flight ended, whatever happens to the caller.
+    A caller that counts files (the harvest) sets :data:`fetched` to one of
+    these before ``VOClient.download`` and reads it after, instead of looking
+    at the file again in a thread of its own.
     """
 
-    def __init__(self, fd: int, executor: concurrent.futures.Executor) -> None:
-        self._fd: int | None = fd
-        self._executor = executor
-        self._pending: concurrent.futures.Future[None] | None = None
+    path: Path | None = None
+    size: int = 0
+    existed: bool = False
 
-    @classmethod
-    def open(cls, path: Path, append: bool, executor: concurrent.futures.Executor) -> PartFile:
-        """(Blocking: call in a thread.)"""
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-        return cls(os.open(path, flags, 0o666), executor)
 
-    async def write(self, pieces: list[bytes]) -> None:
-        if self._fd is None:
-            raise ValueError("write to a closed part file")
-        if self._pending is not None:
-            # Shielded: a cancelled caller leaves the write running (and known to
-            # abandon(), which closes the file only after it).
-            await asyncio.shield(asyncio.wrap_future(self._pending))
-        self._pending = self._executor.submit(write_all, self._fd, pieces)
-
-    def keep(self, pieces: list[bytes]) -> None:
-        """Queue a last write behind the one in flight, without waiting (after a failure:
-        what was received stays on disk for a resume)."""
-        if self._fd is not None and pieces:
-            self._pending = self._executor.submit(_write_after, self._pending, self._fd, pieces)
-
-    async def seal(self, sync: bool) -> None:
-        """Wait for the last write, fsync if ``sync``, close (errors of any of them raised)."""
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        pending, self._pending = self._pending, None
-        closing = self._executor.submit(_seal, pending, fd, sync)
-        await asyncio.shield(asyncio.wrap_future(closing))
-
-    async def abandon(self) -> None:
-        """Close without raising: after a failure, once the write in flight ended."""
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        pending, self._pending = self._pending, None
-        closing = self._executor.submit(_close_after, pending, fd)
-        try:
-            await asyncio.shield(asyncio.wrap_future(closing))
-        except OSError as exc:
-            logger.warning("closing a part file failed: %s", exc)
+#: Where :meth:`Downloader.fetch` reports what it did (None: nobody asked).
+fetched: ContextVar[Fetched | None] = ContextVar("voharvest_fetched", default=None)
 
 
 @dataclass(frozen=True)
@@ -186,6 +109,18 @@ class _Place:
         return cls(
             final, final.with_name(final.name + ".part"), final.with_name(final.name + ".part.json")
         )
+
+
+def _note(stream: Stream, url: str, total: int | None) -> str:
+    """What a kept part was fetched under, for the next run to resume it (JSON)."""
+    return json.dumps(
+        {
+            "url": url,
+            "etag": stream.headers.get("ETag"),
+            "last_modified": stream.headers.get("Last-Modified"),
+            "length": total,
+        }
+    )
 
 
 def _remove_files(*paths: Path) -> None:
@@ -229,22 +164,35 @@ class Downloader:
     ) -> Path:
         """The file at ``url`` into ``directory``; its final path (see ``VOClient.download``)."""
         name = safe_filename(filename) if filename is not None else url_filename(url)
-        place, complete = await self._in_thread(self._place, Path(directory), name, overwrite)
-        if complete:
+        resume_of = url if keep_partial else None
+        place, size, resume = await self._in_thread(
+            self._place, Path(directory), name, overwrite, resume_of
+        )
+        report = fetched.get()
+        if size is not None:
+            if report is not None:
+                report.path, report.size, report.existed = place.final, size, True
             return place.final
         detect_links = not is_datalink_format(expected_format)
+        known = [resume]  # the first attempt's resume point, found with the place
 
-        async def attempt(budget: Budget) -> None:
+        async def attempt(budget: Budget) -> tuple[int, bool]:
             budget.begin()
-            await self._attempt(url, place, keep_partial, detect_links)
+            start = known.pop() if known else None
+            return await self._attempt(
+                url, place, keep_partial, detect_links, start, expected_format
+            )
 
         try:
             try:
-                await self._transport.with_retries(url, attempt)
-                await self._in_thread(self._commit, place, expected_format, url)
+                length, committed = await self._transport.with_retries(url, attempt)
+                if not committed:
+                    await self._in_thread(self._commit, place, expected_format, url)
             except OSError as exc:
                 raise StorageError(f"can't write {place.final}: {exc}") from exc
         except BaseException as exc:
+            if report is not None:
+                report.path = None
             doomed = () if keep_partial and resumable(exc) else (place.part, place.note)
             removal = asyncio.ensure_future(self._remove(*doomed))
             try:
@@ -252,20 +200,34 @@ class Downloader:
             except asyncio.CancelledError:
                 self._background(removal)
             raise
+        if report is not None:
+            report.path, report.size, report.existed = place.final, length, False
         return place.final
 
-    def _place(self, folder: Path, name: str, overwrite: bool) -> tuple[_Place, bool]:
-        """(Thread.) The directory made, the names; whether a complete file is there already."""
+    def _place(
+        self, folder: Path, name: str, overwrite: bool, resume_of: str | None
+    ) -> tuple[_Place, int | None, tuple[int, str | None]]:
+        """(Thread.) The directory made, the names; the size of the complete file there
+        already (None: none, or ``overwrite``); and, for ``resume_of`` (a URL), the
+        resume point of a kept part."""
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"can't create the directory {folder}: {exc}") from exc
         place = _Place.of(folder, name)
-        if not overwrite and place.final.exists():
-            # Complete already (renames are atomic); what a killed run left beside it is stale.
-            _remove_files(place.part, place.note)
-            return place, True
-        return place, False
+        if not overwrite:
+            try:
+                size = place.final.stat().st_size
+            except OSError as exc:
+                if exc.errno not in ABSENT:  # (as Path.exists() tells them)
+                    raise
+            else:
+                # Complete already (renames are atomic); what a killed run left beside
+                # it is stale.
+                _remove_files(place.part, place.note)
+                return place, size, (0, None)
+        resume = self._resume_point(resume_of, place) if resume_of is not None else (0, None)
+        return place, None, resume
 
     async def _remove(self, *paths: Path) -> None:
         if paths:
@@ -274,34 +236,56 @@ class Downloader:
     # --- one attempt ------------------------------------------------------------------
 
     async def _attempt(
-        self, url: str, place: _Place, keep_partial: bool, detect_links: bool
-    ) -> None:
+        self,
+        url: str,
+        place: _Place,
+        keep_partial: bool,
+        detect_links: bool,
+        known: tuple[int, str | None] | None,
+        expected_format: str | None,
+    ) -> tuple[int, bool]:
+        """One request; the file's length, and whether it was checked and renamed into
+        place (not yet if the kept part was found whole: the caller commits it)."""
         offset, validator = 0, None
         if keep_partial:
-            offset, validator = await self._in_thread(self._resume_point, url, place)
+            if known is None:
+                known = await self._in_thread(self._resume_point, url, place)
+            offset, validator = known
         headers = {"Accept-Encoding": "identity"}
         if offset and validator:
             headers["Range"] = f"bytes={offset}-"
             headers["If-Range"] = validator
-        async with self._transport.stream(url, headers=headers, ok=(200, 206, 416)) as stream:
-            start = await self._answer(stream, url, place, offset, detect_links)
-            if start is None:
-                return  # the kept part is the whole file
-            offset, total = start
-            if keep_partial:
-                await self._in_thread(self._write_note, place, url, stream, total)
-            part = await self._in_thread(PartFile.open, place.part, bool(offset), self._files)
-            try:
-                received = await self._receive(stream, part, place, url, offset, total)
-            except BaseException:
+        part: PartFile | None = None
+        rest: list[bytes] = []
+        try:
+            async with self._transport.stream(url, headers=headers, ok=(200, 206, 416)) as stream:
+                start = await self._answer(stream, url, place, offset, detect_links)
+                if start is None:
+                    return offset, False  # the kept part is the whole file
+                offset, total = start
+                note = _note(stream, url, total) if keep_partial else None
+                part = await self._in_thread(self._open_part, place, bool(offset), note)
+                received, rest = await self._receive(stream, part, place, url, offset, total)
+        except BaseException:
+            if part is not None:
+                part.keep(rest)
                 await part.abandon()
-                raise
+            raise
         # After the response: the host's connection slot is free while the disk works.
-        await part.seal(self.config.fsync)
-        if total is not None and offset + received != total:
+        whole = total is None or offset + received == total
+        commit = partial(self._commit, place, expected_format, url) if whole else None
+        await part.finish(rest, self.config.fsync, commit)
+        if not whole:
             raise PayloadError(
                 f"received {offset + received} bytes, {total} announced", url=url, retryable=True
             )
+        return offset + received, True
+
+    def _open_part(self, place: _Place, append: bool, note: str | None) -> PartFile:
+        """(Thread.) The note a kept part carries written (if any), the ``.part`` opened."""
+        if note is not None:
+            place.note.write_text(note, encoding="utf-8")
+        return PartFile.open(place.part, append, self._files, self.config.fsync)
 
     def _resume_point(self, url: str, place: _Place) -> tuple[int, str | None]:
         """(Thread.) (bytes already in the ``.part``, validator) if resumable, else (0, None)."""
@@ -358,17 +342,6 @@ class Downloader:
             return offset, total
         return 0, stream.content_length  # a full answer: start over, never append
 
-    @staticmethod
-    def _write_note(place: _Place, url: str, stream: Stream, total: int | None) -> None:
-        """(Thread.) What a kept part was fetched under, for the next run to resume it."""
-        note = {
-            "url": url,
-            "etag": stream.headers.get("ETag"),
-            "last_modified": stream.headers.get("Last-Modified"),
-            "length": total,
-        }
-        place.note.write_text(json.dumps(note), encoding="utf-8")
-
     async def _receive(
         self,
         stream: Stream,
@@ -377,8 +350,9 @@ class Downloader:
         url: str,
         offset: int,
         total: int | None,
-    ) -> int:
-        """Stream the body into ``part``; the bytes received."""
+    ) -> tuple[int, list[bytes]]:
+        """Stream the body into ``part``; the bytes received, and the last pieces, not yet
+        written (the caller writes them as it finishes the file)."""
         chunk_bytes = self.config.chunk_bytes
         limit = total if total is not None else self.config.max_fetch_bytes
         received = 0
@@ -411,9 +385,7 @@ class Downloader:
             # so that a resume asks only for the rest.
             part.keep(gathered)
             raise
-        if gathered:
-            await part.write(gathered)
-        return received
+        return received, gathered
 
     # --- verify and rename --------------------------------------------------------------
 

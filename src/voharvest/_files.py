@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -44,9 +45,17 @@ def safe_filename(name: str, *, default: str = "download") -> str:
 
 
 def inside(directory: Path, name: str) -> Path:
-    """``directory / name``, refusing anything that would land outside ``directory``."""
+    """``directory / name``, refusing anything that would land outside ``directory``.
+
+    The directory is resolved; a ``name`` of one plain path component lands in it
+    unless it is a symbolic link, the one case where it is resolved too (one
+    ``lstat``, not one per component of the path).
+    """
     root = directory.resolve()
-    target = (root / name).resolve()
+    target = root / name
+    plain = name not in ("", ".", "..") and os.sep not in name
+    if not plain or (os.altsep and os.altsep in name) or os.path.islink(target):
+        target = target.resolve()
     if target.parent != root:
         raise ParameterError(f"file name {name!r} would leave the directory {directory}")
     return target

@@ -35,7 +35,7 @@ _IMPORTER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voharve
 _IMPORTS: dict[str, concurrent.futures.Future[Any]] = {}
 
 
-async def _load(name: str) -> None:
+async def import_in_thread(name: str) -> None:
     """Import a heavy module (astropy's coordinates, say) in a thread, not on the loop.
 
     ``import voharvest`` leaves them out (the lean VOTable reader needs none);
@@ -74,7 +74,7 @@ class NameResolver:
                 pending.add_done_callback(lambda done: self._resolved(key, done))
             await asyncio.shield(pending)
         ra, dec = self._names[key]
-        await _load("astropy.coordinates")
+        await import_in_thread("astropy.coordinates")
         from astropy.coordinates import SkyCoord
 
         return SkyCoord(ra, dec, unit="deg", frame="icrs")

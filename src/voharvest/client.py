@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import aiohttp
     from astropy.coordinates import SkyCoord
 
+    from ._discovery_options import DiscoveryOptions, DiscoveryResult
     from .protocol.datalink import DataLinks
     from .protocol.records import TableResults
 
@@ -226,6 +227,47 @@ class VOClient:
         """
         self._check_open()
         return await search_registries(self, self.config.registries, constraints)
+
+    # --- discovery ----------------------------------------------------------------
+
+    async def discover(
+        self,
+        targets: Any,
+        *,
+        size: Any,
+        band: Any = None,
+        time: Any = None,
+        inclusive: bool = False,
+        options: DiscoveryOptions | None = None,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> DiscoveryResult:
+        """Every image of every target that the registry's image services hold.
+
+        ``targets``: positions (SkyCoord, (ra, dec) degrees), names, or a list
+        of them; ``size``: the search radius (degrees, Quantity or text);
+        ``band``: a wavelength (Quantity or metres) the images must cover;
+        ``time``: a time or (start, end) they must overlap; ``inclusive``: also
+        ask services that declare no coverage. SIA 1.0, SIA 2.0 and ObsCore
+        services are found in the registry, each one's coverage is fetched once
+        and every target tested against it locally; services elided as pyvo's
+        ``discover.images_globally`` elides them; ObsCore asked with an upload
+        of the targets, SIA 2.0 with several POS per request. Returns the
+        datasets (each with every service and target that found it) and a
+        report per service (see docs/discover.md).
+        """
+        self._check_open()
+        from ._discovery import discover
+
+        return await discover(
+            self,
+            targets,
+            size=size,
+            band=band,
+            time=time,
+            inclusive=inclusive,
+            options=options,
+            journal=journal,
+        )
 
     # --- services -----------------------------------------------------------------
 

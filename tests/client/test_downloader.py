@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from tests.servers import LocalServer
-from voharvest import ClientConfig, HostPolicy, RetryPolicy, VOClient, _downloader
+from voharvest import ClientConfig, HostPolicy, RetryPolicy, VOClient, _partfile
 from voharvest.transport import Stream
 
 BODY = b"SIMPLE  =                    T" + b" " * 50 + os.urandom(600_000)
@@ -31,7 +31,7 @@ def test_short_writev_calls_still_write_every_piece_in_order(tmp_path: Path, mon
     path = tmp_path / "out"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
-        _downloader.write_all(fd, pieces)
+        _partfile.write_all(fd, pieces)
     finally:
         os.close(fd)
     assert path.read_bytes() == b"".join(pieces)
@@ -43,7 +43,7 @@ def test_more_pieces_than_one_writev_takes(tmp_path: Path):
     path = tmp_path / "out"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
-        _downloader.write_all(fd, pieces)
+        _partfile.write_all(fd, pieces)
     finally:
         os.close(fd)
     assert path.read_bytes() == b"".join(pieces)
@@ -58,7 +58,7 @@ async def test_the_body_is_read_on_while_a_write_is_in_its_thread(
     writing = threading.Event()
     read_during_write = threading.Event()
     waited: list[bool] = []
-    real_write_all = _downloader.write_all
+    real_write_all = _partfile.write_all
     real_pieces = Stream.pieces
 
     def write_all(fd: int, pieces: list[bytes]) -> None:
@@ -73,7 +73,7 @@ async def test_the_body_is_read_on_while_a_write_is_in_its_thread(
                 read_during_write.set()
             yield piece
 
-    monkeypatch.setattr(_downloader, "write_all", write_all)
+    monkeypatch.setattr(_partfile, "write_all", write_all)
     monkeypatch.setattr(Stream, "pieces", pieces)
     first = 100_000  # more than chunk_bytes: the first write starts within it
 

@@ -253,6 +253,10 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
     _add_client_options(harvest)
 
+    from ._discover import add_parser as add_discover
+
+    _add_client_options(add_discover(commands, _SIZE_HELP.split(";")[0]))
+
     status = commands.add_parser(
         "status", help="what a harvest did so far", description="Summarise a harvest's journal."
     )
@@ -358,7 +362,10 @@ def _main(argv: Sequence[str] | None) -> int:
             from ._demo import run_demo
 
             return asyncio.run(run_demo(args.out, progress=not args.no_progress))
+        from ._discover import discover
+
         runner = {
+            "discover": discover,
             "registry": _commands.registry,
             "search": _commands.search,
             "harvest": _commands.harvest,

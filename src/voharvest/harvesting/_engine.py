@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import aiofiles.os
 
 from .._config import origin_of
+from .._downloader import Fetched, fetched
 from .._exceptions import ParameterError, VOHarvestError
-from .._files import inside
 from ..services import RegistryResource, SIA2Service, SIAService
 from ._choice import HarvestedService, choose, linked_records, plan, service_of
 from ._fair import FairQueue
@@ -299,12 +299,26 @@ class Harvest:
     async def _download_worker(
         self, downloads: asyncio.Queue[Any], results: asyncio.Queue[Any]
     ) -> None:
-        while (record := await downloads.get()) is not _STOP:
-            if record.kind == "datalink":
-                for item in await self._resolve(record):
-                    await results.put(item)
-            else:
-                await results.put(await self._download(record))
+        # A file's journal entry (and its item) is written while the worker fetches the
+        # next file, one entry at a time: the host's slot does not wait for a commit.
+        entry: asyncio.Future[None] | None = None
+        try:
+            while (record := await downloads.get()) is not _STOP:
+                if record.kind == "datalink":
+                    for item in await self._resolve(record):
+                        await results.put(item)
+                    continue
+                outcome = await self._fetch_file(record)
+                if entry is not None:
+                    await entry
+                entry = asyncio.ensure_future(self._report_file(record, outcome, results))
+            if entry is not None:
+                await entry
+        finally:
+            if entry is not None and not entry.done():
+                entry.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await entry
 
     def _counted_under(self, record: PendingRecord) -> tuple[str, HarvestTotals]:
         """The label and live totals of the service a journaled record came from."""
@@ -334,43 +348,69 @@ class Harvest:
         return [await self._download(child) for child in new]
 
     async def _download(self, record: PendingRecord) -> HarvestItem:
-        assert self.out is not None and self._journal is not None
-        label, totals = self._counted_under(record)
+        """Fetch ``record``'s file and journal it; its item."""
+        return await self._journaled(record, await self._fetch_file(record))
+
+    async def _report_file(
+        self,
+        record: PendingRecord,
+        outcome: tuple[Path, int, bool] | VOHarvestError,
+        results: asyncio.Queue[Any],
+    ) -> None:
+        await results.put(await self._journaled(record, outcome))
+
+    async def _fetch_file(self, record: PendingRecord) -> tuple[Path, int, bool] | VOHarvestError:
+        """``record``'s file fetched: (path, size, whether it was on disk already), or the error."""
+        assert self.out is not None
         try:
             with _expected("downloading %s", record.url):
-                relative = Path(record.path)
-                folder = self.out / relative.parent
-                existed = await asyncio.to_thread(_complete, folder, relative.name)
+                folder, _, name = record.path.rpartition("/")
+                # The download says what it did (file there already, size): no hops of ours.
+                report = Fetched()
+                fetched.set(report)
                 path = await self.client.download(
                     record.url,
-                    folder,
-                    filename=relative.name,
+                    self.out / folder,
+                    filename=name,
                     keep_partial=True,
                     expected_format=record.format,
                 )
-                size = (await aiofiles.os.stat(path)).st_size
-                await self._journal.download_done(record.id, size)
+                if report.path == path:
+                    return path, report.size, report.existed
+                # (not said: a file of a DataLink document's choosing)
+                return path, (await aiofiles.os.stat(path)).st_size, False
         except VOHarvestError as error:
-            totals.downloads_failed += 1
-            await self._journal.download_failed(record.id, str(error))
-            return HarvestItem("download", label, record.target_label, url=record.url, error=error)
-        totals.downloads += 1
-        totals.bytes += size
-        totals.found_on_disk += int(existed)
-        return HarvestItem(
-            "download",
-            label,
-            record.target_label,
-            url=record.url,
-            path=path,
-            bytes=size,
-            found_on_disk=existed,
-        )
+            return error
 
-
-def _complete(folder: Path, name: str) -> bool:
-    """Whether the file is under its final name already (a path check: in a thread)."""
-    return inside(folder, name).exists()
+    async def _journaled(
+        self, record: PendingRecord, outcome: tuple[Path, int, bool] | VOHarvestError
+    ) -> HarvestItem:
+        """The journal told what became of ``record``'s file; its item."""
+        assert self._journal is not None
+        label, totals = self._counted_under(record)
+        if not isinstance(outcome, VOHarvestError):
+            path, size, existed = outcome
+            try:
+                with _expected("journaling %s", record.url):
+                    await self._journal.download_done(record.id, size)
+            except VOHarvestError as error:
+                outcome = error
+            else:
+                totals.downloads += 1
+                totals.bytes += size
+                totals.found_on_disk += int(existed)
+                return HarvestItem(
+                    "download",
+                    label,
+                    record.target_label,
+                    url=record.url,
+                    path=path,
+                    bytes=size,
+                    found_on_disk=existed,
+                )
+        totals.downloads_failed += 1
+        await self._journal.download_failed(record.id, str(outcome))
+        return HarvestItem("download", label, record.target_label, url=record.url, error=outcome)
 
 
 def _origin(url: str) -> str | None:

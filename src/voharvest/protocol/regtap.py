@@ -347,7 +347,7 @@ def _interval(lo: float | None, hi: float | None, start: str, end: str) -> str:
     return " AND ".join(terms)
 
 
-def _spectral(spectral: Any, features: RegistryFeatures) -> str:
+def spectral_condition(spectral: Any, features: RegistryFeatures) -> str:
     if not features.stc:
         raise UnsupportedConstraintError("spectral: this registry has no rr.stc_spectral table")
     joules: list[float | None] = []
@@ -374,7 +374,7 @@ def _spectral(spectral: Any, features: RegistryFeatures) -> str:
     return f"ivoid IN (SELECT ivoid FROM rr.stc_spectral WHERE {cond})"
 
 
-def _temporal(temporal: Any, features: RegistryFeatures) -> str:
+def temporal_condition(temporal: Any, features: RegistryFeatures) -> str:
     if not features.stc:
         raise UnsupportedConstraintError("temporal: this registry has no rr.stc_temporal table")
     mjds: list[float | None] = []
@@ -394,7 +394,7 @@ def _temporal(temporal: Any, features: RegistryFeatures) -> str:
     return f"ivoid IN (SELECT ivoid FROM rr.stc_temporal WHERE {cond})"
 
 
-def _aggregate() -> str:
+def interfaces_aggregate() -> str:
     # Each COALESCE is parenthesised: DaCHS 2.7's ADQL parser (the GAVO
     # registry's software) rejects a bare COALESCE(...) as an operand of ||
     # ('Expected "FROM", found ...'); "(COALESCE(...))" parses everywhere.
@@ -459,9 +459,9 @@ def build_query(
     if spatial is not None:
         conditions.append(_spatial(spatial, features))
     if spectral is not None:
-        conditions.append(_spectral(spectral, features))
+        conditions.append(spectral_condition(spectral, features))
     if temporal is not None:
-        conditions.append(_temporal(temporal, features))
+        conditions.append(temporal_condition(temporal, features))
 
     top = ""
     if maxrec is not None:
@@ -471,7 +471,7 @@ def build_query(
     columns = ", ".join(RESOURCE_COLUMNS)
     lines = [
         f"SELECT {top}{columns},",
-        f"  {_aggregate()}",
+        f"  {interfaces_aggregate()}",
         "FROM rr.resource",
         "NATURAL LEFT OUTER JOIN rr.capability",
         "NATURAL LEFT OUTER JOIN rr.interface",

@@ -26,6 +26,11 @@ real positions (``voharvest demo`` runs on it)::
     async with EmbeddedSky() as sky:
         async with VOClient(sky.client_config()) as client:
             ...
+
+``VOFarm(hosts=..., vo=discovery_vo())`` turns the hosts into the sites of a
+VO for global discovery (:class:`FarmVO`): each with a collection inside its
+footprint, published as SIA 1.0, SIA 2.0 or ObsCore TAP resources whose
+coverage MOCs and ``isservedby`` relationships the registry answers.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from ._auth import FARM_METHODS, FarmAuth
 from ._catalogue import GALAXIES, Galaxy
 from ._config import ENDPOINTS, FAULT_KINDS, HTTP_FAULTS, SEARCH_FAULTS, FarmCounters, HostConfig
 from ._farm import FarmHost, VOFarm
+from ._footprints import COVERAGE_MARGIN, COVERAGE_ORDER, Cone, Footprint, Zone
 from ._host import LAST_MODIFIED
 from ._sky import TILE_DEG, Tile, search_tiles, tile_by_id, tile_of
+from ._vo import FarmService, FarmVO, Site, discovery_vo
 
 if TYPE_CHECKING:
     from ._embedded import SURVEYS, EmbeddedSky
@@ -57,6 +64,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "COVERAGE_MARGIN",
+    "COVERAGE_ORDER",
     "ENDPOINTS",
     "FARM_METHODS",
     "FAULT_KINDS",
@@ -66,14 +75,21 @@ __all__ = [
     "SEARCH_FAULTS",
     "SURVEYS",
     "TILE_DEG",
+    "Cone",
     "EmbeddedSky",
     "FarmAuth",
     "FarmCounters",
     "FarmHost",
+    "FarmService",
+    "FarmVO",
+    "Footprint",
     "Galaxy",
     "HostConfig",
+    "Site",
     "Tile",
     "VOFarm",
+    "Zone",
+    "discovery_vo",
     "search_tiles",
     "tile_by_id",
     "tile_of",

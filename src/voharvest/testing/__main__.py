@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from .._exceptions import ParameterError
 from ._config import HostConfig, parse_faults
 from ._farm import VOFarm
+from ._vo import discovery_vo
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run a farm until stdin closes, a signal, or --duration",
         description="Run a VOFarm; print its URLs as one JSON line, and its counters at the end.",
     )
-    serve.add_argument("--hosts", type=int, default=2, help="number of hosts (default 2)")
+    serve.add_argument(
+        "--hosts", type=int, default=None, help="number of hosts (default 2; with --vo, its own)"
+    )
     serve.add_argument("--seed", type=int, default=0, help="sky and fault seed (default 0)")
     serve.add_argument("--latency", type=float, default=0.0, help="seconds to first byte")
     serve.add_argument("--rate", type=float, default=None, help="requests/s each host accepts")
@@ -85,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=3600.0, help="stop after this many seconds (3600)"
     )
     serve.add_argument("--ignore-stdin", action="store_true", help="don't stop when stdin closes")
+    serve.add_argument(
+        "--vo",
+        choices=("discovery",),
+        default=None,
+        help="serve a VO for global discovery (sites, footprints, coverage; 18 hosts)",
+    )
     sky = commands.add_parser(
         "sky",
         help="run the embedded sky (registry, name resolver, SIA services) until Ctrl-C",
@@ -173,7 +182,9 @@ async def serve(args: argparse.Namespace) -> int:
     )
     per_host = _per_host(args.per_host, config)
     loop, stop = _until_signalled(args.duration)
-    async with VOFarm(hosts=args.hosts, config=config, seed=args.seed, per_host=per_host) as farm:
+    vo = discovery_vo(args.seed) if args.vo == "discovery" else None
+    hosts = args.hosts if args.hosts is not None else vo.hosts if vo is not None else 2
+    async with VOFarm(hosts=hosts, config=config, seed=args.seed, per_host=per_host, vo=vo) as farm:
         # What was loaded so far (astropy among it) stays out of the garbage
         # collector's full passes: one took the farm's loop 65 ms, long enough to
         # see requests sent 100 ms apart arrive 40 ms apart. This process is the farm's.

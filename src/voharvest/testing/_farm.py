@@ -25,6 +25,7 @@ from .._exceptions import ParameterError
 from ._config import IMAGE_FORMATS, FarmCounters, HostConfig
 from ._host import HostServer
 from ._sky import Sky, Tile
+from ._vo import FarmVO
 
 __all__ = ["FarmHost", "VOFarm"]
 
@@ -159,6 +160,7 @@ class VOFarm:
         per_host: Mapping[int, HostConfig] | None = None,
         seed: int = 0,
         addresses: Sequence[str] | None = None,
+        vo: FarmVO | None = None,
     ) -> None:
         if not is_int(hosts) or not 1 <= hosts <= 60000:
             raise ParameterError(f"VOFarm: hosts must be an integer in 1..60000, got {hosts!r}")
@@ -175,6 +177,14 @@ class VOFarm:
                 raise ParameterError(f"VOFarm: per_host[{index}] must be a HostConfig")
         if addresses is not None and len(addresses) != hosts:
             raise ParameterError(f"VOFarm: {len(addresses)} addresses for {hosts} hosts")
+        if vo is not None and not isinstance(vo, FarmVO):
+            raise ParameterError(f"VOFarm: vo must be a FarmVO, got {vo!r}")
+        if vo is not None and vo.hosts > hosts:
+            raise ParameterError(f"VOFarm: this FarmVO needs {vo.hosts} hosts, got {hosts}")
+        #: What the hosts serve in a VO for global discovery (docs/testing.md), or None.
+        self.vo = vo
+        if vo is not None:
+            vo.prepare()
         self.seed = seed
         self.sky = Sky(seed)
         self.hosts = [
@@ -295,7 +305,7 @@ class VOFarm:
 
     def describe(self) -> dict[str, object]:
         """Where everything is, as JSON-ready values."""
-        return {
+        described: dict[str, object] = {
             "registry_url": self.registry_url,
             "hosts": [
                 {
@@ -308,3 +318,9 @@ class VOFarm:
                 for host in self.hosts
             ],
         }
+        if self.vo is not None:
+            described["services"] = [
+                {"ivoid": s.ivoid, "kinds": list(s.kinds), "host": s.host, "served_by": s.served_by}
+                for s in self.vo.services
+            ]
+        return described

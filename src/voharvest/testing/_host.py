@@ -4,14 +4,14 @@ Every request goes through :meth:`_HostServer._middleware` (counting, the
 token bucket), then an endpoint: the searches (answers built by
 :mod:`._searches`) and the images (:mod:`._sky`), all written by
 :meth:`_HostServer._stream`, which paces the bytes, strikes faults half-way
-through a body and counts what was handed to the connection.
+through a body and counts what was handed to the connection (the bodies,
+byte ranges and broken connections themselves: :mod:`._wire`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import email.utils
 import hashlib
 import math
@@ -20,7 +20,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -28,8 +28,10 @@ from aiohttp import web
 from ._auth import capabilities
 from ._config import FAULT_KINDS, IMAGE_FORMATS, SEARCH_FAULTS
 from ._searches import Answer, registry_answer, sia1_answer, sia2_answer
-from ._sky import FitsImage, tile_by_id
+from ._sky import tile_by_id
+from ._vo_answers import vo_sia1_answer, vo_sia2_answer, vo_tap_answer, vo_tap_resources
 from ._votables import error_votable
+from ._wire import Blob, Body, abort, parse_range
 
 if TYPE_CHECKING:
     from ._farm import FarmHost, VOFarm
@@ -42,46 +44,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LAST_MODIFIED = "Wed, 01 Jan 2025 00:00:00 GMT"
 _CHUNK = 256 * 1024
 _SEARCH_PATHS = frozenset({"/sia", "/sia2/query", "/tap/sync"})
-
-
-class _Blob:
-    """Bytes in memory, served like a :class:`FitsImage`."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.size = len(data)
-
-    def chunks(self, start: int, end: int, chunk: int) -> Iterator[bytes]:
-        for position in range(start, end, chunk):
-            yield self.data[position : min(end, position + chunk)]
-
-
-Body = FitsImage | _Blob
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
-    """(start, end) of a single byte range, None to ignore the header, "416" if unsatisfiable."""
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None  # other units and multipart ranges: answer the whole file
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if not first.strip():
-            length = int(last)
-            if length <= 0:
-                return "416"
-            return max(0, size - length), size
-        start = int(first)
-        end = int(last) + 1 if last.strip() else size
-    except ValueError:
-        return None
-    if start >= size:
-        return "416"
-    if end <= start:
-        return None
-    return start, min(end, size)
 
 
 class HostServer:
@@ -108,6 +70,8 @@ class HostServer:
         app.router.add_route("POST", "/tap/sync", self._tap_sync)
         app.router.add_get("/images/{name}", self._image)
         app.router.add_get("/capabilities", self._capabilities)
+        if self.farm.vo is not None:  # a FarmVO's TAP endpoints, as pyvo reads them
+            app.router.add_get("/tap/{vosi:capabilities|tables}", self._tap_vosi)
         self.runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
@@ -237,7 +201,7 @@ class HostServer:
                 if form == "seconds"
                 else email.utils.formatdate(math.ceil(time.time() + seconds), usegmt=True)
             )
-        await self._stream(request, response, _Blob(body), 0, len(body), fault)
+        await self._stream(request, response, Blob(body), 0, len(body), fault)
         return response
 
     async def _stream(
@@ -290,7 +254,7 @@ class HostServer:
                 position = cut
                 fault = None
             if self.farm.closing:
-                _abort(request, reset=False)
+                abort(request, reset=False)
                 return False
             await response.write(piece)
             self.counters.bytes_sent += len(piece)
@@ -311,13 +275,18 @@ class HostServer:
             await self.farm.pause(self.config.stall_seconds)
             return False
         await asyncio.sleep(0.02)  # let what was written reach the client first
-        _abort(request, reset=fault == "reset")
+        abort(request, reset=fault == "reset")
         return True
 
     # --- endpoints ------------------------------------------------------------------
 
     async def _search(
-        self, request: web.Request, endpoint: str, answer: Callable[[], Answer]
+        self,
+        request: web.Request,
+        endpoint: str,
+        answer: Callable[[], Answer],
+        *,
+        threaded: bool = False,
     ) -> web.StreamResponse:
         self.counters.searches += 1
         await self.farm.pause(self.config.latency)
@@ -326,7 +295,9 @@ class HostServer:
             return await self._send(
                 request, int(fault), f"{fault}: injected\n".encode(), "text/plain", retry_after=True
             )
-        status, body = answer()
+        # An answer that may take a while (a FarmVO's uploads) is made in a thread, so the
+        # loop keeps serving the other hosts on time.
+        status, body = await asyncio.to_thread(answer) if threaded else answer()
         if fault == "malformed":
             body = body[: len(body) // 2]
         elif fault == "query_error":
@@ -334,17 +305,20 @@ class HostServer:
         return await self._send(request, status, body, "application/x-votable+xml", fault=fault)
 
     async def _sia1(self, request: web.Request) -> web.StreamResponse:
+        answer = sia1_answer if self.farm.vo is None else vo_sia1_answer
         return await self._search(
-            request, "sia", lambda: sia1_answer(self.farm, self.host, request.query.items())
+            request, "sia", lambda: answer(self.farm, self.host, request.query.items())
         )
 
     async def _sia2(self, request: web.Request) -> web.StreamResponse:
+        answer = sia2_answer if self.farm.vo is None else vo_sia2_answer
         return await self._search(
-            request, "sia2", lambda: sia2_answer(self.farm, self.host, request.query.items())
+            request, "sia2", lambda: answer(self.farm, self.host, request.query.items())
         )
 
     async def _tap_sync(self, request: web.Request) -> web.StreamResponse:
         params: dict[str, str] = {}
+        files: dict[str, bytes] = {}  # uploaded parts (multipart/form-data files)
         for key, value in request.query.items():
             params.setdefault(key.upper(), value)
         if request.method == "POST":
@@ -352,7 +326,21 @@ class HostServer:
             for key, item in form.items():
                 if isinstance(item, str):
                     params.setdefault(key.upper(), item)
+                elif isinstance(item, web.FileField):
+                    files.setdefault(key, item.file.read())
+        if self.farm.vo is not None:
+            return await self._search(
+                request,
+                "tap",
+                lambda: vo_tap_answer(self.farm, self.host, params, files),
+                threaded=bool(files),
+            )
         return await self._search(request, "tap", lambda: registry_answer(self.farm, params))
+
+    async def _tap_vosi(self, request: web.Request) -> web.StreamResponse:
+        """A FarmVO's TAP capabilities and tables (what pyvo reads before a query)."""
+        body = vo_tap_resources(self.host, request.match_info["vosi"])
+        return web.Response(body=body, content_type="text/xml")
 
     async def _capabilities(self, request: web.Request) -> web.StreamResponse:
         """VOSI capabilities: each interface's security method (anonymous if open)."""
@@ -385,7 +373,7 @@ class HostServer:
                 self.farm.sky.fits, tile, self.config.image_bytes, self.config.bitpix
             )
         else:
-            body = _Blob(await asyncio.to_thread(self.farm.sky.jpeg, tile))
+            body = Blob(await asyncio.to_thread(self.farm.sky.jpeg, tile))
         size = body.size
         etag = (
             '"'
@@ -406,11 +394,11 @@ class HostServer:
             and self.config.range_support
             and (if_range is None or if_range.strip() in (etag, LAST_MODIFIED))
         ):
-            span = _parse_range(wanted, size)
+            span = parse_range(wanted, size)
             if span == "416":
                 response = web.StreamResponse(status=416)
                 response.headers["Content-Range"] = f"bytes */{size}"
-                await self._stream(request, response, _Blob(b""), 0, 0, None)
+                await self._stream(request, response, Blob(b""), 0, 0, None)
                 return response
             if isinstance(span, tuple):
                 start, end = span
@@ -457,18 +445,3 @@ _LAST_DATA_RECV = 8 + 11 * 4
 _TCP_INFO_BYTES = _LAST_DATA_RECV + 4
 #: How many arrivals a no-burst host remembers to judge a request against its neighbours.
 _ARRIVALS_KEPT = 64
-
-
-def _abort(request: web.Request, *, reset: bool) -> None:
-    """Close the connection under the response: with a TCP reset, or a plain close."""
-    transport = request.transport
-    if transport is None:
-        return
-    if reset:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-    else:
-        transport.close()

@@ -142,7 +142,14 @@ def _sia1_row(farm: VOFarm, host: FarmHost, tile: Tile, mime: str) -> tuple[obje
     )
 
 
-def sia1_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) -> Answer:
+def sia1_answer(
+    farm: VOFarm,
+    host: FarmHost,
+    query: Iterable[tuple[str, str]],
+    *,
+    tiles: Callable[[float, float, float, int], list[Tile]] = search_tiles,
+) -> Answer:
+    """SIA 1.0; ``tiles(ra, dec, radius, limit)`` chooses the tiles (a footprint's, for a VO)."""
     params = _multi(query)
     try:
         formats = params.get("FORMAT", [])
@@ -162,10 +169,10 @@ def sia1_answer(farm: VOFarm, host: FarmHost, query: Iterable[tuple[str, str]]) 
             raise _BadRequest(f"SIZE: {params['SIZE'][0]!r} is not one or two angles in [0, 360]")
     except _BadRequest as exc:
         return 200, error_votable(str(exc))
-    tiles = search_tiles(ra, dec, max(sizes) / 2, host.config.images_per_search)
+    found = tiles(ra, dec, max(sizes) / 2, host.config.images_per_search)
     rows = [
         _row(host, "sia1", tile, mime, lambda t, m: _sia1_row(farm, host, t, m))
-        for tile in tiles
+        for tile in found
         for mime in _sia1_formats(formats, host.config.formats)
     ]
     return 200, table_votable(SIA1_FIELDS, rows, description=host.title)

@@ -61,6 +61,50 @@ def moc(circles: list[tuple[float, float, float]]) -> str:
             2**MOC_ORDER, vector, math.radians(radius), inclusive=True, nest=True
         )
         cells.update(int(cell) for cell in numpy.asarray(found))
+    return _ascii_moc(cells)
+
+
+ALL_SKY = "0/0-11"
+
+#: The images of the site (make_fits.py): (width in degrees, targets) per
+#: collection; each image is centred OFFSET degrees north of its target.
+IMAGE_FOOTPRINTS = {
+    "sdss": (0.25, (M51, M101, M87)),
+    "uvot": (0.25, (M51, M101, M31, NGC1068)),
+    "dlimg": (800 / 3600, (M51, M87, NGC1068)),
+}
+OFFSET = 0.03
+
+
+def footprint_moc(collections: Sequence[str]) -> str:
+    """An ASCII MOC of order MOC_ORDER of the real footprints of the images of
+    ``collections`` (each image's four corners as a polygon on the sky), as
+    HEALPix's inclusive query makes it at the coarsest setting (``fact=1``,
+    the one pgsphere uses for ``MOC(order, geometry)``): a search circle
+    inside an image is then inside the coverage by the registry's own test."""
+    import healpy
+    import numpy
+
+    cells: set[int] = set()
+    for name in collections:
+        width, centres = IMAGE_FOOTPRINTS[name]
+        half = width / 2
+        for ra, dec in centres:
+            dec += OFFSET
+            stretch = half / math.cos(math.radians(dec))
+            corners = [
+                (ra - stretch, dec - half),
+                (ra + stretch, dec - half),
+                (ra + stretch, dec + half),
+                (ra - stretch, dec + half),
+            ]
+            vertices = numpy.array([healpy.ang2vec(a, d, lonlat=True) for a, d in corners])
+            found = healpy.query_polygon(2**MOC_ORDER, vertices, inclusive=True, nest=True, fact=1)
+            cells.update(int(cell) for cell in numpy.asarray(found))
+    return _ascii_moc(cells)
+
+
+def _ascii_moc(cells: set[int]) -> str:
     ranges: list[list[int]] = []
     for cell in sorted(cells):
         if ranges and ranges[-1][1] == cell - 1:
@@ -69,9 +113,6 @@ def moc(circles: list[tuple[float, float, float]]) -> str:
             ranges.append([cell, cell])
     text = " ".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges)
     return f"{MOC_ORDER}/{text}"
-
-
-ALL_SKY = "0/0-11"
 
 
 class Registry:
@@ -395,7 +436,18 @@ def build(server: str) -> dict[str, list[dict[str, object]]]:
             type_system="vs:votabletype",
         )
     reg.add("table_column", ivoid=tap, table_index=1, name="ivoid", ucd="meta.ref.ivoid")
-    reg.add("stc_spatial", ivoid=tap, coverage=ALL_SKY)
+    # Global discovery (pyvo.discover, VOClient.discover): the TAP service's
+    # coverage is the real footprint of ivoa.obscore, at order 6.
+    reg.add("stc_spatial", ivoid=tap, coverage=footprint_moc(("sdss", "uvot", "dlimg")))
+    # The SDSS-like collection is in ivoa.obscore: its SIA 1.0 service is served
+    # by the TAP service (RegTAP lower-cases the DataCite term IsServedBy).
+    reg.add(
+        "relationship",
+        ivoid=sdss,
+        relationship_type="isservedby",
+        related_id=tap,
+        related_name="VOH TAP service",
+    )
 
     collection = reg.resource(
         "ivo://voharvest.test/uvot/data",
