@@ -22,7 +22,9 @@ killed. A last run, on the same target list, goes to the end.
 After each kill: every file under a final name is compared byte for byte with
 what the farm serves; each file found complete is remembered with the farm's
 count of GETs for its path at that moment; the journal is opened with sqlite3
-(``PRAGMA quick_check``) and ``voharvest status`` runs on the directory. At
+(``PRAGMA quick_check``) and ``voharvest status`` runs on the directory (the
+command line's ``main()``, in a thread of this process: a status is a read of
+the journal, and an interpreter per kill would only add its start-up). At
 the end: every file is there and whole, no file complete at a kill was fetched
 again, nothing partial sits under a final name, and the last run and
 ``voharvest status`` exit 0.
@@ -31,12 +33,15 @@ again, nothing partial sits under a final name, and the last run and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import random
 import signal
 import sqlite3
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,6 +50,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks import _harness, _report
+from voharvest.cli import main as cli_main
 from voharvest.harvesting import JOURNAL_NAME
 from voharvest.testing import HostConfig, VOFarm, search_tiles
 
@@ -137,15 +143,26 @@ async def spawn(argv: list[str], log: Path) -> asyncio.subprocess.Process:
         handle.close()
 
 
+def _status_here(out: Path) -> tuple[int, str]:
+    """``voharvest status OUT`` through the CLI's main(): (exit code, stdout and stderr).
+
+    An exception out of main() is what a process would die of: exit 1 and its
+    traceback in the text, as the interpreter would print it.
+    """
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+        try:
+            code = cli_main(["status", str(out)])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except Exception:
+            traceback.print_exc()
+            code = 1
+    return code, text.getvalue()
+
+
 async def voharvest_status(out: Path) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voharvest", "status", str(out),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    output, _ = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
+    return await asyncio.wait_for(asyncio.to_thread(_status_here, out), 120)
 
 
 def status_failed(journal: str, code: int, text: str) -> bool:
@@ -503,8 +520,9 @@ it had to fetch. A run that finished before its moment was not killed, and runs 
 until {s["runs"]} had been killed. Then one last run to the
 end ({figures["final_run"]["seconds"]} s). After every kill: each file under a final
 name compared byte for byte with the farm's, the journal opened with sqlite3, and
-`voharvest status` run. "Fetched again" compares the farm's count of GETs for a path at
-the first kill that found the file complete with the count at the end.
+`voharvest status` run (the CLI's main(), in the benchmark's process). "Fetched again"
+compares the farm's count of GETs for a path at the first kill that found the file
+complete with the count at the end.
 """
     return _report.write(
         args,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -51,12 +52,17 @@ def test_a_process_tree_is_sampled_whole() -> None:
     """A parent holding little with a child holding 64 MiB: the tree's peak counts the child."""
     child = "import time; b = bytearray(64 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1)"
     parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
-    measured = _process.run_measured([sys.executable, "-c", parent], timeout=60, sample=0.05)
+    # Both at once (each is reaped by its own pid, os.wait4): a second each, mostly asleep.
+    with ThreadPoolExecutor(2) as pool:
+        tree = pool.submit(_process.run_measured, [sys.executable, "-c", parent], timeout=60,
+                           sample=0.05)  # fmt: skip
+        alone = pool.submit(_process.run_measured, [sys.executable, "-c", child], timeout=60,
+                            sample=0.05)  # fmt: skip
+        measured, single = tree.result(), alone.result()
     assert measured.returncode == 0
     assert measured.tree_processes == 2
     assert measured.tree_peak_kib > 64 * 1024
     assert measured.peak_kib >= measured.tree_peak_kib
-    single = _process.run_measured([sys.executable, "-c", child], timeout=60, sample=0.05)
     assert single.tree_processes == 1 and single.peak_kib == single.maxrss_kib
 
 

@@ -21,6 +21,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from PIL import Image
 
+from tests.cli.inprocess import voharvest_here_sync
 from voharvest.testing import GALAXIES
 
 pytestmark = pytest.mark.slow
@@ -159,7 +160,9 @@ def test_the_preview_has_a_row_per_target_and_a_column_per_service(demo: tuple[P
     assert "Swift UVOT" in titles and "Sloan" in titles
 
 
-def test_the_preview_skips_files_that_are_not_images(demo: tuple[Path, str], tmp_path: Path):
+def test_the_preview_skips_files_that_are_not_images(
+    demo: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     out, _ = demo
     copy = tmp_path / "harvest"
     shutil.copytree(out / "harvest", copy)
@@ -167,14 +170,13 @@ def test_the_preview_skips_files_that_are_not_images(demo: tuple[Path, str], tmp
         first = next(csv.DictReader(handle))  # M51 from the first service: inside the limits
     victim = copy / first["path"]
     victim.write_text("<html>not an image</html>")
-    done = subprocess.run(
-        [sys.executable, "-m", "voharvest", "preview", str(copy), "-o", str(tmp_path / "p.png"),
-         "--targets", "2", "--services", "3"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "2 targets x 3 services" in done.stderr
-    assert "1 files that are not images skipped" in done.stderr
+    # main() in this process: the command's output is in question here, not its process.
+    code, _, err = voharvest_here_sync(
+        capsys, "preview", copy, "-o", tmp_path / "p.png", "--targets", "2", "--services", "3"
+    )
+    assert code == 0, err
+    assert "2 targets x 3 services" in err
+    assert "1 files that are not images skipped" in err
     assert Image.open(io.BytesIO((tmp_path / "p.png").read_bytes())).format == "PNG"
 
 

@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from astropy.coordinates import SkyCoord
 
+from tests.cli.inprocess import voharvest_here_sync
 from tests.integration.conftest import Dachs
 from tests.integration.dachs.make_fits import TARGETS
 from tests.integration.test_sia import assert_fits_covers
@@ -130,7 +132,9 @@ def voharvest_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_readme_command_against_dachs(dachs: Dachs, tmp_path: Path) -> None:
+def test_the_readme_command_against_dachs(
+    dachs: Dachs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "m51"
     ra, dec = TARGETS["M51"]
     harvested = voharvest_cli(
@@ -171,10 +175,11 @@ def test_the_readme_command_against_dachs(dachs: Dachs, tmp_path: Path) -> None:
     assert {row["state"] for row in sightings} == {"done"}
     assert len({row["service"] for row in sightings}) == 2
 
-    shown = voharvest_cli("status", str(out))
-    assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert "total: searches 2 done, 0 failed; files 2 done, 0 pending, 0 failed" in shown.stdout
-    assert shown.stdout.rstrip().endswith("complete")
+    # main() in this process: the README's command above was the real process.
+    code, shown, err = voharvest_here_sync(capsys, "status", out)
+    assert code == 0, shown + err
+    assert "total: searches 2 done, 0 failed; files 2 done, 0 pending, 0 failed" in shown
+    assert shown.rstrip().endswith("complete")
 
 
 async def test_a_cutout_harvest_on_dachs(client: VOClient, dachs: Dachs, tmp_path: Path) -> None:

@@ -606,7 +606,7 @@ async def test_serve_command_prints_urls_and_stops_by_itself(session):
         "--hosts",
         "2",
         "--duration",
-        "3",
+        "2",  # from "ready": time for the one GET below, then it stops by itself
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
