@@ -144,7 +144,7 @@ class PyvoRuns:
 
 
 @pytest.fixture(scope="module")
-def pyvo_runs(dachs_server: Dachs) -> Iterator[PyvoRuns]:
+def pyvo_runs(dachs_server: Dachs, request: pytest.FixtureRequest) -> Iterator[PyvoRuns]:
     """pyvo.discover pointed at DaCHS's registry, patched as the module text
     says, run for every case in a small thread pool (DaCHS answers requests
     side by side); the tests take their runs as they come."""
@@ -202,7 +202,16 @@ def pyvo_runs(dachs_server: Dachs) -> Iterator[PyvoRuns]:
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pyvo-discover")
         every: dict[str, Future[PyvoRun]] = {}
         cases: dict[tuple[str, str], Future[PyvoRun]] = {}
-        for name, constraint in CASES:  # in the tests' order: the first ones come first
+        # The cases this session runs (all, unless some are deselected), in
+        # their order: the first ones come first.
+        selected = [
+            (item.callspec.params["name"], item.callspec.params["constraint"])
+            for item in request.session.items
+            if isinstance(item, pytest.Function)
+            and item.originalname == "test_same_datasets_and_services_as_pyvo"
+            and item.module is request.module
+        ]
+        for name, constraint in selected:
             more = CONSTRAINTS[constraint]
             if constraint not in every:
                 every[constraint] = pool.submit(run, None, False, more)
