@@ -194,7 +194,7 @@ _BUCKETS = {
     "astropy parse (XML to VOTable tree)": ("voharvest/protocol/votable.py", "read_votable"),
     "table conversion (to_table)": ("astropy/io/votable/tree.py", "to_table"),
     "HTTP (transport, limiter, aiohttp)": ("voharvest/transport.py", "request"),
-    "records chosen (harvest _choose)": ("voharvest/harvesting/_engine.py", "_choose"),
+    "records chosen (harvest choose)": ("voharvest/harvesting/_choice.py", "choose"),
     "SIA results (columns, versions)": ("voharvest/protocol/votable.py", "sia_results"),
     "masked-column element reads (numpy.ma __getitem__)": ("numpy/ma/core.py", "__getitem__"),
 }
