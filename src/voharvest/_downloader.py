@@ -264,7 +264,13 @@ class Downloader:
                     return offset, False  # the kept part is the whole file
                 offset, total = start
                 note = _note(stream, url, total) if keep_partial else None
-                part = await self._in_thread(self._open_part, place, bool(offset), note)
+                part = PartFile.open(
+                    place.part,
+                    bool(offset),
+                    self._files,
+                    self.config.fsync,
+                    None if note is None else (place.note, note),
+                )
                 received, rest = await self._receive(stream, part, place, url, offset, total)
         except BaseException:
             if part is not None:
@@ -280,12 +286,6 @@ class Downloader:
                 f"received {offset + received} bytes, {total} announced", url=url, retryable=True
             )
         return offset + received, True
-
-    def _open_part(self, place: _Place, append: bool, note: str | None) -> PartFile:
-        """(Thread.) The note a kept part carries written (if any), the ``.part`` opened."""
-        if note is not None:
-            place.note.write_text(note, encoding="utf-8")
-        return PartFile.open(place.part, append, self._files, self.config.fsync)
 
     def _resume_point(self, url: str, place: _Place) -> tuple[int, str | None]:
         """(Thread.) (bytes already in the ``.part``, validator) if resumable, else (0, None)."""
