@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._downloads import (
+    HEAD_BYTES,
     LinksInstead,
     content_range,
     content_range_total,
@@ -271,7 +272,7 @@ class Downloader:
                     self.config.fsync,
                     None if note is None else (place.note, note),
                 )
-                received, rest = await self._receive(stream, part, place, url, offset, total)
+                received, rest, head = await self._receive(stream, part, place, url, offset, total)
         except BaseException:
             if part is not None:
                 part.keep(rest)
@@ -279,7 +280,7 @@ class Downloader:
             raise
         # After the response: the host's connection slot is free while the disk works.
         whole = total is None or offset + received == total
-        commit = partial(self._commit, place, expected_format, url) if whole else None
+        commit = partial(self._commit, place, expected_format, url, head) if whole else None
         await part.finish(rest, self.config.fsync, commit)
         if not whole:
             raise PayloadError(
@@ -350,14 +351,16 @@ class Downloader:
         url: str,
         offset: int,
         total: int | None,
-    ) -> tuple[int, list[bytes]]:
-        """Stream the body into ``part``; the bytes received, and the last pieces, not yet
-        written (the caller writes them as it finishes the file)."""
+    ) -> tuple[int, list[bytes], bytes | None]:
+        """Stream the body into ``part``; the bytes received, the last pieces, not yet
+        written (the caller writes them as it finishes the file), and the file's first
+        :data:`HEAD_BYTES` (None if the body continues a kept part: its head is on disk)."""
         chunk_bytes = self.config.chunk_bytes
         limit = total if total is not None else self.config.max_fetch_bytes
         received = 0
         gathered: list[bytes] = []
         size = 0
+        head: bytes | None = b"" if offset == 0 else None
         try:
             async for piece in stream.pieces():
                 received += len(piece)
@@ -375,6 +378,8 @@ class Downloader:
                         f"({self.config.max_fetch_bytes})",
                         url=url,
                     )
+                if head is not None and len(head) < HEAD_BYTES:
+                    head += piece[: HEAD_BYTES - len(head)]  # (a copy of the head only)
                 gathered.append(piece)
                 size += len(piece)
                 if size >= chunk_bytes:
@@ -385,14 +390,17 @@ class Downloader:
             # so that a resume asks only for the rest.
             part.keep(gathered)
             raise
-        return received, gathered
+        return received, gathered, head
 
     # --- verify and rename --------------------------------------------------------------
 
     @staticmethod
-    def _commit(place: _Place, expected_format: str | None, url: str) -> None:
-        """(Thread.) The content checked against its format, renamed into place, note gone."""
-        problem = head_problem(place.part, expected_format, url)
+    def _commit(
+        place: _Place, expected_format: str | None, url: str, head: bytes | None = None
+    ) -> None:
+        """(Thread.) The content checked against its format (its ``head`` as received,
+        else read from the file), renamed into place, note gone."""
+        problem = head_problem(place.part, expected_format, url, head)
         if problem is not None:
             raise problem
         os.replace(place.part, place.final)

@@ -139,6 +139,11 @@ def _finish(
     try:
         if pending is not None:
             pending.result()
+        elif file.fd is None and then is not None:
+            # The whole file, written, synced and renamed in this one job: a resume
+            # note would be removed at once (a .part a crash left without one is
+            # fetched again from its start).
+            file.note = None
         fd = file.fileno()
         write_all(fd, pieces)
         if sync:
@@ -207,10 +212,6 @@ class PartFile:
         what was received stays on disk for a resume)."""
         if self._file is not None and pieces:
             self._pending = self._executor.submit(_write_after, self._pending, self._file, pieces)
-
-    async def seal(self, sync: bool) -> None:
-        """Wait for the last write, fsync if ``sync``, close (errors of any of them raised)."""
-        await self.finish([], sync)
 
     async def finish(
         self, pieces: list[bytes], sync: bool, then: Callable[[], None] | None = None
