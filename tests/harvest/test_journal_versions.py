@@ -14,7 +14,7 @@ from voharvest import ClientConfig, HostPolicy, RetryPolicy, VOClient
 from voharvest.harvesting import JOURNAL_NAME, harvest, open_readonly
 from voharvest.harvesting._journal import Journal
 from voharvest.harvesting._schema import MIGRATIONS
-from voharvest.harvesting.manifest import manifest_rows
+from voharvest.harvesting.manifest import _MANIFEST_QUERY, manifest_rows
 
 CONFIG = ClientConfig(
     retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.02, jitter=0.0),
@@ -136,3 +136,24 @@ async def test_a_resumed_harvest_keeps_the_folder_an_older_version_named(
         (described,) = db.execute("SELECT value FROM meta WHERE key = 'services'").fetchone()
     db.close()
     assert [one["folder"] for one in json.loads(described).values()] == [old]
+
+
+async def test_reading_a_journal_streams_with_a_small_cache_and_no_transient_index(
+    tmp_path: Path,
+):
+    """Status and manifest read millions of rows in bounded memory: SQLite's page
+    cache (which also bounds its in-memory GROUP BY sorting) is small, and the
+    DataLink join uses the journal's own index, not one built for the query."""
+    journal = Journal(tmp_path)
+    await journal.open({"size": 0.1})
+    await journal.close()
+    db = open_readonly(tmp_path)
+    try:
+        (kib,) = db.execute("PRAGMA cache_size").fetchone()
+        assert -512 <= kib < 0  # (KiB; SQLite's default is -2000)
+        rows = manifest_rows(db)
+        assert list(rows) == []
+        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + _MANIFEST_QUERY))
+        assert "AUTOMATIC" not in plan and "records_parent" in plan
+    finally:
+        db.close()

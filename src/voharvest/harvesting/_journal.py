@@ -98,6 +98,10 @@ def _lock(directory: Path, busy: str) -> IO[str]:
     return lock
 
 
+#: KiB of page cache of a read-only connection (SQLite's default is 2,000).
+_READ_CACHE_KIB = 256
+
+
 def open_readonly(directory: Path) -> sqlite3.Connection:
     """A read-only connection to the journal in ``directory`` (for status and manifests)."""
     path = directory / JOURNAL_NAME
@@ -105,6 +109,10 @@ def open_readonly(directory: Path) -> sqlite3.Connection:
         raise JournalError(f"no harvest journal in {directory}")
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        # Reads stream through: a small page cache (which also bounds SQLite's
+        # in-memory sorting for GROUP BY) keeps a status of millions of rows
+        # as light as one of ten, at the same speed.
+        connection.execute(f"PRAGMA cache_size = -{_READ_CACHE_KIB}")
         connection.execute("SELECT count(*) FROM searches").fetchone()
     except sqlite3.Error as exc:
         raise JournalError(f"can't read the journal {path}: {exc}") from exc
