@@ -234,6 +234,8 @@ class Farm:
         return self
 
     def __enter__(self) -> Farm:
+        if self.ready and self.process is not None:  # started and ready before the block
+            return self
         self.start()
         assert self.process is not None and self.process.stdout is not None
         readable, _, _ = select.select([self.process.stdout], [], [], self.start_timeout)
@@ -269,12 +271,14 @@ class Farm:
     @staticmethod
     @contextlib.contextmanager
     def all_started(farms: Sequence[Farm]) -> Iterator[None]:
-        """Every farm's process started at once (their start-ups overlap; one waiting
-        for its turn only ticks); each is then used in its ``with`` block as usual.
-        Any still running when this block ends is stopped."""
+        """Every farm's process started at once (their start-ups overlap) and ready
+        before the block runs (one waiting for its turn only ticks); each is then
+        used in its ``with`` block as usual. Any still running at the end is stopped."""
         try:
             for farm in farms:
                 farm.start()
+            for farm in farms:
+                farm.__enter__()
             yield
         finally:
             for farm in farms:
