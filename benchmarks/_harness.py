@@ -225,11 +225,19 @@ class Farm:
         self.ready: dict[str, Any] = {}
         self.stopped: dict[str, Any] = {}
 
+    def start(self) -> Farm:
+        """Start the farm's process without waiting for it (``with`` then waits)."""
+        if self.process is None:
+            self.process = subprocess.Popen(
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+            )
+        return self
+
     def __enter__(self) -> Farm:
-        self.process = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
-        )
-        assert self.process.stdout is not None
+        if self.ready and self.process is not None:  # started and ready before the block
+            return self
+        self.start()
+        assert self.process is not None and self.process.stdout is not None
         readable, _, _ = select.select([self.process.stdout], [], [], self.start_timeout)
         line = self.process.stdout.readline() if readable else ""
         try:
@@ -259,6 +267,22 @@ class Farm:
     @property
     def hosts(self) -> list[dict[str, Any]]:
         return list(self.ready["hosts"])
+
+    @staticmethod
+    @contextlib.contextmanager
+    def all_started(farms: Sequence[Farm]) -> Iterator[None]:
+        """Every farm's process started at once (their start-ups overlap) and ready
+        before the block runs (one waiting for its turn only ticks); each is then
+        used in its ``with`` block as usual. Any still running at the end is stopped."""
+        try:
+            for farm in farms:
+                farm.start()
+            for farm in farms:
+                farm.__enter__()
+            yield
+        finally:
+            for farm in farms:
+                farm._end()
 
     @property
     def sia1_urls(self) -> list[str]:

@@ -63,7 +63,7 @@ SMOKE = {
     "runs": 3,
     "hosts": 2,
     "images_per_search": 2,
-    "image_bytes": 1280 * 1024,
+    "image_bytes": 640 * 1024,
     "bandwidth": 2 * 1024 * 1024,
     "downloads": 4,
 }

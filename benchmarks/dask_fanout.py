@@ -173,8 +173,8 @@ def _single_machine(farm: Farm, per_host: int, *, rate: float, out: Path) -> dic
     }
 
 
-def _contender(farm_options: Sequence[str], run: Any) -> dict[str, Any]:
-    with Farm(*farm_options) as farm:
+def _contender(farm: Farm, run: Any) -> dict[str, Any]:
+    with farm:
         result: dict[str, Any] = run(farm)
     result["farm"] = farm.counters()
     return result
@@ -191,26 +191,37 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # small run's time); one cluster at a time. Each run has a farm of its own.
     runs: dict[tuple[str, int, bool], dict[str, Any]] = {}
     wanted = [*counts, *([] if 2 in counts else [2])]  # "gate cost" runs 2 workers
-    with _harness.scratch("voharvest-dask-bench-") as root:
-        for workers in wanted:
-            plan = [("gate cost", math.inf, False)] if workers == 2 else []
-            if workers in counts:
-                plan.insert(0, ("scaling", math.inf, True))
-                if workers <= 3:
-                    plan.append(("limited", args.limited_rate, True))
+    plans: dict[int, list[tuple[str, float, bool]]] = {}
+    for workers in wanted:
+        plan = plans[workers] = [("gate cost", math.inf, False)] if workers == 2 else []
+        if workers in counts:
+            plan.insert(0, ("scaling", math.inf, True))
+            if workers <= 3:
+                plan.append(("limited", args.limited_rate, True))
+    farms = {
+        (series, workers, gate): Farm(*(limited if series == "limited" else free))
+        for workers, plan in plans.items()
+        for series, _, gate in plan
+    }
+    farms["gate cost", 0, False] = Farm(*free)
+    with contextlib.ExitStack() as stack:
+        root = stack.enter_context(_harness.scratch("voharvest-dask-bench-"))
+        if args.smoke:  # not timed: every farm starts at once, before the first cluster
+            stack.enter_context(Farm.all_started(list(farms.values())))
+        for workers, plan in plans.items():
             with _cluster(workers) as client:
                 for series, rate, gate in plan:
-                    farm_options = limited if series == "limited" else free
                     out = root / f"{series}-{workers}-{gate}".replace(" ", "-")
                     runs[series, workers, gate] = _contender(
-                        farm_options,
+                        farms[series, workers, gate],
                         functools.partial(
                             _dask_run, client, workers=workers, per_host=per_host,
                             rate=rate, gate=gate, out=out,
                         ),
                     )  # fmt: skip
         runs["gate cost", 0, False] = _contender(
-            free, lambda farm: _single_machine(farm, per_host, rate=math.inf, out=root / "one")
+            farms["gate cost", 0, False],
+            lambda farm: _single_machine(farm, per_host, rate=math.inf, out=root / "one"),
         )
     order = [
         *(("scaling", w, True) for w in counts),

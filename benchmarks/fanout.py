@@ -256,9 +256,9 @@ def _pyvo(
 # --- the run ---------------------------------------------------------------------------------
 
 
-def _contender(farm_options: Sequence[str], run: Any, bound: float) -> dict[str, Any]:
+def _contender(farm: Farm, run: Any, bound: float) -> dict[str, Any]:
     """``run(farm)`` against a fresh farm; its figures, the farm's counters and CPU."""
-    with Farm(*farm_options) as farm, CpuSpan(farm) as span:
+    with farm, CpuSpan(farm) as span:
         result: dict[str, Any] = run(farm)
     result["farm"] = farm.counters()
     result |= span.figures(client_cpu_s=result["client_cpu_s"])
@@ -277,23 +277,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     farm_options += ["--rate", str(args.rate), "--burst", str(args.burst)]
     policy = {"rate": args.rate, "concurrency": args.concurrency, "workers": args.workers}
 
-    def run(contender: Any) -> dict[str, Any]:
-        return _contender(farm_options, contender, bound)
+    farms = [Farm(*farm_options) for _ in range(4)]  # a fresh farm per contender
 
-    # (a) voharvest, and the control: its transport alone, the same requests unparsed
-    ours = run(
-        lambda farm: asyncio.run(
-            _voharvest(farm.sia1_urls, per_host, **policy, diagnose=args.diagnose)
+    def run(contender: Any) -> dict[str, Any]:
+        return _contender(farms.pop(0), contender, bound)
+
+    with contextlib.ExitStack() as stack:
+        if args.smoke:  # not timed: the four farms start at once
+            stack.enter_context(Farm.all_started(list(farms)))
+        # (a) voharvest, and the control: its transport alone, the same requests unparsed
+        ours = run(
+            lambda farm: asyncio.run(
+                _voharvest(farm.sia1_urls, per_host, **policy, diagnose=args.diagnose)
+            )
         )
-    )
-    control = run(lambda farm: asyncio.run(_transport_only(farm.sia1_urls, per_host, **policy)))
-    # (b) pyvo, one search after another, on a subset; (c) pyvo in a thread pool, every search
-    sequential = run(
-        lambda farm: _pyvo(farm.sia1_urls, workload(farm.sia1_urls, per_host)[:sequential_n])
-    )
-    threaded = run(
-        lambda farm: _pyvo(farm.sia1_urls, workload(farm.sia1_urls, per_host), args.threads)
-    )
+        control = run(lambda farm: asyncio.run(_transport_only(farm.sia1_urls, per_host, **policy)))
+        # (b) pyvo, one search after another, on a subset; (c) pyvo in a pool, every search
+        sequential = run(
+            lambda farm: _pyvo(farm.sia1_urls, workload(farm.sia1_urls, per_host)[:sequential_n])
+        )
+        threaded = run(
+            lambda farm: _pyvo(farm.sia1_urls, workload(farm.sia1_urls, per_host), args.threads)
+        )
     sequential["scaled_from"] = sequential_n
     sequential["makespan_s"] = sequential["elapsed_s"] * total / sequential_n
     sequential["makespan_over_bound"] = sequential["makespan_s"] / bound

@@ -5,6 +5,8 @@
 
 Every farm runs in a process of its own (``python -m voharvest.testing serve``)
 and is started afresh for each run, so its counters belong to that run alone.
+The runs go one after another; ``--smoke`` runs them all at once (its figures
+are not timed), each still with a farm of its own.
 
 1. **No-burst hosts** (``noburst``): 20 hosts that refuse (429, Retry-After: 1)
    any request closer than 1/10 s minus 15 ms to the previous one; 100
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import functools
 import itertools
 import json
 import math
@@ -49,7 +52,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -102,6 +105,7 @@ class Farm:
         assert self.process.stdout is not None
         self.process.stdin.close()  # the farm stops when its stdin closes
         out = self.process.stdout.read()
+        self.process.stdout.close()
         self.process.wait(60)
         for line in out.splitlines():
             event = json.loads(line)
@@ -117,6 +121,21 @@ def positions(count: int, offset: int = 0) -> list[tuple[float, float]]:
     return [
         ((37.0 * (i + offset)) % 360.0, -60.0 + (i + offset) * 0.37 % 120.0) for i in range(count)
     ]
+
+
+Run = Callable[[], Any]
+
+
+def in_turn(runs: Sequence[Run]) -> list[Any]:
+    """The runs one after another (a measurement: nothing else on the machine)."""
+    return [run() for run in runs]
+
+
+def side_by_side(runs: Sequence[Run]) -> list[Any]:
+    """The runs at once, each in a thread with its farm (``--smoke``: its figures are
+    not timed, and each run still has a farm of its own); their results in order."""
+    with ThreadPoolExecutor(max(1, len(runs))) as pool:
+        return list(pool.map(lambda run: run(), runs))
 
 
 def host_of(url: str) -> str:
@@ -171,37 +190,43 @@ def _told(rate: float) -> Any:
 # --- 1. no-burst hosts ------------------------------------------------------------------
 
 
-def noburst(args: argparse.Namespace) -> list[dict[str, Any]]:
+def noburst(args: argparse.Namespace, each: Callable[[Sequence[Run]], list[Any]] = in_turn) -> Any:
     hosts, per_host, rate = args.noburst_hosts, args.noburst_searches, 10.0
     options = ["--rate", str(rate), "--no-burst", "--latency", "0.02"]
-    runs = []
-    for label, faults in (
-        ("no-burst hosts", ""),
-        ("no-burst hosts, 10 % 503 + Retry-After", "503=0.1"),
-    ):
+
+    def harvested(label: str, faults: str) -> dict[str, Any]:
         extra = ["--faults", faults] if faults else []
         with Farm(hosts, {}, *options, *extra) as farm:
             result = asyncio.run(_harvest_together(_told(rate), farm.urls, positions(per_host)))
-        runs.append(_noburst_figures(label, farm, hosts, rate, result))
-    with Farm(hosts, {}, *options) as farm:
-        child = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.politeness",
-                "--child-burst",
-                json.dumps(farm.urls),
-                "--child-searches",
-                str(args.burst_searches),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        result = json.loads(child.stdout)
-    label = f"fresh process, {args.burst_searches * hosts} searches started at once"
-    runs.append(_noburst_figures(label, farm, hosts, rate, result))
-    return runs
+        return _noburst_figures(label, farm, hosts, rate, result)
+
+    def burst() -> dict[str, Any]:
+        with Farm(hosts, {}, *options) as farm:
+            child = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.politeness",
+                    "--child-burst",
+                    json.dumps(farm.urls),
+                    "--child-searches",
+                    str(args.burst_searches),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            result = json.loads(child.stdout)
+        label = f"fresh process, {args.burst_searches * hosts} searches started at once"
+        return _noburst_figures(label, farm, hosts, rate, result)
+
+    return each(
+        [
+            lambda: harvested("no-burst hosts", ""),
+            lambda: harvested("no-burst hosts, 10 % 503 + Retry-After", "503=0.1"),
+            burst,
+        ]
+    )
 
 
 def _noburst_figures(
@@ -401,7 +426,9 @@ def _per_host_figures(counters: dict[str, Any], searches: int, limit: float) -> 
     }
 
 
-def unknown(args: argparse.Namespace) -> list[dict[str, Any]]:
+def unknown(
+    args: argparse.Namespace, each: Callable[[Sequence[Run]], list[Any]] = in_turn
+) -> list[dict[str, Any]]:
     counts = _workload(args.seconds)
     limits = _limits()
     limit = args.limit if args.limit else 2.5 * args.seconds + 30
@@ -429,8 +456,8 @@ def unknown(args: argparse.Namespace) -> list[dict[str, Any]]:
         )
     wanted = {name.strip() for name in args.contenders.split(",") if name.strip()}
     contenders = [c for c in contenders if c[0] in wanted]
-    rows = []
-    for _, name, run in contenders:
+
+    def row(name: str, run: Callable[[list[str]], Any]) -> dict[str, Any]:
         with Farm(len(limits), _unknown_hosts(), "--latency", "0.02") as farm:
             started = time.monotonic()
             client = run(farm.urls)
@@ -444,8 +471,9 @@ def unknown(args: argparse.Namespace) -> list[dict[str, Any]]:
                 origin = "http://" + url.split("//", 1)[1].split("/", 1)[0]
                 h["ended_at_rate"] = client["rates"].get(origin)
             client = {k: v for k, v in client.items() if k not in ("finished", "rates")}
-        rows.append({"contender": name, "elapsed_s": elapsed, "client": client, "hosts": hosts})
-    return rows
+        return {"contender": name, "elapsed_s": elapsed, "client": client, "hosts": hosts}
+
+    return each([functools.partial(row, name, run) for _, name, run in contenders])
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -545,7 +573,9 @@ def _parser() -> argparse.ArgumentParser:
         default="told,untold,pyvo,pyvo8,stilts",
         help="unknown limits: which of told,untold,pyvo,pyvo8,stilts run (all)",
     )
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, every run at once, for the tests"
+    )
     parser.add_argument("--out", type=Path, default=_harness.RESULTS, metavar="DIR")
     parser.add_argument("--child-burst", help=argparse.SUPPRESS)
     parser.add_argument("--child-searches", type=int, default=12, help=argparse.SUPPRESS)
@@ -564,14 +594,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.smoke:
         args.seconds, args.noburst_hosts, args.noburst_searches = 1.0, 3, 8
         args.burst_searches, args.fair_searches, args.limit = 3, 6, 40.0
-    runs = {name.strip() for name in args.only.split(",") if name.strip()}
+    wanted = {name.strip() for name in args.only.split(",") if name.strip()}
+    # A measurement runs one farm at a time; the smoke runs every farm at once
+    # (what its threads import, imported first: not by two threads at once).
+    each = side_by_side if args.smoke else in_turn
+    if args.smoke:
+        import pyvo  # noqa: F401
+
+        import voharvest  # noqa: F401
+    parts = {
+        "noburst": lambda: noburst(args, each),
+        "fair": lambda: fair(args),
+        "unknown": lambda: unknown(args, each),
+    }
+    chosen = [name for name in parts if name in wanted]
     figures: dict[str, Any] = {"smoke": args.smoke}
-    if "noburst" in runs:
-        figures["noburst"] = noburst(args)
-    if "fair" in runs:
-        figures["fair"] = fair(args)
-    if "unknown" in runs:
-        figures["unknown"] = unknown(args)
+    figures.update(zip(chosen, each([parts[name] for name in chosen]), strict=True))
     markdown = _write(figures, args)
     print(markdown.read_text())
     return figures

@@ -67,11 +67,12 @@ FAULTS = {
 #: answers, not accidents of the transport: the client does not retry them, so
 #: a task that ends on one failed for good in that run.
 PERMANENT = (FormatError, QueryError)
-#: Smoke size: 200 tasks spread over 10 hosts (20 each) rather than a few hosts with
-#: many tasks, so that no host's share turns into a long tail of its own: a host whose
-#: adaptive rate the injected 429s pushed down would otherwise trickle its last files.
+#: Smoke size: 100 tasks spread over 10 hosts (10 each: 2 searches, 8 files) rather
+#: than a few hosts with many tasks, so that no host's share turns into a long tail of
+#: its own: a host whose adaptive rate the injected 429s pushed down would otherwise
+#: trickle its last files.
 SMOKE = {
-    "tasks": 200,
+    "tasks": 100,
     "hosts": 10,
     "read_timeout": 1.0,
     "stall_seconds": 3.0,

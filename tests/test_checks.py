@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
+import types
 
 import pytest
 
-from voharvest import ParameterError
+from voharvest import ParameterError, _checks
 from voharvest._checks import count, http_origin, http_url, is_http_url, is_int, positive
 from voharvest._media import is_datalink_format, media_type, same_format, sniff_kind
 
@@ -54,3 +56,15 @@ def test_one_reading_of_a_media_type():
     assert not same_format("text/xml", "application/x-votable+xml")
     assert sniff_kind("image/x-fits") == "fits" and sniff_kind("image/fits+gzip") == "gzip"
     assert sniff_kind("text/xml;content=datalink") == "votable" and sniff_kind("text/plain") is None
+
+
+def test_a_class_whose_module_another_thread_still_imports_matches_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mid-import (in another thread), astropy's module is in sys.modules without its
+    class yet: no value is of that class, and asking raises nothing."""
+    for name in ("astropy.units", "astropy.coordinates", "astropy.time"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    assert not _checks.is_quantity(1.0)
+    assert not _checks.is_skycoord((1.0, 2.0))
+    assert not _checks.is_time(53076.0)

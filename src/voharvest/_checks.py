@@ -122,24 +122,32 @@ def is_http_url(url: Any) -> bool:
 # astropy is imported where positions or units are built, not to read a number:
 # a value can be a Quantity, SkyCoord or Time only once astropy's module of that
 # class was imported, so asking sys.modules answers isinstance without importing it.
+# A module another thread is still importing may not hold its class yet: then no
+# value is of that class either.
+
+
+def _loaded(module: str, name: str) -> type | None:
+    """The class ``module.name`` if that module is imported and defines it, else None."""
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else None
 
 
 def is_quantity(value: Any) -> bool:
     """Whether ``value`` is an astropy Quantity (an Angle, say)."""
-    units = sys.modules.get("astropy.units")
-    return units is not None and isinstance(value, units.Quantity)
+    quantity = _loaded("astropy.units", "Quantity")
+    return quantity is not None and isinstance(value, quantity)
 
 
 def is_skycoord(value: Any) -> bool:
     """Whether ``value`` is an astropy SkyCoord."""
-    coordinates = sys.modules.get("astropy.coordinates")
-    return coordinates is not None and isinstance(value, coordinates.SkyCoord)
+    skycoord = _loaded("astropy.coordinates", "SkyCoord")
+    return skycoord is not None and isinstance(value, skycoord)
 
 
 def is_time(value: Any) -> bool:
     """Whether ``value`` is an astropy Time."""
-    time = sys.modules.get("astropy.time")
-    return time is not None and isinstance(value, time.Time)
+    time = _loaded("astropy.time", "Time")
+    return time is not None and isinstance(value, time)
 
 
 def to_float(value: Any, name: str) -> float:

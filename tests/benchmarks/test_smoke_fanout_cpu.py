@@ -36,6 +36,7 @@ def _positive(value: object) -> bool:
 def test_fanout_smoke(tmp_path: Path) -> None:
     figures = fanout.main(
         [
+            "--smoke",  # these sizes (spelled out here), and the farms started at once
             "--searches", "20", "--hosts", "4", "--latency", "0.01", "--rate", "5",
             "--burst", "3", "--pyvo-sequential", "5", "--threads", "8", "--out", str(tmp_path),
         ]

@@ -40,7 +40,7 @@ def test_soak_smoke(tmp_path: Path) -> None:
     }
 
     expected = figures["expected"]
-    assert expected["searches"] + expected["downloads"] == expected["tasks"] == 200
+    assert expected["searches"] + expected["downloads"] == expected["tasks"] == 100
     first, files = figures["first_run"], figures["first_run_files"]
     assert first["attempted"] == first["succeeded"] + first["failed"] > 0
     assert first["by_kind"]["search"] == expected["searches"]
