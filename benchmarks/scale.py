@@ -10,7 +10,7 @@ distinct positions (tile centres, so every target has a file of its own) and
 a harvest in a child process through the command line::
 
     python -m voharvest harvest --service <sia1 url> --targets FILE --size 0.01 \\
-        --format image/fits --out DIR --rate 0 --no-progress
+        --format image/fits --out DIR --no-rate-limit --no-progress
 
 reaped with ``os.wait4`` for its peak RSS (and sampled from /proc for a
 profile over time), its wall time and exit code; the files written are
@@ -180,8 +180,7 @@ def run_count(
                 "image/fits",
                 "--out",
                 str(out),
-                "--rate",
-                "0",
+                "--no-rate-limit",
                 "--no-progress",
             ]
         else:
@@ -455,7 +454,7 @@ def _summary_text(
         f"one {args.image_bytes:,}-byte FITS image per search. Targets are distinct tile "
         "centres, so every target has a file of its own. `CLI harvest`: "
         "`python -m voharvest harvest --service <sia1> --targets FILE --size 0.01 "
-        "--format image/fits --out DIR --rate 0 --no-progress` (the CLI's defaults "
+        "--format image/fits --out DIR --no-rate-limit --no-progress` (the CLI's defaults "
         "otherwise), manifest included. Peak RSS and wall time from `os.wait4` on the "
         "harvest's process (where it had child processes, the larger of that and its process "
         "tree's summed RSS sampled every 0.25 s; an RSS reads at least "

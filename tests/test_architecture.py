@@ -78,6 +78,11 @@ def test_every_error_derives_from_the_one_base():
         # The download path: a client, its downloads and the harvest engine.
         "from voharvest import VOClient, harvest, ClientConfig, Cutout, RegistryFeatures",
         "import voharvest.cli",
+        # A size given as a bare number (the CLI's --size 0.01) is read without a unit parser.
+        "from voharvest._checks import angle; assert angle(' 0.01 ', 'size') == 0.01",
+        # A manifest's VOTable frame is written by voharvest, not by astropy's table writer.
+        "import io; from voharvest.harvesting.manifest import VOTableRows as R;"
+        " R(io.StringIO()).__enter__().write(['x'] * 5 + [1.0, 2.0, 3] + ['x'] * 8)",
     ],
 )
 def test_importing_voharvest_loads_no_astropy(statement):

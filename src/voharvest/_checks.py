@@ -179,9 +179,15 @@ def angle(value: Any, name: str, *, maximum: float = MAX_ANGLE) -> float:
     as a number is). ParameterError naming ``name`` otherwise.
     """
     if isinstance(value, str):
-        from astropy import units as u  # text is read by astropy's unit parser
-
         text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            number = None  # not a bare number: an angle with its unit
+        if number is not None:
+            return angle(number, name, maximum=maximum)  # degrees, as a number is
+        from astropy import units as u  # text with a unit is read by astropy's unit parser
+
         try:
             quantity = u.Quantity(text)
         except (TypeError, ValueError) as exc:

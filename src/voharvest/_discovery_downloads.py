@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ParameterError, VOHarvestError
+from .harvesting.manifest import Column, VOTableRows
 
 if TYPE_CHECKING:
     from ._discovery_journal import DiscoveryJournal
@@ -42,21 +43,24 @@ __all__ = [
 #: The discovery manifest's columns (a row per dataset): ``targets`` and
 #: ``target_ids`` are ``; ``-separated, ``services`` ``ivoid#kind`` separated by
 #: spaces; ``state``: ``done``, ``failed`` or ``not fetched`` (left out by ``formats``).
-MANIFEST_COLUMNS = (
-    "access_url",
-    "title",
-    "format",
-    "publisher_did",
-    "ra",
-    "dec",
-    "target_ids",
-    "targets",
-    "services",
-    "state",
-    "path",
-    "bytes",
-    "error",
+#: The discovery manifest's columns, as VOTable FIELDs.
+MANIFEST_FIELDS = (
+    Column("access_url", ucd="meta.ref.url", description="Where the dataset is fetched from"),
+    Column("title", ucd="meta.title", description="The dataset's title, from its service"),
+    Column("format", ucd="meta.code.mime", description="The dataset's media type"),
+    Column("publisher_did", ucd="meta.ref.ivoid", description="The publisher's dataset id"),
+    Column("ra", "double", "deg", "pos.eq.ra", "Right ascension its service announced"),
+    Column("dec", "double", "deg", "pos.eq.dec", "Declination its service announced"),
+    Column("target_ids", ucd="meta.id", description="The targets it was found for ('; ')"),
+    Column("targets", ucd="meta.id", description="Those targets' labels ('; ')"),
+    Column("services", ucd="meta.ref.ivoid", description="ivoid#kind of each service found it"),
+    Column("state", ucd="meta.code.status", description="done, failed or not fetched"),
+    Column("path", ucd="meta.ref;meta.file", description="The file written, if fetched"),
+    Column("bytes", "long", "byte", "phys.size;meta.file", "Bytes written"),
+    Column("error", ucd="meta.note", description="Why the file is not there"),
 )
+MANIFEST_COLUMNS = tuple(column.name for column in MANIFEST_FIELDS)
+_DESCRIPTION = "The datasets a discovery found: a row per dataset, with what became of it"
 MANIFEST_NAME = "manifest.xml"
 PROVENANCE_NAME = "provenance.json"
 
@@ -232,17 +236,15 @@ def write_manifest(
     ``result.report()`` (a record per service, totals) with the downloads'
     counts (``kept``: files taken from the journal, not fetched again). Each
     is written as ``<name>.part`` and renamed: never half-written under its
-    name. Blocking (astropy writes the VOTable's frame): call it in a thread.
+    name. Blocking: call it in a thread.
     """
-    from .harvesting.manifest import VOTableRows
-
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     rows = manifest_rows(result, fetched)
     manifest = folder / MANIFEST_NAME
 
     def votable(handle: Any) -> None:
-        with VOTableRows(handle, MANIFEST_COLUMNS) as table:
+        with VOTableRows(handle, MANIFEST_FIELDS, _DESCRIPTION) as table:
             for row in rows:
                 table.write(row)
 

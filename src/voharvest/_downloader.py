@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._downloads import (
+    HEAD_BYTES,
     LinksInstead,
     content_range,
     content_range_total,
@@ -264,8 +265,14 @@ class Downloader:
                     return offset, False  # the kept part is the whole file
                 offset, total = start
                 note = _note(stream, url, total) if keep_partial else None
-                part = await self._in_thread(self._open_part, place, bool(offset), note)
-                received, rest = await self._receive(stream, part, place, url, offset, total)
+                part = PartFile.open(
+                    place.part,
+                    bool(offset),
+                    self._files,
+                    self.config.fsync,
+                    None if note is None else (place.note, note),
+                )
+                received, rest, head = await self._receive(stream, part, place, url, offset, total)
         except BaseException:
             if part is not None:
                 part.keep(rest)
@@ -273,19 +280,13 @@ class Downloader:
             raise
         # After the response: the host's connection slot is free while the disk works.
         whole = total is None or offset + received == total
-        commit = partial(self._commit, place, expected_format, url) if whole else None
+        commit = partial(self._commit, place, expected_format, url, head) if whole else None
         await part.finish(rest, self.config.fsync, commit)
         if not whole:
             raise PayloadError(
                 f"received {offset + received} bytes, {total} announced", url=url, retryable=True
             )
         return offset + received, True
-
-    def _open_part(self, place: _Place, append: bool, note: str | None) -> PartFile:
-        """(Thread.) The note a kept part carries written (if any), the ``.part`` opened."""
-        if note is not None:
-            place.note.write_text(note, encoding="utf-8")
-        return PartFile.open(place.part, append, self._files, self.config.fsync)
 
     def _resume_point(self, url: str, place: _Place) -> tuple[int, str | None]:
         """(Thread.) (bytes already in the ``.part``, validator) if resumable, else (0, None)."""
@@ -350,14 +351,16 @@ class Downloader:
         url: str,
         offset: int,
         total: int | None,
-    ) -> tuple[int, list[bytes]]:
-        """Stream the body into ``part``; the bytes received, and the last pieces, not yet
-        written (the caller writes them as it finishes the file)."""
+    ) -> tuple[int, list[bytes], bytes | None]:
+        """Stream the body into ``part``; the bytes received, the last pieces, not yet
+        written (the caller writes them as it finishes the file), and the file's first
+        :data:`HEAD_BYTES` (None if the body continues a kept part: its head is on disk)."""
         chunk_bytes = self.config.chunk_bytes
         limit = total if total is not None else self.config.max_fetch_bytes
         received = 0
         gathered: list[bytes] = []
         size = 0
+        head: bytes | None = b"" if offset == 0 else None
         try:
             async for piece in stream.pieces():
                 received += len(piece)
@@ -375,6 +378,8 @@ class Downloader:
                         f"({self.config.max_fetch_bytes})",
                         url=url,
                     )
+                if head is not None and len(head) < HEAD_BYTES:
+                    head += piece[: HEAD_BYTES - len(head)]  # (a copy of the head only)
                 gathered.append(piece)
                 size += len(piece)
                 if size >= chunk_bytes:
@@ -385,14 +390,17 @@ class Downloader:
             # so that a resume asks only for the rest.
             part.keep(gathered)
             raise
-        return received, gathered
+        return received, gathered, head
 
     # --- verify and rename --------------------------------------------------------------
 
     @staticmethod
-    def _commit(place: _Place, expected_format: str | None, url: str) -> None:
-        """(Thread.) The content checked against its format, renamed into place, note gone."""
-        problem = head_problem(place.part, expected_format, url)
+    def _commit(
+        place: _Place, expected_format: str | None, url: str, head: bytes | None = None
+    ) -> None:
+        """(Thread.) The content checked against its format (its ``head`` as received,
+        else read from the file), renamed into place, note gone."""
+        problem = head_problem(place.part, expected_format, url, head)
         if problem is not None:
             raise problem
         os.replace(place.part, place.final)

@@ -16,6 +16,7 @@ from ._media import matches, sniff_kind
 from .protocol import datalink
 
 __all__ = [
+    "HEAD_BYTES",
     "MAX_LINKS_BYTES",
     "LinksInstead",
     "content_range",
@@ -81,16 +82,25 @@ def content_range(value: str | None) -> tuple[int, int | None]:
     raise PayloadError(f"a 206 answer with an unreadable Content-Range {value!r}")
 
 
-def head_problem(part: Path, mime: str | None, url: str) -> FormatError | None:
+#: Bytes of a file's head its format is checked on (a FITS header block).
+HEAD_BYTES = 2880
+
+
+def head_problem(
+    part: Path, mime: str | None, url: str, head: bytes | None = None
+) -> FormatError | None:
     """A FormatError if a file of a known type doesn't start as one (an error page, say).
 
-    Blocking (it reads the file's head): call it in a thread.
+    ``head``: the file's first :data:`HEAD_BYTES` (or all of it, if shorter)
+    as received; without it the file's head is read (blocking: call it in a
+    thread).
     """
     kind = sniff_kind(mime)
     if kind is None:
         return None
-    with part.open("rb") as handle:
-        head = handle.read(2880)
+    if head is None:
+        with part.open("rb") as handle:
+            head = handle.read(HEAD_BYTES)
     if matches(kind, head):
         return None
     return FormatError(

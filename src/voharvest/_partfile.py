@@ -6,7 +6,9 @@ client's file threads while the next pieces are read; with fsync on, each
 write also starts the kernel's writeback of the file (Linux
 ``sync_file_range`` with ``SYNC_FILE_RANGE_WRITE``, which does not wait), so
 the fsync before the rename finds little left; the last write, fsync, close,
-content check and rename run in one hop.
+content check and rename run in one hop. The file is opened by the first job
+that writes to it, in its thread: a file that arrives in one piece takes one
+hop from open to rename.
 """
 
 from __future__ import annotations
@@ -78,25 +80,56 @@ def _writeback_starter() -> Callable[[int], object] | None:
 _start_writeback = _writeback_starter()
 
 
-def _write_out(fd: int, pieces: Sequence[bytes | memoryview], early: bool) -> None:
+class _Opening:
+    """(Thread side.) The ``.part``, opened by the first job that needs its descriptor.
+
+    Jobs on one part run one after another (each waits for the one before),
+    so only one thread touches this at a time.
+    """
+
+    __slots__ = ("append", "fd", "note", "path")
+
+    def __init__(self, path: Path, append: bool, note: tuple[Path, str] | None) -> None:
+        self.path = path
+        self.append = append
+        self.note = note  # (path, text) written just before the part is first opened
+        self.fd: int | None = None
+
+    def fileno(self) -> int:
+        if self.fd is None:
+            if self.note is not None:
+                where, text = self.note
+                where.write_text(text, encoding="utf-8")
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self.append else os.O_TRUNC)
+            self.fd = os.open(self.path, flags, 0o666)
+        return self.fd
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _write_out(file: _Opening, pieces: Sequence[bytes | memoryview], early: bool) -> None:
     """Write ``pieces``; with ``early``, start their writeback to the disk (see the module doc)."""
+    fd = file.fileno()
     write_all(fd, pieces)
     if early and _start_writeback is not None:
         _start_writeback(fd)
 
 
 def _write_after(
-    pending: concurrent.futures.Future[None] | None, fd: int, pieces: list[bytes]
+    pending: concurrent.futures.Future[None] | None, file: _Opening, pieces: list[bytes]
 ) -> None:
     """Write ``pieces`` once the write before them ended (written, or failed: then not)."""
     if pending is not None:
         pending.result()
-    write_all(fd, pieces)
+    write_all(file.fileno(), pieces)
 
 
 def _finish(
     pending: concurrent.futures.Future[None] | None,
-    fd: int,
+    file: _Opening,
     pieces: list[bytes],
     sync: bool,
     then: Callable[[], None] | None,
@@ -106,22 +139,28 @@ def _finish(
     try:
         if pending is not None:
             pending.result()
+        elif file.fd is None and then is not None:
+            # The whole file, written, synced and renamed in this one job: a resume
+            # note would be removed at once (a .part a crash left without one is
+            # fetched again from its start).
+            file.note = None
+        fd = file.fileno()
         write_all(fd, pieces)
         if sync:
             os.fsync(fd)
     finally:
-        os.close(fd)
+        file.close()
     if then is not None:
         then()
 
 
-def _close_after(pending: concurrent.futures.Future[None] | None, fd: int) -> None:
-    """Close ``fd`` once the write in flight on it ended (in a file thread, never on the loop)."""
+def _close_after(pending: concurrent.futures.Future[None] | None, file: _Opening) -> None:
+    """Close the file once the write in flight on it ended (in a file thread, never on the loop)."""
     try:
         if pending is not None:
             concurrent.futures.wait([pending])
     finally:
-        os.close(fd)
+        file.close()
 
 
 class PartFile:
@@ -136,9 +175,9 @@ class PartFile:
     """
 
     def __init__(
-        self, fd: int, executor: concurrent.futures.Executor, early_writeback: bool = False
+        self, file: _Opening, executor: concurrent.futures.Executor, early_writeback: bool = False
     ) -> None:
-        self._fd: int | None = fd
+        self._file: _Opening | None = file
         self._executor = executor
         self._early = early_writeback
         self._pending: concurrent.futures.Future[None] | None = None
@@ -150,29 +189,29 @@ class PartFile:
         append: bool,
         executor: concurrent.futures.Executor,
         early_writeback: bool = False,
+        note: tuple[Path, str] | None = None,
     ) -> PartFile:
-        """(Blocking: call in a thread.)"""
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-        return cls(os.open(path, flags, 0o666), executor, early_writeback)
+        """The ``.part`` at ``path``, opened (and ``note`` written) by its first write.
+
+        Nothing touches the disk here: a file whose bytes all arrive before
+        the first write is opened, written, synced and renamed in one hop.
+        """
+        return cls(_Opening(path, append, note), executor, early_writeback)
 
     async def write(self, pieces: list[bytes]) -> None:
-        if self._fd is None:
+        if self._file is None:
             raise ValueError("write to a closed part file")
         if self._pending is not None:
             # Shielded: a cancelled caller leaves the write running (and known to
             # abandon(), which closes the file only after it).
             await asyncio.shield(asyncio.wrap_future(self._pending))
-        self._pending = self._executor.submit(_write_out, self._fd, pieces, self._early)
+        self._pending = self._executor.submit(_write_out, self._file, pieces, self._early)
 
     def keep(self, pieces: list[bytes]) -> None:
         """Queue a last write behind the one in flight, without waiting (after a failure:
         what was received stays on disk for a resume)."""
-        if self._fd is not None and pieces:
-            self._pending = self._executor.submit(_write_after, self._pending, self._fd, pieces)
-
-    async def seal(self, sync: bool) -> None:
-        """Wait for the last write, fsync if ``sync``, close (errors of any of them raised)."""
-        await self.finish([], sync)
+        if self._file is not None and pieces:
+            self._pending = self._executor.submit(_write_after, self._pending, self._file, pieces)
 
     async def finish(
         self, pieces: list[bytes], sync: bool, then: Callable[[], None] | None = None
@@ -182,8 +221,8 @@ class PartFile:
 
         If the caller is cancelled meanwhile, ``then`` is skipped unless it had begun.
         """
-        fd, self._fd = self._fd, None
-        if fd is None:
+        file, self._file = self._file, None
+        if file is None:
             return
         pending, self._pending = self._pending, None
         wanted = True
@@ -192,7 +231,7 @@ class PartFile:
             if wanted and then is not None:
                 then()
 
-        closing = self._executor.submit(_finish, pending, fd, pieces, sync, next_step)
+        closing = self._executor.submit(_finish, pending, file, pieces, sync, next_step)
         try:
             await asyncio.shield(asyncio.wrap_future(closing))
         except asyncio.CancelledError:
@@ -201,11 +240,13 @@ class PartFile:
 
     async def abandon(self) -> None:
         """Close without raising: after a failure, once the write in flight ended."""
-        fd, self._fd = self._fd, None
-        if fd is None:
+        file, self._file = self._file, None
+        if file is None:
             return
         pending, self._pending = self._pending, None
-        closing = self._executor.submit(_close_after, pending, fd)
+        if pending is None and file.fd is None:
+            return  # never written: nothing was opened
+        closing = self._executor.submit(_close_after, pending, file)
         try:
             await asyncio.shield(asyncio.wrap_future(closing))
         except OSError as exc:

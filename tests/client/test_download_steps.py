@@ -47,7 +47,7 @@ async def test_writeback_starts_with_each_write_only_when_files_are_fsynced(
         assert started == [] and synced == []
 
 
-async def test_a_file_in_one_write_takes_three_hops_to_the_file_threads(
+async def test_a_file_in_one_write_takes_two_hops_to_the_file_threads(
     server: LocalServer, tmp_path: Path, monkeypatch
 ):
     url = _serve(server)
@@ -65,9 +65,53 @@ async def test_a_file_in_one_write_takes_three_hops_to_the_file_threads(
         monkeypatch.setattr(files, "submit", submit)
         path = await client.download(url, tmp_path, keep_partial=True, expected_format="image/fits")
     assert path.read_bytes() == BODY
-    assert len(hops) == 3, hops
+    # Where it goes (and whether it is there already); then open, write, fsync and rename.
+    assert hops == ["_place", "_finish"], hops
     assert not (tmp_path / "img.fits.part").exists()
     assert not (tmp_path / "img.fits.part.json").exists()
+
+
+@pytest.mark.parametrize("chunk", [4 * 1024 * 1024, 64 * 1024])
+async def test_a_file_is_checked_on_its_head_as_received_and_a_whole_one_leaves_no_note(
+    server: LocalServer, tmp_path: Path, monkeypatch, chunk: int
+):
+    """No re-reading of the part for its format; a file written whole in one hop gets
+    no resume note (one written in several does, until its rename)."""
+    url = _serve(server)
+    opened: list[tuple[str, str]] = []
+    noted: list[str] = []
+    real_open, real_write_text = Path.open, Path.write_text
+
+    def spy_open(self: Path, mode: str = "r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append((self.name, mode))
+        return real_open(self, mode, *args, **kwargs)
+
+    def spy_write_text(self: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        noted.append(self.name)
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", spy_open)
+    monkeypatch.setattr(Path, "write_text", spy_write_text)
+    config = ClientConfig(host=HostPolicy(rate=math.inf), chunk_bytes=chunk)
+    async with VOClient(config) as client:
+        path = await client.download(url, tmp_path, keep_partial=True, expected_format="image/fits")
+    assert path.read_bytes() == BODY
+    assert ("img.fits.part", "rb") not in opened
+    assert noted == ([] if chunk > len(BODY) else ["img.fits.part.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.fits"]
+
+
+async def test_an_error_page_is_caught_on_the_head_as_received(server: LocalServer, tmp_path: Path):
+    from voharvest import FormatError
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(body=b"<html>" + b"x" * 5000, content_type="image/fits")
+
+    server.route("GET", "/page.fits", page)
+    async with VOClient(ClientConfig(host=HostPolicy(rate=math.inf))) as client:
+        with pytest.raises(FormatError, match="starts with b'<html>xx"):
+            await client.download(server.url("/page.fits"), tmp_path, expected_format="image/fits")
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_fetched_says_the_size_and_whether_the_file_was_there(

@@ -325,8 +325,13 @@ async def test_the_manifest_lists_every_sighting_in_csv_and_votable(
 
 
 def test_manifest_cells_are_always_well_formed_xml():
-    from voharvest.harvesting.manifest import _cell
+    from voharvest.harvesting.manifest import HARVEST_COLUMNS
+
+    def _cell(name: str, value: object) -> str:
+        return HARVEST_COLUMNS[name].cell(value)
 
     assert _cell("title", "a\x07b<c>&") == "<TD>a\ufffdb&lt;c&gt;&amp;</TD>"
     assert _cell("bytes", None) == "<TD/>"
     assert _cell("ra", 1.5) == "<TD>1.5</TD>"
+    assert _cell("partition", 2**31) == "<TD/>"  # (an int has 32 bits)
+    assert _cell("partition", "7") == "<TD>7</TD>"

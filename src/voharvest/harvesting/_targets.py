@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
@@ -9,8 +10,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import aiofiles
 
 from .._checks import is_number, is_skycoord, position_degrees
 from .._exceptions import ParameterError
@@ -116,26 +115,8 @@ async def iter_targets(source: Any) -> AsyncIterator[Target]:
     comments in files are skipped; a bad line is a ParameterError naming it.
     """
     if isinstance(source, os.PathLike):
-        path = Path(source)
-        try:
-            handle_cm = aiofiles.open(path, encoding="utf-8")
-            handle = await handle_cm.__aenter__()
-        except OSError as exc:
-            raise ParameterError(f"can't read the targets file {path}: {exc}") from exc
-        number = 0
-        try:
-            async for line in handle:
-                number += 1
-                if not line.split("#", 1)[0].strip():
-                    continue
-                try:
-                    yield parse_target(line)
-                except ParameterError as exc:
-                    raise ParameterError(f"{path}:{number}: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise ParameterError(f"{path}:{number + 1}: not UTF-8 text ({exc})") from exc
-        finally:
-            await handle_cm.__aexit__(None, None, None)
+        async for target in _file_targets(Path(source)):
+            yield target
         return
     if _is_one_position(source):
         yield parse_target(source)
@@ -156,3 +137,39 @@ async def iter_targets(source: Any) -> AsyncIterator[Target]:
             yield parse_target(item)
         return
     raise ParameterError(f"can't read targets from {source!r}")
+
+
+#: Bytes of a targets file read in one call in a thread: thousands of lines a hop.
+_BLOCK = 1 << 16
+
+
+async def _file_targets(path: Path) -> AsyncIterator[Target]:
+    """The targets of a file, read a block of lines at a time in a thread."""
+    try:
+        handle = await asyncio.to_thread(path.open, "rb")
+    except OSError as exc:
+        raise ParameterError(f"can't read the targets file {path}: {exc}") from exc
+    number = 0
+    try:
+        while True:
+            try:
+                block = await asyncio.to_thread(handle.readlines, _BLOCK)
+            except OSError as exc:
+                raise ParameterError(f"can't read the targets file {path}: {exc}") from exc
+            if not block:
+                return
+            for raw in block:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ParameterError(f"{path}:{number + 1}: not UTF-8 text ({exc})") from exc
+                for line in text.splitlines():  # (a lone CR ends a line too)
+                    number += 1
+                    if not line.split("#", 1)[0].strip():
+                        continue
+                    try:
+                        yield parse_target(line)
+                    except ParameterError as exc:
+                        raise ParameterError(f"{path}:{number}: {exc}") from exc
+    finally:
+        await asyncio.to_thread(handle.close)

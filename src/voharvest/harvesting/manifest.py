@@ -7,7 +7,6 @@ outside the event loop (the CLI does) or through ``asyncio.to_thread``.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import re
 import sqlite3
@@ -20,7 +19,9 @@ from xml.sax.saxutils import escape as xml_escape
 from ._journal import open_readonly
 
 __all__ = [
+    "HARVEST_COLUMNS",
     "MANIFEST_COLUMNS",
+    "Column",
     "HarvestStatus",
     "VOTableRows",
     "manifest_rows",
@@ -144,44 +145,113 @@ _MANIFEST_QUERY = (
     " LEFT JOIN searches AS q ON q.service = s.service AND q.target = s.target"
     " ORDER BY r.id, c.id, s.service, s.target"
 )
-_FLOATS = ("ra", "dec")
 # Characters XML 1.0 can't hold (a server's title may carry them): shown as U+FFFD.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_INTEGERS = ("announced_size", "bytes")
 
 
 def manifest_rows(db: sqlite3.Connection) -> Iterator[tuple[object, ...]]:
     """Every sighting of a record: (service, target, url, ..., error), in journal order.
 
     Rows come from a cursor one at a time: a manifest of millions of files
-    takes no more memory than one of ten.
+    takes no more memory than one of ten. (SQLite would otherwise build a
+    transient index of every record for the DataLink join, in memory; the
+    journal has a lasting one.)
     """
+    db.execute("PRAGMA automatic_index = OFF")
     yield from db.execute(_MANIFEST_QUERY)
 
 
-def _votable_frame(columns: tuple[str, ...] = MANIFEST_COLUMNS) -> tuple[str, str]:
-    """The VOTable document around the rows, written by astropy (for one stand-in row)."""
-    import numpy as np  # (astropy loads only for a manifest's VOTable)
-    from astropy.table import MaskedColumn, Table
+@dataclass(frozen=True)
+class Column:
+    """A column of a manifest VOTable: its FIELD.
 
-    table = Table()
-    for name in columns:
-        if name == "partition":
-            table[name] = MaskedColumn([0], dtype="int32")
-        elif name in _FLOATS:
-            table[name] = MaskedColumn([0.0], dtype=float, unit="deg")
-        elif name in _INTEGERS:
-            table[name] = MaskedColumn([0], dtype="int64", unit="byte")
-        else:
-            table[name] = MaskedColumn(np.array(["x"], dtype=object))  # arraysize="*"
-    buffer = io.BytesIO()
-    table.write(buffer, format="votable", tabledata_format="tabledata")
-    text = buffer.getvalue().decode("utf-8")
-    head, found, rest = text.partition("<TABLEDATA>")
-    _, found_end, tail = rest.partition("</TABLEDATA>")
-    if not (found and found_end):
-        raise RuntimeError("astropy wrote no TABLEDATA for the manifest frame")
-    return head + "<TABLEDATA>\n", "</TABLEDATA>" + tail
+    ``datatype``: ``double``, ``long``, ``int`` or ``unicodeChar`` (text of
+    any length); ``ucd`` a UCD1+ word list, ``description`` a sentence.
+    """
+
+    name: str
+    datatype: str = "unicodeChar"
+    unit: str = ""
+    ucd: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.datatype not in ("double", "long", "int", "unicodeChar"):
+            raise ValueError(f"column {self.name!r}: no datatype {self.datatype!r}")
+
+    def field(self) -> str:
+        """The FIELD element, indented for the TABLE."""
+        size = ' arraysize="*"' if self.datatype == "unicodeChar" else ""
+        unit = f' unit="{xml_escape(self.unit)}"' if self.unit else ""
+        ucd = f' ucd="{xml_escape(self.ucd)}"' if self.ucd else ""
+        name = xml_escape(self.name, {'"': "&quot;"})
+        about = (
+            f"\n    <DESCRIPTION>{xml_escape(self.description)}</DESCRIPTION>\n   "
+            if self.description
+            else ""
+        )
+        return (
+            f'   <FIELD name="{name}" datatype="{self.datatype}"{size}{unit}{ucd}>{about}</FIELD>\n'
+        )
+
+    def cell(self, value: object) -> str:
+        """``value`` as a TD: the journal's values (None for null) or a CSV's text ('')."""
+        if value is None or (value == "" and self.datatype != "unicodeChar"):
+            return "<TD/>"  # VOTable 1.3: an empty cell is null, for every datatype
+        try:
+            if self.datatype in ("long", "int"):
+                text = _integer(value, 64 if self.datatype == "long" else 32)
+                return "<TD/>" if text is None else f"<TD>{text}</TD>"  # (no null value)
+            if self.datatype == "double":
+                return f"<TD>{_double(value)}</TD>"
+        except (ValueError, TypeError, OverflowError):
+            return "<TD/>"  # a CSV cell that isn't a number (not one we wrote): null
+        return f"<TD>{xml_escape(_NOT_XML.sub(chr(0xFFFD), str(value)))}</TD>"
+
+
+_SIZE = "phys.size;meta.file"  # (ObsCore's access_estsize)
+#: The harvest manifest's columns (:data:`MANIFEST_COLUMNS`), and ``partition``
+#: (a Dask harvest's combined manifest).
+HARVEST_COLUMNS: dict[str, Column] = {
+    c.name: c
+    for c in (
+        Column("partition", "int", "", "meta.id", "The Dask partition that harvested the row"),
+        Column("service", ucd="meta.id", description="The service searched: its kind and URL"),
+        Column("target", ucd="meta.id", description="The target searched, as it was given"),
+        Column("url", ucd="meta.ref.url", description="Where the file was fetched from"),
+        Column("title", ucd="meta.title", description="The dataset's title, from the service"),
+        Column("format", ucd="meta.code.mime", description="The dataset's media type"),
+        Column("ra", "double", "deg", "pos.eq.ra", "Right ascension the service announced"),
+        Column("dec", "double", "deg", "pos.eq.dec", "Declination the service announced"),
+        Column("announced_size", "long", "byte", _SIZE, "Size the service announced"),
+        Column("state", ucd="meta.code.status", description="done, failed, pending or skipped"),
+        Column("path", ucd="meta.ref;meta.file", description="The file, in the harvest's folder"),
+        Column("bytes", "long", "byte", _SIZE, "Bytes written"),
+        Column("error", ucd="meta.note", description="Why the file is not there"),
+        Column("mode", ucd="meta.code", description="full (the whole file) or cutout"),
+        Column("region", ucd="pos.outline", description="The cutout's region (SODA), if cut"),
+        Column("via", ucd="meta.ref.url", description="The DataLink document it came through"),
+        Column("preview", ucd="meta.ref.url", description="A preview the service announced"),
+    )
+}
+_NAMESPACE = "http://www.ivoa.net/xml/VOTable/v1.3"
+
+
+def _votable_frame(columns: Sequence[Column], description: str) -> tuple[str, str]:
+    """The VOTable 1.4 document around the rows: (up to <TABLEDATA>, from </TABLEDATA>)."""
+    head = (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<VOTABLE version="1.4" xmlns="{_NAMESPACE}"'
+        ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+        f' xsi:schemaLocation="{_NAMESPACE} http://www.ivoa.net/xml/VOTable/VOTable-1.4.xsd">\n'
+        ' <RESOURCE type="results">\n'
+        '  <INFO name="generator" value="voharvest"/>\n'
+        '  <TABLE name="manifest">\n'
+        f"   <DESCRIPTION>{xml_escape(description)}</DESCRIPTION>\n"
+        + "".join(column.field() for column in columns)
+        + "   <DATA>\n    <TABLEDATA>\n"
+    )
+    return head, "    </TABLEDATA>\n   </DATA>\n  </TABLE>\n </RESOURCE>\n</VOTABLE>\n"
 
 
 def _double(value: object) -> str:
@@ -194,54 +264,55 @@ def _double(value: object) -> str:
     return repr(number)
 
 
-def _long(value: object) -> str | None:
-    """A VOTable long (64-bit), or None (null) for what isn't one."""
+def _integer(value: object, bits: int) -> str | None:
+    """A VOTable integer of ``bits`` bits, or None (null) for what isn't one."""
     if isinstance(value, float):
         if not value.is_integer():  # (also NaN and infinities)
             return None
         value = int(value)
     number = int(value)  # type: ignore[call-overload]
-    return str(number) if -(2**63) <= number < 2**63 else None
-
-
-def _cell(name: str, value: object) -> str:
-    if value is None or (value == "" and (name in _FLOATS or name in _INTEGERS)):
-        return "<TD/>"  # VOTable 1.3: an empty cell is null, for every datatype
-    try:
-        if name == "partition" or name in _INTEGERS:
-            text = _long(value)  # an integer column has no null value: empty cell
-            return "<TD/>" if text is None else f"<TD>{text}</TD>"
-        if name in _FLOATS:
-            return f"<TD>{_double(value)}</TD>"
-    except (ValueError, TypeError, OverflowError):
-        return "<TD/>"  # a CSV cell that isn't a number (not one we wrote): null
-    return f"<TD>{xml_escape(_NOT_XML.sub(chr(0xFFFD), str(value)))}</TD>"
+    limit = 2 ** (bits - 1)
+    return str(number) if -limit <= number < limit else None
 
 
 class VOTableRows:
     """A manifest VOTable written a row at a time (constant memory).
 
-    ``columns``: MANIFEST_COLUMNS, optionally with ``partition`` first (the
-    combined manifest of a Dask harvest). Values may be the journal's (None
-    for null) or a CSV's text ('' for null).
+    ``columns``: names of :data:`HARVEST_COLUMNS` (MANIFEST_COLUMNS, optionally
+    with ``partition`` first: the combined manifest of a Dask harvest) or
+    :class:`Column` s of one's own. Values may be the journal's (None for
+    null) or a CSV's text ('' for null).
     """
 
-    def __init__(self, handle: Any, columns: tuple[str, ...] = MANIFEST_COLUMNS) -> None:
+    def __init__(
+        self,
+        handle: Any,
+        columns: Sequence[str | Column] = MANIFEST_COLUMNS,
+        description: str = "The files of a harvest: a row per sighting of a dataset",
+    ) -> None:
         self.handle = handle
-        self.columns = columns
-        self._head, self._tail = _votable_frame(columns)
+        self.columns = tuple(_column(c) for c in columns)
+        self._head, self._tail = _votable_frame(self.columns, description)
 
     def __enter__(self) -> VOTableRows:
         self.handle.write(self._head)
         return self
 
     def write(self, row: Sequence[object]) -> None:
-        cells = "".join(_cell(n, v) for n, v in zip(self.columns, row, strict=True))
+        cells = "".join(c.cell(v) for c, v in zip(self.columns, row, strict=True))
         self.handle.write(f"<TR>{cells}</TR>\n")
 
     def __exit__(self, *exc_info: object) -> None:
         if exc_info[0] is None:
             self.handle.write(self._tail)
+
+
+def _column(given: str | Column) -> Column:
+    if isinstance(given, Column):
+        return given
+    if given not in HARVEST_COLUMNS:
+        raise ValueError(f"no manifest column {given!r}: give a Column")
+    return HARVEST_COLUMNS[given]
 
 
 def write_manifest(
@@ -253,9 +324,8 @@ def write_manifest(
     """Write the manifest of the harvest in ``directory`` as CSV and VOTable.
 
     Defaults: ``manifest.csv`` and ``manifest.xml`` in the directory. Rows are
-    streamed from the journal (constant memory); the VOTable's metadata comes
-    from astropy. Each file is written under a temporary name and renamed, so a
-    reader never sees half of one.
+    streamed from the journal (constant memory). Each file is written under a
+    temporary name and renamed, so a reader never sees half of one.
     """
     folder = Path(directory)
     csv_target = Path(csv_path) if csv_path is not None else folder / "manifest.csv"
