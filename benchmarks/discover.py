@@ -21,8 +21,7 @@ farm is started afresh for each contender, so its counters are that contender's.
   services, which a harvest does not speak, one TAP query per target through
   the same client, polite per host. Its requests are N x S exactly; its
   makespan is measured on the first ``--harvest-sample`` targets and scaled.
-- **voharvest discover**: ``VOClient.discover(targets, size=r)`` over all targets
-  (when the client has it; otherwise reported as not measured).
+- **voharvest discover**: ``VOClient.discover(targets, size=r)`` over all targets.
 
 Datasets are (target, access URL) pairs, a URL compared by host and path (each
 contender has a farm of its own, on new ports). The farm is deterministic, so the
@@ -243,12 +242,9 @@ async def _discover(
     rate: float,
     concurrency: int,
     intersect: str,
-) -> dict[str, Any] | None:
-    """``VOClient.discover`` over every target; None where the client has no discover yet."""
+) -> dict[str, Any]:
+    """``VOClient.discover`` over every target."""
     from voharvest import ClientConfig, HostPolicy, RegistryEndpoint, VOClient
-
-    if not hasattr(VOClient, "discover"):
-        return None
     from voharvest._discovery import DiscoveryOptions
 
     config = ClientConfig(
@@ -393,23 +389,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "failures": pyvo_run["failures"],
         "farm": pyvo_farm,
     }
-    ours: dict[str, Any] | None = None
-    if ours_run is not None:
-        missing = truth - ours_run["pairs"]
-        extra = ours_run["pairs"] - truth
-        ours = {
-            "requests": ours_farm["requests"],
-            "requests_reported": ours_run["requests_reported"],
-            "makespan_s": ours_run["makespan_s"],
-            "datasets": len(ours_run["pairs"]),
-            "same_datasets": not missing and not extra,
-            "missing": len(missing),
-            "extra": len(extra),
-            "failures": ours_run["failures"],
-            "client_cpu_s": ours_run["client_cpu_s"],
-            "services": ours_run["services"],
-            "farm": ours_farm,
-        }
+    missing = truth - ours_run["pairs"]
+    extra = ours_run["pairs"] - truth
+    ours = {
+        "requests": ours_farm["requests"],
+        "requests_reported": ours_run["requests_reported"],
+        "makespan_s": ours_run["makespan_s"],
+        "datasets": len(ours_run["pairs"]),
+        "same_datasets": not missing and not extra,
+        "missing": len(missing),
+        "extra": len(extra),
+        "failures": ours_run["failures"],
+        "client_cpu_s": ours_run["client_cpu_s"],
+        "services": ours_run["services"],
+        "farm": ours_farm,
+    }
     figures: dict[str, Any] = {
         "workload": {
             "targets": args.targets,
@@ -433,16 +427,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return figures
 
 
-def _targets(plain: dict[str, Any], ours: dict[str, Any] | None) -> dict[str, Any]:
-    if ours is None:
-        return {
-            name: _report.target(None, bound, at_most=True)
-            for name, bound in (
-                ("requests_over_plain", REQUESTS_RATIO),
-                ("makespan_over_plain", MAKESPAN_RATIO),
-                ("rate_violations", 0),
-            )
-        } | {"same_datasets": {"target": True, "value": None, "met": None}}
+def _targets(plain: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
     return {
         "requests_over_plain": _report.target(
             ours["requests"] / plain["requests"], REQUESTS_RATIO, at_most=True
@@ -483,20 +468,17 @@ def _summary(figures: dict[str, Any]) -> str:
         "its sample (its coverage test asks the whole order-6 cell around a target to be covered, "
         "and its SIA 1.0 SIZE is the radius).",
     ]
-    if ours is None:
-        lines += ["", "**voharvest discover**: not measured (this client has no discover yet)."]
-    else:
-        lines += [
-            "",
-            f"**voharvest discover**: {ours['requests']:,} requests "
-            f"({goals['requests_over_plain']['value']:.4f} of the plain harvest's; goal ≤ "
-            f"{REQUESTS_RATIO:g}: {_report.verdict(goals['requests_over_plain'])}), makespan "
-            f"{ours['makespan_s']:.1f} s ({goals['makespan_over_plain']['value']:.4f}; goal ≤ "
-            f"{MAKESPAN_RATIO:g}: {_report.verdict(goals['makespan_over_plain'])}), "
-            f"{ours['farm']['rate_violations']} rate violations "
-            f"({_report.verdict(goals['rate_violations'])}), same datasets: "
-            f"{ours['same_datasets']} ({ours['missing']} missing, {ours['extra']} extra).",
-        ]
+    lines += [
+        "",
+        f"**voharvest discover**: {ours['requests']:,} requests "
+        f"({goals['requests_over_plain']['value']:.4f} of the plain harvest's; goal ≤ "
+        f"{REQUESTS_RATIO:g}: {_report.verdict(goals['requests_over_plain'])}), makespan "
+        f"{ours['makespan_s']:.1f} s ({goals['makespan_over_plain']['value']:.4f}; goal ≤ "
+        f"{MAKESPAN_RATIO:g}: {_report.verdict(goals['makespan_over_plain'])}), "
+        f"{ours['farm']['rate_violations']} rate violations "
+        f"({_report.verdict(goals['rate_violations'])}), same datasets: "
+        f"{ours['same_datasets']} ({ours['missing']} missing, {ours['extra']} extra).",
+    ]
     return "\n".join(lines)
 
 
@@ -526,21 +508,20 @@ def _write(figures: dict[str, Any], args: Any) -> None:
             plain["farm"]["rate_violations"],
             plain["failures"],
         ],
+        [
+            f"voharvest discover ({work['targets']:,} targets)",
+            ours["requests"],
+            ours["makespan_s"],
+            ours["datasets"],
+            ours["farm"]["rate_violations"],
+            ours["failures"],
+        ],
     ]
-    if ours is not None:
-        rows.append(
-            [
-                f"voharvest discover ({work['targets']:,} targets)",
-                ours["requests"],
-                ours["makespan_s"],
-                ours["datasets"],
-                ours["farm"]["rate_violations"],
-                ours["failures"],
-            ]
-        )
-    bars = {"pyvo.discover (scaled)": pyvo["makespan_s"], "plain harvest": plain["makespan_s"]}
-    if ours is not None:
-        bars["voharvest discover"] = ours["makespan_s"]
+    bars = {
+        "pyvo.discover (scaled)": pyvo["makespan_s"],
+        "plain harvest": plain["makespan_s"],
+        "voharvest discover": ours["makespan_s"],
+    }
     title = f"Discovery: {work['targets']:,} targets over {work['services']} services"
     _report.write(
         args, "discover", title, table=(header, rows), data=figures, plot=("makespan (s)", bars)

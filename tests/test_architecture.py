@@ -92,3 +92,17 @@ def test_importing_voharvest_loads_no_astropy(statement):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "statement", ["import voharvest.testing", "from voharvest.testing import VOFarm, HostConfig"]
+)
+def test_importing_the_farm_loads_no_fits_or_wcs(statement):
+    """The farm builds FITS headers (astropy.io.fits) and draws the embedded sky
+    (astropy.wcs) only when asked to: ``python -m voharvest.testing serve`` starts without."""
+    heavy = "('astropy.io.fits', 'astropy.wcs')"
+    code = f"import sys\n{statement}\nprint(sorted(m for m in {heavy} if m in sys.modules))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

@@ -43,9 +43,8 @@ def test_discover_smoke(tmp_path: Path) -> None:
     assert pyvo["farm"]["rate_violations"] == 0
 
     ours = figures["voharvest_discover"]
-    if ours is None:  # a client without discover: reported as not measured
-        assert figures["targets"]["same_datasets"]["met"] is None
-        return
+    assert ours is not None  # always measured: the client has discover
+    assert "voharvest discover (120 targets)" in (tmp_path / "discover.md").read_text()
     assert ours["same_datasets"] is True and ours["datasets"] == plain["datasets"]
     assert ours["farm"]["rate_violations"] == 0 and ours["failures"] == 0
     assert ours["requests"] <= plain["requests"] / 20

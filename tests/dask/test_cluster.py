@@ -452,6 +452,18 @@ def test_a_rerun_must_keep_the_partition_count(dc: Any, tmp_path: Path) -> None:
         list(harvest_on_dask(dc, ["http://127.0.0.1:9/sia"], [], download_to=out, size=0.5))
 
 
+def test_a_rerun_with_the_same_size_given_another_way_resumes(dc: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    nowhere = ["http://127.0.0.1:9/sia"]
+    # 111 arcmin is 1.8499999999999999 deg once converted, 1.85 typed: the same size.
+    list(harvest_on_dask(dc, nowhere, [], download_to=out, partitions=2, size="111arcmin"))
+    again = harvest_on_dask(dc, nowhere, [], download_to=out, partitions=2, size=1.85)
+    list(again)
+    assert again.complete
+    with pytest.raises(ParameterError, match="other options"):
+        list(harvest_on_dask(dc, nowhere, [], download_to=out, partitions=2, size=1.86))
+
+
 class ServerThread:
     """A ``tests.servers.LocalServer`` on 127.0.0.1 in a thread of its own (the test blocks)."""
 

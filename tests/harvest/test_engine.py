@@ -155,6 +155,27 @@ async def test_a_journal_with_other_options_is_refused(server: LocalServer, tmp_
             ).run()
 
 
+@pytest.mark.parametrize(("started", "resumed"), [("12arcmin", 0.2), ("111arcmin", 1.85)])
+async def test_the_same_size_given_another_way_resumes(
+    server: LocalServer, tmp_path: Path, started: str, resumed: float
+):
+    # 111 arcmin is 1.8499999999999999 deg once converted, 1.85 typed: the same size.
+    sky = MiniSky(server, per_search=1)
+    sia = [server.url("/sia")]
+    fits = {"search_format": "image/fits", "download_to": tmp_path}
+    async with VOClient(CONFIG) as client:
+        assert await harvest(client, sia, TARGETS[:1], size=started, **fits).run() == []
+        searches = len(server.hits_for("/sia"))
+        again = [i async for i in harvest(client, sia, TARGETS, size=resumed, **fits)]
+        with pytest.raises(ParameterError, match="other options"):
+            await harvest(client, sia, TARGETS, size=resumed * 1.001, **fits).run()
+    # Resumed: the first target is not searched again, the two new ones are.
+    assert len(server.hits_for("/sia")) == searches + 2
+    assert sorted(i.kind for i in again) == ["download"] * 2 + ["search"] * 2
+    assert all(i.ok for i in again)
+    assert len(sky.completed) == 3 and all(n == 1 for n in sky.completed.values())
+
+
 async def test_targets_from_a_file_and_names(server: LocalServer, tmp_path: Path):
     MiniSky(server, per_search=1)
     listing = tmp_path / "targets.txt"

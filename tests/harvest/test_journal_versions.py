@@ -8,10 +8,12 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.harvest.minisky import MiniSky
 from tests.servers import LocalServer
-from voharvest import ClientConfig, HostPolicy, RetryPolicy, VOClient
-from voharvest.harvesting import JOURNAL_NAME, harvest, open_readonly
+from voharvest import ClientConfig, HostPolicy, ParameterError, RetryPolicy, VOClient
+from voharvest.harvesting import JOURNAL_NAME, HarvestOptions, harvest, open_readonly
 from voharvest.harvesting._journal import Journal
 from voharvest.harvesting._schema import MIGRATIONS
 from voharvest.harvesting.manifest import _MANIFEST_QUERY, manifest_rows
@@ -155,5 +157,37 @@ async def test_reading_a_journal_streams_with_a_small_cache_and_no_transient_ind
         assert list(rows) == []
         plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + _MANIFEST_QUERY))
         assert "AUTOMATIC" not in plan and "records_parent" in plan
+    finally:
+        db.close()
+
+
+async def test_an_old_journal_of_a_whole_degree_size_resumes_and_other_options_are_refused(
+    tmp_path: Path,
+):
+    # The first journals wrote HarvestOptions(size=1) as the int 1, and formats in the
+    # order given; today's view says 1.0 and sorts them.
+    first = (
+        '{"format": null, "formats": ["image/png", "image/fits"], "max_records": null, "size": 1}'
+    )
+    with sqlite3.connect(tmp_path / JOURNAL_NAME) as old:
+        old.executescript(OLD_SCHEMA.replace('{"size": 0.1}', first))
+    old.close()
+    same = HarvestOptions(size=1, keep_formats=["image/png", "image/fits"])
+    assert same.journal_view()["size"] == 1.0 and isinstance(same.journal_view()["size"], float)
+    journal = Journal(tmp_path)
+    await journal.open(same.journal_view())
+    await journal.close()
+    for other in (
+        HarvestOptions(size=1.01, keep_formats=["image/png", "image/fits"]),
+        HarvestOptions(size=1, keep_formats=["image/fits"]),
+        HarvestOptions(size=1, keep_formats=["image/png", "image/fits"], max_records=3),
+    ):
+        journal = Journal(tmp_path)
+        with pytest.raises(ParameterError, match="other options"):
+            await journal.open(other.journal_view())
+        await journal.close()
+    db = open_readonly(tmp_path)
+    try:  # what the first harvest wrote is kept
+        assert db.execute("SELECT value FROM meta WHERE key = 'options'").fetchone() == (first,)
     finally:
         db.close()

@@ -142,7 +142,7 @@ class DaskHarvest:
                     f"{self.store.url} was split with sky_cell={plan.get('sky_cell')}, "
                     f"not {self.sky_cell}"
                 )
-            if plan.get("options") != view:
+            if not self.options.resumes(plan.get("options")):
                 raise ParameterError(
                     f"{self.store.url} was harvested with other options: {plan.get('options')}"
                 )

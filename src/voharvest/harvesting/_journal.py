@@ -2,7 +2,8 @@
 
 Tables:
 
-- ``meta``: the harvest's options, so a resumed run can't silently change them;
+- ``meta``: the harvest's options, so a resumed run can't silently change them
+  (compared as values: :func:`._options.same_view`);
   what each service is and the folder its files go to (``services``); and the
   request rate each host's adaptive limiter ended at (``host_rates``), where a
   resumed run starts.
@@ -54,6 +55,7 @@ from .._exceptions import ParameterError, VOHarvestError
 from . import _operations as ops
 from ._batches import Batches, transaction
 from ._operations import FoundRecord, PendingRecord
+from ._options import same_view
 from ._schema import migrate
 
 __all__ = [
@@ -238,7 +240,7 @@ class Journal:
                 kept = ops.meta(self._db, "options")
                 if kept is None:
                     ops.set_meta(self._db, "options", wanted)
-            if kept is not None and kept != wanted:
+            if kept is not None and not same_view(json.loads(kept), json.loads(wanted)):
                 raise ParameterError(
                     f"{self.directory} holds a harvest with other options ({kept}); "
                     f"these are {wanted}. Use another output directory, or the same options."

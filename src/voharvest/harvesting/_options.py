@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -12,7 +14,7 @@ from .._checks import angle, count
 from .._exceptions import ParameterError, VOHarvestError
 from ..protocol.soda import Cutout
 
-__all__ = ["HarvestItem", "HarvestOptions", "HarvestTotals", "UnexpectedError"]
+__all__ = ["HarvestItem", "HarvestOptions", "HarvestTotals", "UnexpectedError", "same_view"]
 
 _NOT_GIVEN: Any = object()  # the deprecated keyword was not used
 
@@ -152,6 +154,61 @@ class HarvestOptions:
             }
             view["cutout_fallback"] = self.cutout_fallback
         return view
+
+    def resumes(self, kept: Any) -> bool:
+        """Whether a harvest journaled with the view ``kept`` is this one (:func:`same_view`)."""
+        return same_view(kept, self.journal_view())
+
+
+#: Numbers of two journal views are the same within this relative tolerance: far above the
+#: last bits a float loses on the way (ulps, ~1e-16), far below any angle a service tells
+#: apart (1e-9 of 0.2 deg is 0.7 micro-arcseconds).
+SAME_WITHIN = 1e-9
+
+
+def same_view(kept: Any, wanted: Any) -> bool:
+    """Whether two :meth:`HarvestOptions.journal_view` values ask for the same harvest.
+
+    ``kept`` is what a journal (or a plan) holds, read back from JSON. Compared
+    as values, not as text: angles are kept in degrees, and one angle given two
+    ways (``"111arcmin"`` and ``1.85``) can differ in the last bits of its float;
+    the first journals wrote a whole-degree size as an int (``1`` for ``1.0``)
+    and ``formats`` in the order given. So numbers are the same within
+    :data:`SAME_WITHIN` (whole numbers exactly), ``formats`` is a set, and
+    everything else must be equal.
+    """
+    if not isinstance(kept, Mapping) or not isinstance(wanted, Mapping):
+        return False
+    if kept.keys() != wanted.keys():
+        return False
+    for key, old in kept.items():
+        new = wanted[key]
+        if key == "formats" and _sequence(old) and _sequence(new):
+            if sorted(set(old)) != sorted(set(new)):
+                return False
+        elif not _same_value(old, new):
+            return False
+    return True
+
+
+def _sequence(value: Any) -> bool:
+    return isinstance(value, list | tuple)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _same_value(old: Any, new: Any) -> bool:
+    if _number(old) and _number(new):
+        if isinstance(old, int) and isinstance(new, int):
+            return bool(old == new)
+        return math.isclose(old, new, rel_tol=SAME_WITHIN)
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return old.keys() == new.keys() and all(_same_value(old[k], new[k]) for k in old)
+    if _sequence(old) and _sequence(new):
+        return len(old) == len(new) and all(map(_same_value, old, new))
+    return type(old) is type(new) and bool(old == new)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,12 @@
 
 :func:`registry_answer` is not an ADQL engine: it recognises the constraints
 voharvest and pyvo write (standard ids, waveband, keywords, ivoid, TOP,
-MAXREC) and answers the resources that meet them in voharvest's aggregated
-row layout. :func:`sesame_answer` answers a name as the CDS Sesame XML does.
+MAXREC) and answers the resources that meet them, one row each, with the
+columns the query selects (:func:`answer_columns`): RegTAP 1.1 ``rr.resource``
+columns and the interface aggregates of voharvest (``interfaces``) and pyvo
+(``access_urls``, ...), as :func:`resource_values` gives them. The farm's other
+registries answer the same way. :func:`sesame_answer` answers a name as the CDS
+Sesame XML does.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
+from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR, RESOURCE_COLUMNS
 from ._catalogue import resolve_name
-from ._votables import REGISTRY_FIELDS, Field, error_votable, table_votable
+from ._votables import Field, error_votable, table_votable
 
 __all__ = [
     "RegistryEntry",
+    "answer_columns",
+    "answer_fields",
     "registry_answer",
     "registry_table",
+    "resource_values",
     "sesame_answer",
     "sync_query",
     "sync_request_refused",
@@ -29,6 +36,93 @@ __all__ = [
 SIA1_ID = "ivo://ivoa.net/std/sia"
 SIA2_ID = "ivo://ivoa.net/std/sia#query-2.0"
 TAP_ID = "ivo://ivoa.net/std/tap"
+
+
+#: What a farm registry answers when it can't read the SELECT list (or for ``*``):
+#: voharvest's layout (:func:`voharvest.protocol.regtap.build_query`).
+DEFAULT_COLUMNS = (*RESOURCE_COLUMNS, "interfaces")
+
+#: The rr.resource columns every resource of a farm registry has alike.
+_COMMON = {
+    "content_level": "research",
+    "created": "2025-01-01T00:00:00",
+    "updated": "2025-01-01T00:00:00",
+    "rights": "public",
+    "content_type": "survey",
+    "source_format": None,
+    "source_value": None,
+    "region_of_regard": None,
+}
+
+#: pyvo's separator in its parallel aggregates (``pyvo.registry.regtap.TOKEN_SEP``).
+_PYVO_SEPARATOR = ":::py VO sep:::"
+
+#: One interface: (standard_id, intf_type, intf_role, std_version, access_url,
+#: cap_description), the order of voharvest's ``interfaces`` aggregate.
+InterfaceRow = tuple[str, str, str, str, str, str]
+
+
+def resource_values(
+    resource: Mapping[str, object], interfaces: Sequence[InterfaceRow]
+) -> dict[str, object]:
+    """Every column a farm registry can answer for one resource, by name.
+
+    ``resource``: its own rr.resource values (``ivoid``, ``res_title``, ...),
+    over the ones all resources share; ``interfaces``: the ones the query
+    asks for, aggregated as voharvest (``interfaces``) and pyvo
+    (``access_urls``, ``standard_ids``, ...) aggregate them.
+    """
+    values: dict[str, object] = {**_COMMON, **resource}
+    values["interfaces"] = INTERFACE_SEPARATOR.join(FIELD_SEPARATOR.join(i) for i in interfaces)
+    for index, name in enumerate(
+        ("standard_ids", "intf_types", "intf_roles", None, "access_urls", "cap_descriptions")
+    ):
+        if name is not None:
+            values[name] = _PYVO_SEPARATOR.join(i[index] for i in interfaces)
+    return values
+
+
+def select_items(query: str) -> list[tuple[str, str]]:
+    """(expression, name) of each item of the outer SELECT list, names in lower case."""
+    match = re.match(
+        r"\s*SELECT\s+(?:TOP\s+\d+\s+)?(?:DISTINCT\s+)?(.*?)\bFROM\b",
+        query,
+        re.IGNORECASE | re.DOTALL,
+    )
+    if match is None:
+        return []
+    items: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for char in match.group(1):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    out = []
+    for item in (i.strip() for i in items if i.strip()):
+        alias = re.search(r"\s+AS\s+(\w+)\s*$", item, re.IGNORECASE)
+        expression = item[: alias.start()].strip() if alias else item
+        name = alias.group(1) if alias else expression.rsplit(".", 1)[-1]
+        out.append((expression, name.lower()))
+    return out
+
+
+def answer_columns(query: str, default: Sequence[str] = DEFAULT_COLUMNS) -> list[str]:
+    """The columns a query selects, in its order; ``default`` for ``SELECT *`` (or none read)."""
+    names = [name for _, name in select_items(query)]
+    return list(default) if not names or "*" in names else names
+
+
+def answer_fields(names: Sequence[str]) -> list[Field]:
+    """The FIELDs of ``names``: text, but ``region_of_regard`` (a REAL in RegTAP 1.1)."""
+    return [Field(n, "double" if n == "region_of_regard" else "char") for n in names]
 
 
 @dataclass(frozen=True)
@@ -45,23 +139,23 @@ class RegistryEntry:
     reference_url: str = ""
     creator: str = "voharvest embedded sky"
 
-    def row(self, wanted: Sequence[tuple[str, str, str]]) -> tuple[str, ...]:
-        aggregated = INTERFACE_SEPARATOR.join(
-            FIELD_SEPARATOR.join((standard, "vs:paramhttp", "std", version, url, self.title))
+    def values(self, wanted: Sequence[tuple[str, str, str]]) -> dict[str, object]:
+        """Its columns (:func:`resource_values`) with the ``wanted`` interfaces."""
+        own = {
+            "ivoid": self.ivoid,
+            "res_type": "vs:catalogservice",
+            "short_name": self.short_name,
+            "res_title": self.title,
+            "res_description": self.description,
+            "reference_url": self.reference_url,
+            "creator_seq": self.creator,
+            "waveband": "#".join(self.waveband),
+        }
+        interfaces = [
+            (standard, "vs:paramhttp", "std", version, url, self.title)
             for standard, version, url in wanted
-        )
-        return (
-            self.ivoid,
-            "vs:catalogservice",
-            self.short_name,
-            self.title,
-            self.description,
-            self.reference_url,
-            self.creator,
-            "survey",
-            "#".join(self.waveband),
-            aggregated,
-        )
+        ]
+        return resource_values(own, interfaces)
 
 
 _LITERAL = r"'((?:[^']|'')*)'"
@@ -103,7 +197,7 @@ def registry_table(
     query: str,
     params: Mapping[str, str],
     *,
-    fields: Sequence[Field] = REGISTRY_FIELDS,
+    fields: Sequence[Field],
 ) -> tuple[int, bytes]:
     """The RegTAP answer of ``rows``: cut to the query's TOP, then to MAXREC (an
     OVERFLOW when MAXREC cut it), as a registry of ours answers."""
@@ -178,14 +272,16 @@ def registry_answer(
     query = params.get("QUERY", "")
     if "rr." not in query.lower():
         return 400, error_votable("this TAP service holds only the RegTAP tables (rr.*)")
+    names = answer_columns(query)
     rows = []
     for entry in entries:
         if not _matches(entry, query):
             continue
         wanted = _wanted_interfaces(entry, query)
         if wanted:
-            rows.append(entry.row(wanted))
-    return registry_table(rows, query, params)
+            values = entry.values(wanted)
+            rows.append([values.get(name) for name in names])
+    return registry_table(rows, query, params, fields=answer_fields(names))
 
 
 def sesame_answer(name: str) -> bytes:

@@ -12,9 +12,14 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR
 from ._config import IMAGE_FORMATS
-from ._registry import registry_table, sync_query
+from ._registry import (
+    answer_columns,
+    answer_fields,
+    registry_table,
+    resource_values,
+    sync_query,
+)
 from ._sky import TILE_DEG, Sky, Tile, search_tiles
 from ._votables import (
     SIA1_FIELDS,
@@ -346,7 +351,8 @@ def _interfaces(host: FarmHost, query: str) -> list[tuple[str, str, str, str, st
     return [interface for interface in interfaces if wanted[interface[0]]]
 
 
-def _resource_row(host: FarmHost, query: str) -> tuple[str, ...] | None:
+def _resource_values(host: FarmHost, query: str) -> dict[str, object] | None:
+    """The host's columns with the interfaces the query asks for (None: it asks for none)."""
     interfaces = _interfaces(host, query)
     if not interfaces:
         return None
@@ -355,23 +361,23 @@ def _resource_row(host: FarmHost, query: str) -> tuple[str, ...] | None:
         "sia2": f"SIA 2.0 (ObsCore) images of VOFarm host {host.index}",
         "tap": f"TAP endpoint of VOFarm host {host.index}",
     }
-    aggregated = INTERFACE_SEPARATOR.join(
-        FIELD_SEPARATOR.join((*fields, descriptions[kind])) for kind, *fields in interfaces
-    )
     band = host.config.waveband.lower()
-    return (
-        host.ivoid,
-        "vs:catalogservice",
-        f"VOFarm{host.index}",
-        host.title,
-        f"Simulated {band} images of a synthetic sky, served by VOFarm host {host.index} "
-        f"at {host.base_url} (SIA 1.0, SIA 2.0).",
-        host.base_url + "/",
-        "VOFarm",
-        "survey",
-        band,
-        aggregated,
-    )
+    own = {
+        "ivoid": host.ivoid,
+        "res_type": "vs:catalogservice",
+        "short_name": f"VOFarm{host.index}",
+        "res_title": host.title,
+        "res_description": f"Simulated {band} images of a synthetic sky, served by VOFarm "
+        f"host {host.index} at {host.base_url} (SIA 1.0, SIA 2.0).",
+        "reference_url": host.base_url + "/",
+        "creator_seq": "VOFarm",
+        "waveband": band,
+    }
+    rows = [
+        (std, intf_type, role, version, url, descriptions[kind])
+        for kind, std, intf_type, role, version, url in interfaces
+    ]
+    return resource_values(own, rows)
 
 
 def _matches(host: FarmHost, query: str) -> bool:
@@ -401,9 +407,10 @@ def registry_answer(farm: VOFarm, params: Mapping[str, str]) -> Answer:
     query, refused = sync_query(params)
     if refused is not None:
         return refused
+    names = answer_columns(query)
     rows = []
     for host in farm.hosts:
-        row = _resource_row(host, query) if _matches(host, query) else None
-        if row is not None:
-            rows.append(row)
-    return registry_table(rows, query, params)
+        values = _resource_values(host, query) if _matches(host, query) else None
+        if values is not None:
+            rows.append([values.get(name) for name in names])
+    return registry_table(rows, query, params, fields=answer_fields(names))

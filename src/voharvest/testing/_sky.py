@@ -19,7 +19,6 @@ from functools import cache, lru_cache
 from typing import ClassVar
 
 import numpy as np
-from astropy.io import fits
 
 __all__ = [
     "TILE_DEG",
@@ -164,6 +163,8 @@ def _date(mjd: float) -> str:
 
 @lru_cache(maxsize=512)
 def _fits_header(tile: Tile, naxis1: int, naxis2: int, bitpix: int) -> bytes:
+    from astropy.io import fits  # only where a FITS header is built: the farm loads without it
+
     scale = TILE_DEG / max(naxis1, naxis2)
     header = fits.Header()
     cards: list[tuple[str, object, str]] = [

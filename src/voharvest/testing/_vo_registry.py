@@ -8,10 +8,12 @@ answers a query on one of three tables, told apart by the outer ``FROM``:
 - ``rr.relationship``: one row per ``isservedby`` relationship (``ivoid``,
   ``related_id``, ``relationship_type``, ``related_name``).
 - otherwise, resources (``rr.resource``, ``rr.capability``, ``rr.interface``,
-  ``rr.res_table``): in pyvo's layout when the query aggregates ``access_urls``
-  (``pyvo.registry.search``), in voharvest's when it aggregates ``interfaces``,
-  else one row per (resource, interface) with the plain columns it selects
-  (``ivoid``, ``access_url``, ``standard_id``, ``table_name``, ...).
+  ``rr.res_table``): one row per resource when the query aggregates the
+  interfaces (voharvest's ``interfaces``, pyvo's ``access_urls``, ...), else one
+  row per (resource, interface) with the plain columns it selects (``ivoid``,
+  ``access_url``, ``standard_id``, ``table_name``, ...).
+
+Every answer has the columns the query selects, in its order.
 
 Constraints recognised, all AND-ed: ``standard_id`` ``=``/``IN``/``LIKE``
 (which interfaces; none named: all), ``table_utype LIKE`` (resources with an
@@ -34,18 +36,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..protocol.regtap import FIELD_SEPARATOR, INTERFACE_SEPARATOR, RESOURCE_COLUMNS
 from ._footprints import moc_of_disc
-from ._registry import registry_table
+from ._registry import (
+    DEFAULT_COLUMNS,
+    answer_columns,
+    answer_fields,
+    registry_table,
+    resource_values,
+)
 from ._vo import OBSCORE_UTYPE, STANDARD_IDS, FarmService
-from ._votables import REGISTRY_FIELDS, Field, error_votable
+from ._votables import Field, error_votable
 
 if TYPE_CHECKING:
     from ._farm import FarmHost, VOFarm
 
 __all__ = ["MocField", "vo_registry_answer"]
 
-_PYVO_SEPARATOR = ":::py VO sep:::"
 _VERSIONS = {"sia1": "1.0", "sia2": "2.0", "obscore": "1.1"}
 _LITERAL = r"'((?:[^']|'')*)'"
 _LIST = r"\(\s*('(?:[^']|'')*'(?:\s*,\s*'(?:[^']|'')*')*)\s*\)"
@@ -91,38 +97,6 @@ def _outer_from(query: str) -> str:
     """The first table of the outermost FROM, lower case."""
     match = re.search(r"\bFROM\s+([\w.\"]+)", query, re.IGNORECASE)
     return match.group(1).strip('"').lower() if match else ""
-
-
-def _select_items(query: str) -> list[tuple[str, str]]:
-    """(expression, name) of each item of the outer SELECT list."""
-    match = re.match(
-        r"\s*SELECT\s+(?:TOP\s+\d+\s+)?(?:DISTINCT\s+)?(.*?)\bFROM\b",
-        query,
-        re.IGNORECASE | re.DOTALL,
-    )
-    if match is None:
-        return []
-    items: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for char in match.group(1):
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        if char == "," and depth == 0:
-            items.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    items.append("".join(current))
-    out = []
-    for item in (i.strip() for i in items if i.strip()):
-        alias = re.search(r"\s+AS\s+(\w+)\s*$", item, re.IGNORECASE)
-        expression = item[: alias.start()].strip() if alias else item
-        name = alias.group(1) if alias else expression.rsplit(".", 1)[-1]
-        out.append((expression, name.lower()))
-    return out
 
 
 def _upload_joins(query: str) -> list[tuple[str, str, str]]:
@@ -238,52 +212,20 @@ def _resource_values(farm: VOFarm, service: FarmService) -> dict[str, object]:
         "res_type": service.res_type,
         "short_name": service.key.replace("/", "-")[:16],
         "res_title": service.title,
-        "content_level": "research",
         "res_description": _description(service, host),
         "reference_url": host.base_url + "/",
         "creator_seq": "VOFarm",
-        "created": "2025-01-01T00:00:00",
-        "updated": "2025-01-01T00:00:00",
-        "rights": "public",
-        "content_type": "survey",
-        "source_format": None,
-        "source_value": None,
-        "region_of_regard": None,
         "waveband": site.waveband if site is not None else "optical",
     }
 
 
-# The columns a registry answers with are the ones the client asks for.
-_PYVO_COLUMNS = RESOURCE_COLUMNS
-_PYVO_FIELDS = (
-    *(Field(name, "double" if name == "region_of_regard" else "char") for name in _PYVO_COLUMNS),
-    *(
-        Field(name)
-        for name in ("access_urls", "standard_ids", "intf_types", "intf_roles", "cap_descriptions")
-    ),
-)
-
-
-def _pyvo_row(values: dict[str, object], wanted: list[Any], service: FarmService) -> list[object]:
-    row = [values[name] for name in _PYVO_COLUMNS]
-    row += [
-        _PYVO_SEPARATOR.join(url for _, _, _, url in wanted),
-        _PYVO_SEPARATOR.join(std for _, std, _, _ in wanted),
-        _PYVO_SEPARATOR.join("vs:paramhttp" for _ in wanted),
-        _PYVO_SEPARATOR.join("std" for _ in wanted),
-        _PYVO_SEPARATOR.join(f"{service.title} ({kind})" for kind, _, _, _ in wanted),
+def _aggregated_values(farm: VOFarm, service: FarmService, wanted: list[Any]) -> dict[str, object]:
+    """The resource's columns with its ``wanted`` interfaces aggregated (one row per resource)."""
+    interfaces = [
+        (std, "vs:paramhttp", "std", version, url, f"{service.title} ({kind})")
+        for kind, std, version, url in wanted
     ]
-    return row
-
-
-def _voharvest_row(
-    values: dict[str, object], wanted: list[Any], service: FarmService
-) -> list[object]:
-    aggregated = INTERFACE_SEPARATOR.join(
-        FIELD_SEPARATOR.join((std, "vs:paramhttp", "std", version, url, service.title))
-        for _, std, version, url in wanted
-    )
-    return [values[f.name] for f in REGISTRY_FIELDS[:-1]] + [aggregated]
+    return resource_values(_resource_values(farm, service), interfaces)
 
 
 def _flat_value(
@@ -303,7 +245,7 @@ def _flat_value(
         "table_utype": OBSCORE_UTYPE if obscore else None,
         "table_type": "output" if obscore else None,
     }
-    return {**values, **extra}.get(name)
+    return {**resource_values(values, []), **extra}.get(name)
 
 
 # --- the answer ---------------------------------------------------------------------------------
@@ -349,34 +291,21 @@ def _resources(
 ) -> tuple[Sequence[Field], list[Any]]:
     vo = farm.vo
     assert vo is not None
-    items = _select_items(query)
-    names = [name for _, name in items]
+    names = answer_columns(query)
     passing = [s for s in vo.services if _resource_passes(farm, s, query, uploads)]
-    if "access_urls" in names:
-        fields: Sequence[Field] = _PYVO_FIELDS
-        make = _pyvo_row
-    elif "interfaces" in names:
-        fields, make = REGISTRY_FIELDS, _voharvest_row
+    rows = []
+    if {"interfaces", "access_urls"} & set(names) or names == list(DEFAULT_COLUMNS):
+        for service in passing:
+            wanted = _wanted(_interfaces(farm, service), query)
+            if wanted:
+                values = _aggregated_values(farm, service, wanted)
+                rows.append([values.get(name) for name in names])
     else:
-        fields = [Field(name) for name in names]
-        rows = []
         for service in passing:
             values = _resource_values(farm, service)
             for interface in _wanted(_interfaces(farm, service), query):
                 rows.append([_flat_value(n, values, interface, service) for n in names])
-        return fields, rows
-    rows = []
-    for service in passing:
-        wanted = _wanted(_interfaces(farm, service), query)
-        if wanted:
-            rows.append(make(_resource_values(farm, service), wanted, service))
-    return fields, rows
-
-
-def _columns(query: str, everything: list[str]) -> list[str]:
-    """The column names a query selects; ``everything`` for ``SELECT *`` (or none named)."""
-    names = [name for _, name in _select_items(query)]
-    return everything if names == ["*"] or not names else names
+    return answer_fields(names), rows
 
 
 def _coverage(
@@ -384,7 +313,7 @@ def _coverage(
 ) -> tuple[Sequence[Field], list[Any]]:
     vo = farm.vo
     assert vo is not None
-    names = _columns(query, ["ivoid", "coverage"])
+    names = answer_columns(query, ["ivoid", "coverage"])
     fields = [
         MocField(n, xtype="moc", ucd="pos.outline;obs") if n == "coverage" else Field(n)
         for n in names
@@ -414,7 +343,7 @@ def _relationships(
 ) -> tuple[Sequence[Field], list[Any]]:
     vo = farm.vo
     assert vo is not None
-    names = _columns(query, ["ivoid", "relationship_type", "related_id", "related_name"])
+    names = answer_columns(query, ["ivoid", "relationship_type", "related_id", "related_name"])
     types = _listed("relationship_type", query)
     ivoids = _listed("ivoid", query)
     related = _listed("related_id", query)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
 __all__ = [
-    "REGISTRY_FIELDS",
     "SIA1_FIELDS",
     "SIA2_FIELDS",
     "Field",
@@ -113,23 +112,6 @@ SIA2_FIELDS = (
     Field("o_ucd", ucd="meta.ucd"),
     Field("facility_name", ucd="meta.id;instr.tel"),
     Field("instrument_name", ucd="meta.id;instr"),
-)
-
-# RegTAP rows in voharvest's aggregated layout (see protocol.regtap.build_query).
-REGISTRY_FIELDS = tuple(
-    Field(name)
-    for name in (
-        "ivoid",
-        "res_type",
-        "short_name",
-        "res_title",
-        "res_description",
-        "reference_url",
-        "creator_seq",
-        "content_type",
-        "waveband",
-        "interfaces",
-    )
 )
 
 
