@@ -334,6 +334,12 @@ def _offline(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; ``argv`` None: this process's own arguments (``sys.argv``),
+    and the process is the command line's (see :mod:`voharvest.cli._process`)."""
+    if argv is None:
+        from ._process import cap_malloc_arenas
+
+        cap_malloc_arenas()
     try:
         return _main(argv)
     except BrokenPipeError:
