@@ -148,6 +148,9 @@ async def test_reading_a_journal_streams_with_a_small_cache_and_no_transient_ind
     DataLink join uses the journal's own index, not one built for the query."""
     journal = Journal(tmp_path)
     await journal.open({"size": 0.1})
+    assert journal._db is not None
+    (writing,) = journal._db.execute("PRAGMA cache_size").fetchone()
+    assert -1024 <= writing < 0  # the writer's too: its working set is the B-trees' paths
     await journal.close()
     db = open_readonly(tmp_path)
     try:

@@ -78,10 +78,17 @@ class JournalError(VOHarvestError):
     """The journal can't be opened or written (corrupt, in use by another harvest, disk full)."""
 
 
+#: KiB of page cache of the journal's writing connection (SQLite's default is 2,000).
+_WRITE_CACHE_KIB = 512
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
+    # The harvest appends and updates recent rows: a small page cache holds the
+    # B-trees' working paths (the file itself stays in the system's cache).
+    connection.execute(f"PRAGMA cache_size = -{_WRITE_CACHE_KIB}")
     return connection
 
 
