@@ -337,9 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line; ``argv`` None: this process's own arguments (``sys.argv``),
     and the process is the command line's (see :mod:`voharvest.cli._process`)."""
     if argv is None:
-        from ._process import cap_malloc_arenas
+        from ._process import tune_malloc
 
-        cap_malloc_arenas()
+        tune_malloc()
     try:
         return _main(argv)
     except BrokenPipeError:
