@@ -124,3 +124,24 @@ async def test_the_stricter_policy_wins_when_two_partitions_disagree():
     await book.acquire(ORIGIN, 2, 4.0, holder="b")
     report = book.report()[ORIGIN]
     assert report["concurrency"] == 2 and report["rate"] == pytest.approx(4.0)
+
+
+def test_a_partition_broken_by_a_lost_scheduler_says_so_whatever_broke_first() -> None:
+    """The cluster died: the error a partition met first may be a worker's connection
+    (distributed's CommClosedError, an OSError); once the client has noticed its
+    scheduler is gone, the partition's error says the scheduler is lost."""
+    import threading
+    import types
+
+    from voharvest.dask._driver import DaskHarvest
+
+    client = types.SimpleNamespace(status="running")
+    harvest = DaskHarvest.__new__(DaskHarvest)
+    harvest.client = client
+    assert not harvest._scheduler_lost(ValueError("not a connection"))
+    later = threading.Timer(0.2, lambda: setattr(client, "status", "connecting"))
+    later.start()
+    assert harvest._scheduler_lost(ConnectionResetError("stream is closed"))
+    later.join()
+    client.status = "running"
+    assert not harvest._scheduler_lost(KeyError("x"))

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,8 +239,9 @@ class DaskHarvest:
                 except VOHarvestError as error:
                     result = PartitionResult(index, error=error)
                 except Exception as exc:
+                    lost = " (the cluster's scheduler is lost)" if self._scheduler_lost(exc) else ""
                     failure = PartitionError(
-                        f"partition {index} failed: {type(exc).__name__}: {exc}"
+                        f"partition {index} failed{lost}: {type(exc).__name__}: {exc}"
                     )
                     failure.__cause__ = exc
                     result = PartitionResult(index, error=failure)
@@ -250,6 +252,19 @@ class DaskHarvest:
         if self.gate:
             self.ledger = self._ledger_report()
         self.manifest = self._combine(count)
+
+    def _scheduler_lost(self, exc: BaseException) -> bool:
+        """Whether the client has lost its scheduler (it is reconnecting, or gave up):
+        a partition's error then says so, whatever connection broke first. After a
+        broken connection the client is given a moment to notice a dead scheduler."""
+        patience = _NOTICE_SECONDS if _is_broken_connection(exc) else 0.0
+        deadline = time.monotonic() + patience
+        while True:
+            if str(getattr(self.client, "status", "running")) not in ("running", "newly-created"):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def _ledger_report(self) -> dict[str, dict[str, Any]]:
         """The ledger's counters; none if the scheduler is gone (the partitions say so)."""
@@ -315,6 +330,15 @@ class DaskHarvest:
         store.fs.mv(partial, target)
         store.fs.mv(vot_partial, vot_target)
         return target
+
+
+#: Seconds a client is given to notice its scheduler is gone after a broken connection.
+_NOTICE_SECONDS = 2.0
+
+
+def _is_broken_connection(exc: BaseException) -> bool:
+    """A connection that broke (distributed's CommClosedError is an OSError)."""
+    return isinstance(exc, OSError | EOFError)
 
 
 def _ledger_report(dask_scheduler: Any) -> dict[str, dict[str, Any]]:
