@@ -59,6 +59,10 @@ SCRIPT = textwrap.dedent(
         block = bytearray(600 << 10)
         mapped = libc.mallinfo2().hblks - before
         del block
+    if not hasattr(libc, "malloc_info"):  # (not glibc: nothing counted, the test skips)
+        open(out, "w").close()
+        open(out + ".mapped", "w").write(str(mapped))
+        sys.exit(0)
     libc.fopen.restype = ctypes.c_void_p
     libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
