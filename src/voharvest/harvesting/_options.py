@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .._checks import angle, count
+from .._checks import angle, count, is_number
 from .._exceptions import ParameterError, VOHarvestError
 from ..protocol.soda import Cutout
 
@@ -195,12 +195,8 @@ def _sequence(value: Any) -> bool:
     return isinstance(value, list | tuple)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _same_value(old: Any, new: Any) -> bool:
-    if _number(old) and _number(new):
+    if is_number(old) and is_number(new):
         if isinstance(old, int) and isinstance(new, int):
             return bool(old == new)
         return math.isclose(old, new, rel_tol=SAME_WITHIN)
