@@ -29,25 +29,6 @@ __all__ = [
     "write_manifest",
 ]
 
-MANIFEST_COLUMNS = (
-    "service",
-    "target",
-    "url",
-    "title",
-    "format",
-    "ra",
-    "dec",
-    "announced_size",
-    "state",
-    "path",
-    "bytes",
-    "error",
-    "mode",
-    "region",
-    "via",
-    "preview",
-)
-
 
 @dataclass
 class ServiceStatus:
@@ -182,9 +163,9 @@ class Column:
     def field(self) -> str:
         """The FIELD element, indented for the TABLE."""
         size = ' arraysize="*"' if self.datatype == "unicodeChar" else ""
-        unit = f' unit="{xml_escape(self.unit)}"' if self.unit else ""
-        ucd = f' ucd="{xml_escape(self.ucd)}"' if self.ucd else ""
-        name = xml_escape(self.name, {'"': "&quot;"})
+        unit = f' unit="{_attribute(self.unit)}"' if self.unit else ""
+        ucd = f' ucd="{_attribute(self.ucd)}"' if self.ucd else ""
+        name = _attribute(self.name)
         about = (
             f"\n    <DESCRIPTION>{xml_escape(self.description)}</DESCRIPTION>\n   "
             if self.description
@@ -207,6 +188,11 @@ class Column:
         except (ValueError, TypeError, OverflowError):
             return "<TD/>"  # a CSV cell that isn't a number (not one we wrote): null
         return f"<TD>{xml_escape(_NOT_XML.sub(chr(0xFFFD), str(value)))}</TD>"
+
+
+def _attribute(text: str) -> str:
+    """``text`` for an XML attribute's double quotes."""
+    return xml_escape(text, {'"': "&quot;"})
 
 
 _SIZE = "phys.size;meta.file"  # (ObsCore's access_estsize)
@@ -234,6 +220,8 @@ HARVEST_COLUMNS: dict[str, Column] = {
         Column("preview", ucd="meta.ref.url", description="A preview the service announced"),
     )
 }
+#: The harvest manifest's columns, in the order of the journal query's (and the CSV's).
+MANIFEST_COLUMNS = tuple(name for name in HARVEST_COLUMNS if name != "partition")
 _NAMESPACE = "http://www.ivoa.net/xml/VOTable/v1.3"
 
 
